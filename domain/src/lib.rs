@@ -5,9 +5,21 @@
 //! Time and random bytes come in as arguments, so every rule is testable as a table.
 
 mod actor;
+pub mod credential;
+mod error;
+pub mod event;
 mod ids;
+pub mod machine_token;
+pub mod names;
+pub mod organization;
+pub mod personal_token;
+pub mod policy;
 pub mod token;
+pub mod usage;
 pub mod values;
 
 pub use actor::{Actor, ActorKind, RequestMeta};
+pub use credential::{CredentialKind, Flag, FlagReason, Status};
+pub use error::DomainError;
+pub use event::{DomainEvent, SCHEMA_VERSION};
 pub use ids::{CredentialId, EventId, InvalidId, MemberId, OrgId, ProjectId};

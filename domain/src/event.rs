@@ -1,0 +1,67 @@
+//! Every event type of the ledger, decoded from its recorded type name and payload.
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::{machine_token, organization, personal_token, usage};
+
+/// The version of every payload schema this release writes. A payload whose schema changes
+/// gets a new version and an upcaster here.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// A recorded event of any aggregate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DomainEvent {
+    Organization(organization::Event),
+    PersonalToken(personal_token::Event),
+    MachineToken(machine_token::Event),
+    Usage(usage::Event),
+}
+
+/// An event type this release does not know, or a payload that does not match its type.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// The type is written by a newer release or by a component this one does not have;
+    /// readers skip it.
+    #[error("unknown event type `{0}`")]
+    UnknownType(String),
+    /// The payload does not match the schema of its type: the log or the writer is broken.
+    #[error("payload of `{event_type}` does not match its schema: {source}")]
+    BadPayload { event_type: String, source: serde_json::Error },
+}
+
+impl DomainEvent {
+    pub fn decode(event_type: &str, payload: &serde_json::Value) -> Result<Self, DecodeError> {
+        if organization::Event::TYPES.contains(&event_type) {
+            decode_as(event_type, payload).map(Self::Organization)
+        } else if personal_token::Event::TYPES.contains(&event_type) {
+            decode_as(event_type, payload).map(Self::PersonalToken)
+        } else if machine_token::Event::TYPES.contains(&event_type) {
+            decode_as(event_type, payload).map(Self::MachineToken)
+        } else if usage::Event::TYPES.contains(&event_type) {
+            decode_as(event_type, payload).map(Self::Usage)
+        } else {
+            Err(DecodeError::UnknownType(event_type.to_owned()))
+        }
+    }
+}
+
+fn decode_as<E: DeserializeOwned>(
+    event_type: &str,
+    payload: &serde_json::Value,
+) -> Result<E, DecodeError> {
+    let tagged = serde_json::json!({ "type": event_type, "payload": payload });
+    serde_json::from_value(tagged)
+        .map_err(|source| DecodeError::BadPayload { event_type: event_type.to_owned(), source })
+}
+
+/// Splits an aggregate's event into the type name and payload the store records.
+pub fn encode<E: Serialize>(event: &E) -> Result<(String, serde_json::Value), serde_json::Error> {
+    if let serde_json::Value::Object(mut map) = serde_json::to_value(event)? {
+        if let Some(serde_json::Value::String(event_type)) = map.remove("type") {
+            let payload = map.remove("payload").unwrap_or(serde_json::Value::Null);
+            return Ok((event_type, payload));
+        }
+    }
+    Err(serde::ser::Error::custom("an event serialises as {\"type\", \"payload\"}"))
+}

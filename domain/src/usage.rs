@@ -1,0 +1,86 @@
+//! Usage events: every use of a credential and every denied attempt. They go to a stream per
+//! credential (`usage-{id}`), apart from the lifecycle stream, so heavy use never conflicts with
+//! lifecycle commands. Usage is a recorded fact, not a decision: there is no decider.
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::credential::CredentialKind;
+use crate::policy::DenyReason;
+use crate::values::Scopes;
+use crate::{CredentialId, OrgId};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "payload")]
+pub enum Event {
+    CredentialUsed(CredentialUsed),
+    CredentialAccessDenied(CredentialAccessDenied),
+    AccessTokenIssued(AccessTokenIssued),
+}
+
+impl Event {
+    pub const TYPES: [&'static str; 3] =
+        ["CredentialUsed", "CredentialAccessDenied", "AccessTokenIssued"];
+}
+
+pub fn stream(id: CredentialId) -> String {
+    format!("usage-{id}")
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CredentialUsed {
+    pub credential_id: CredentialId,
+    pub kind: CredentialKind,
+    pub org_id: Option<OrgId>,
+    pub method: String,
+    /// The route template (`/v1/machine-tokens/:orgId`), not the concrete path.
+    pub route: String,
+    pub ip: String,
+    pub user_agent: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+}
+
+/// Denials are coalesced: at most one event per credential, reason and second, with a count.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CredentialAccessDenied {
+    pub credential_id: CredentialId,
+    pub kind: CredentialKind,
+    pub org_id: Option<OrgId>,
+    pub reason: DenyReason,
+    pub count: u32,
+    pub method: String,
+    pub route: String,
+    pub ip: String,
+    pub user_agent: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AccessTokenIssued {
+    pub credential_id: CredentialId,
+    pub kind: CredentialKind,
+    pub org_id: Option<OrgId>,
+    pub jti: String,
+    pub scopes: Scopes,
+    #[serde(with = "time::serde::rfc3339")]
+    pub expires_at: OffsetDateTime,
+    pub ip: String,
+    pub user_agent: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+}
+
+impl Event {
+    pub fn credential_id(&self) -> CredentialId {
+        match self {
+            Self::CredentialUsed(e) => e.credential_id,
+            Self::CredentialAccessDenied(e) => e.credential_id,
+            Self::AccessTokenIssued(e) => e.credential_id,
+        }
+    }
+}
