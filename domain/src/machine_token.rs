@@ -24,7 +24,8 @@ pub const MAX_EXPIRY_DAYS: u32 = 3650;
 pub const MAX_ROLL_GRACE: Duration = Duration::hours(24);
 
 /// A machine token as its events left it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct MachineToken {
     pub id: CredentialId,
     pub org_id: OrgId,
@@ -37,7 +38,9 @@ pub struct MachineToken {
     pub secret_hash: TokenDigest,
     pub token_prefix: TokenPrefix,
     pub status: Status,
+    #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
     pub expires_at: Option<OffsetDateTime>,
     /// Kept so that rolling an expired token gives the new value the same lifetime.
     pub lifetime_days: Option<u32>,

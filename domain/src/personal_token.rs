@@ -15,7 +15,8 @@ use crate::{CredentialId, MemberId, OrgId};
 const AGGREGATE: &str = "personal token";
 pub const MAX_EXPIRY_DAYS: u32 = 3650;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct PersonalToken {
     pub id: CredentialId,
     /// `None` for the server-admin PAT.
@@ -26,7 +27,9 @@ pub struct PersonalToken {
     pub token_prefix: TokenPrefix,
     pub server_admin: bool,
     pub status: Status,
+    #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
     pub expires_at: Option<OffsetDateTime>,
 }
 

@@ -1,0 +1,102 @@
+//! A credential of any kind as the read models and the hot index see it: the domain's aggregate
+//! state, and the authentication view derived from it.
+
+use credledger_domain::machine_token::{self, MachineToken};
+use credledger_domain::personal_token::{self, PersonalToken};
+use credledger_domain::policy::{CredentialView, Presented};
+use credledger_domain::token::TokenDigest;
+use credledger_domain::values::{Conditions, Scopes};
+use credledger_domain::{CredentialId, CredentialKind, Status};
+use serde::{Deserialize, Serialize};
+
+/// The aggregate state of one credential, stored as JSON in its inventory row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "state", rename_all = "snake_case")]
+pub enum Credential {
+    PersonalToken(Box<PersonalToken>),
+    MachineToken(Box<MachineToken>),
+}
+
+impl Credential {
+    pub fn id(&self) -> CredentialId {
+        match self {
+            Self::PersonalToken(t) => t.id,
+            Self::MachineToken(t) => t.id,
+        }
+    }
+
+    pub fn kind(&self) -> CredentialKind {
+        match self {
+            Self::PersonalToken(_) => CredentialKind::PersonalToken,
+            Self::MachineToken(_) => CredentialKind::MachineToken,
+        }
+    }
+
+    pub fn view(&self) -> CredentialView {
+        match self {
+            Self::PersonalToken(t) => CredentialView {
+                id: t.id,
+                kind: CredentialKind::PersonalToken,
+                org_id: t.org_id,
+                owner: t.member_id,
+                project_id: None,
+                status: t.status,
+                expires_at: t.expires_at,
+                scopes: Scopes::all(),
+                conditions: Conditions::none(),
+                server_admin: t.server_admin,
+            },
+            Self::MachineToken(t) => CredentialView {
+                id: t.id,
+                kind: CredentialKind::MachineToken,
+                org_id: Some(t.org_id),
+                owner: Some(t.owner),
+                project_id: t.project_id,
+                status: t.status,
+                expires_at: t.expires_at,
+                scopes: t.scopes.clone(),
+                conditions: t.conditions.clone(),
+                server_admin: false,
+            },
+        }
+    }
+
+    /// The secret values that authenticate (or are recognised as rolled away) right now.
+    pub fn current_secret(&self) -> TokenDigest {
+        match self {
+            Self::PersonalToken(t) => t.secret_hash,
+            Self::MachineToken(t) => t.secret_hash,
+        }
+    }
+
+    /// The value replaced by the last roll, with how long it keeps working.
+    pub fn previous_secret(&self) -> Option<(TokenDigest, Presented)> {
+        match self {
+            Self::PersonalToken(_) => None,
+            Self::MachineToken(t) => t.previous_secret.map(|previous| {
+                (previous.secret_hash, Presented::Previous { valid_until: Some(previous.valid_until) })
+            }),
+        }
+    }
+
+    pub fn status(&self) -> Status {
+        match self {
+            Self::PersonalToken(t) => t.status,
+            Self::MachineToken(t) => t.status,
+        }
+    }
+
+    pub(crate) fn from_machine_token(state: machine_token::State) -> Option<Self> {
+        match state {
+            machine_token::State::Present(token) => Some(Self::MachineToken(token)),
+            machine_token::State::Absent => None,
+        }
+    }
+
+    pub(crate) fn from_personal_token(state: personal_token::State) -> Option<Self> {
+        match state {
+            personal_token::State::Present(token) => Some(Self::PersonalToken(token)),
+            personal_token::State::Absent => None,
+        }
+    }
+}

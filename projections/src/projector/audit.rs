@@ -1,0 +1,115 @@
+//! The audit trail: one indexed row per event of the log, with a human summary and the leaf
+//! hash, so a trail entry can be checked against the verifiable ledger.
+
+use credledger_domain::{DomainEvent, machine_token, organization, personal_token, usage};
+use credledger_store::RecordedEvent;
+use rusqlite::{Transaction, params};
+
+use super::{Effects, Projector, millis};
+use crate::ProjectionError;
+
+#[derive(Debug)]
+pub(crate) struct Audit;
+
+impl Projector for Audit {
+    fn name(&self) -> &'static str {
+        "audit"
+    }
+
+    fn apply(
+        &self,
+        tx: &Transaction<'_>,
+        event: &RecordedEvent,
+        decoded: Option<&DomainEvent>,
+        _effects: &mut Effects,
+    ) -> Result<(), ProjectionError> {
+        let credential_id = event
+            .stream
+            .split_once('-')
+            .filter(|(prefix, _)| ["pat", "mt", "sc", "mi", "usage"].contains(prefix))
+            .map(|(_, id)| id.to_owned());
+        let (mut ip, mut user_agent) = event
+            .request
+            .as_ref()
+            .map_or((None, None), |request| (request.ip.clone(), request.user_agent.clone()));
+        let outcome = match decoded {
+            Some(DomainEvent::Usage(usage::Event::CredentialAccessDenied(denied))) => {
+                ip = Some(denied.ip.clone());
+                user_agent.clone_from(&denied.user_agent);
+                "denied"
+            }
+            Some(DomainEvent::Usage(usage::Event::CredentialUsed(used))) => {
+                ip = Some(used.ip.clone());
+                user_agent.clone_from(&used.user_agent);
+                "success"
+            }
+            _ => "success",
+        };
+        tx.execute(
+            "INSERT INTO audit_trail (position, recorded_at, org_id, credential_id, event_type, actor_kind, \
+             actor_id, ip, user_agent, outcome, summary, leaf_hash) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            params![
+                event.position as i64,
+                millis(event.recorded_at),
+                event.org_id.map(|id| id.to_string()),
+                credential_id,
+                event.event_type,
+                event.actor.kind.as_str(),
+                event.actor.id,
+                ip,
+                user_agent,
+                outcome,
+                summary(event, decoded),
+                hex::encode(event.leaf_hash),
+            ],
+        )?;
+        Ok(())
+    }
+}
+
+/// One line a human reads in the trail.
+fn summary(event: &RecordedEvent, decoded: Option<&DomainEvent>) -> String {
+    use machine_token::Event as Mt;
+    use organization::Event as Org;
+    match decoded {
+        Some(DomainEvent::Organization(e)) => match e {
+            Org::OrgCreated(c) => format!("organization {} created", c.name),
+            Org::MemberAdded(m) => format!("{} added as {}", m.email, m.role.as_str()),
+            Org::MemberRoleChanged(m) => {
+                format!("member {} changed from {} to {}", m.member_id, m.from.as_str(), m.to.as_str())
+            }
+            Org::MemberRemoved(m) => format!("{} removed", m.email),
+            Org::ProjectCreated(p) => format!("project {} created", p.name),
+            Org::EnvironmentAdded(env) => format!("environment {} added", env.name),
+        },
+        Some(DomainEvent::PersonalToken(e)) => match e {
+            personal_token::Event::PersonalTokenCreated(c) => {
+                format!("personal token {} ({}) created", c.name, c.token_prefix)
+            }
+            personal_token::Event::PersonalTokenRevoked(_) => "personal token revoked".to_owned(),
+        },
+        Some(DomainEvent::MachineToken(e)) => match e {
+            Mt::MachineTokenCreated(c) => format!("machine token {} ({}) created", c.name, c.token_prefix),
+            Mt::MachineTokenUpdated(_) => "machine token updated".to_owned(),
+            Mt::MachineTokenDisabled(_) => "machine token disabled".to_owned(),
+            Mt::MachineTokenEnabled(_) => "machine token enabled".to_owned(),
+            Mt::MachineTokenRolled(r) => match r.previous_valid_until {
+                Some(until) => format!("machine token rolled to {}; old value valid until {until}", r.token_prefix),
+                None => format!("machine token rolled to {}; old value revoked", r.token_prefix),
+            },
+            Mt::MachineTokenTransferred(t) => format!("machine token transferred to {}", t.to),
+            Mt::MachineTokenFlagged(f) => format!("machine token flagged: {}", f.reason.as_str()),
+            Mt::MachineTokenExpired(_) => "machine token expired".to_owned(),
+            Mt::MachineTokenRevoked(_) => "machine token revoked".to_owned(),
+        },
+        Some(DomainEvent::Usage(e)) => match e {
+            usage::Event::CredentialUsed(u) => format!("{} {} from {}", u.method, u.route, u.ip),
+            usage::Event::CredentialAccessDenied(d) => {
+                format!("denied {} {} from {}: {} (x{})", d.method, d.route, d.ip, d.reason.as_str(), d.count)
+            }
+            usage::Event::AccessTokenIssued(i) => format!("access token issued to {}", i.ip),
+        },
+        None => event.event_type.clone(),
+    }
+}

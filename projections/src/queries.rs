@@ -1,0 +1,269 @@
+//! Queries over the read models: the credential inventory with its filters, the usage record,
+//! members and projects, the audit trail. Each runs on a pooled read-only connection.
+
+use rusqlite::types::Value;
+use rusqlite::{OptionalExtension, params_from_iter};
+use time::{Duration, OffsetDateTime};
+
+use credledger_domain::{CredentialId, CredentialKind, MemberId, OrgId, ProjectId, Status};
+
+use crate::credential::Credential;
+use crate::projector::millis;
+use crate::{ProjectionError, Projections};
+
+/// Filters of a credential list (DESIGN.md §8). Every field narrows; `None` does not filter.
+#[derive(Debug, Clone, Default)]
+pub struct CredentialFilter {
+    pub kind: Option<CredentialKind>,
+    pub status: Option<Status>,
+    pub environment_hint: Option<String>,
+    pub project_id: Option<ProjectId>,
+    pub owner: Option<MemberId>,
+    pub flagged: Option<bool>,
+    /// Expires between now and now + this.
+    pub expiring_within: Option<Duration>,
+    /// Not used (or never used) for at least this long.
+    pub unused_for: Option<Duration>,
+}
+
+/// A credential of the inventory with its usage summary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CredentialRecord {
+    pub credential: Credential,
+    pub usage: UsageSummary,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UsageSummary {
+    pub last_used_at: Option<OffsetDateTime>,
+    pub last_used_ip: Option<String>,
+    pub last_used_user_agent: Option<String>,
+    pub use_count: u64,
+    pub denied_count: u64,
+}
+
+/// A network address or user agent a credential was presented from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeenFrom {
+    pub value: String,
+    pub first_seen: OffsetDateTime,
+    pub last_seen: OffsetDateTime,
+    pub use_count: u64,
+    pub denied_count: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberRow {
+    pub member_id: String,
+    pub email: String,
+    pub role: String,
+    pub removed: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEntry {
+    pub position: u64,
+    pub recorded_at: OffsetDateTime,
+    pub credential_id: Option<String>,
+    pub event_type: String,
+    pub actor_kind: String,
+    pub actor_id: String,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub outcome: String,
+    pub summary: String,
+    pub leaf_hash: String,
+}
+
+fn from_millis(ms: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+const CREDENTIAL_COLUMNS: &str = "c.state, u.last_used_at, u.last_used_ip, u.last_used_user_agent, \
+     COALESCE(u.use_count, 0), COALESCE(u.denied_count, 0)";
+
+fn credential_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<(String, UsageSummary)> {
+    Ok((
+        row.get(0)?,
+        UsageSummary {
+            last_used_at: row.get::<_, Option<i64>>(1)?.map(from_millis),
+            last_used_ip: row.get(2)?,
+            last_used_user_agent: row.get(3)?,
+            use_count: row.get::<_, i64>(4)? as u64,
+            denied_count: row.get::<_, i64>(5)? as u64,
+        },
+    ))
+}
+
+fn decode(state: &str) -> Result<Credential, ProjectionError> {
+    serde_json::from_str(state).map_err(|e| ProjectionError::Decode(e.to_string()))
+}
+
+impl Projections {
+    /// One credential of an organization, whatever its state.
+    pub fn credential(&self, org: OrgId, id: CredentialId) -> Result<Option<CredentialRecord>, ProjectionError> {
+        let connection = self.reader()?;
+        let sql = format!(
+            "SELECT {CREDENTIAL_COLUMNS} FROM credentials c \
+             LEFT JOIN credential_usage u ON u.credential_id = c.credential_id \
+             WHERE c.credential_id = ?1 AND c.org_id = ?2"
+        );
+        let row = connection
+            .query_row(&sql, [id.to_string(), org.to_string()], credential_record)
+            .optional()?;
+        row.map(|(state, usage)| Ok(CredentialRecord { credential: decode(&state)?, usage })).transpose()
+    }
+
+    /// A page of an organization's credentials in id order (ids are v7 UUIDs: creation order),
+    /// starting after `after`.
+    pub fn credentials(
+        &self,
+        org: OrgId,
+        filter: &CredentialFilter,
+        now: OffsetDateTime,
+        after: Option<CredentialId>,
+        limit: usize,
+    ) -> Result<Vec<CredentialRecord>, ProjectionError> {
+        let mut sql = format!(
+            "SELECT {CREDENTIAL_COLUMNS} FROM credentials c \
+             LEFT JOIN credential_usage u ON u.credential_id = c.credential_id WHERE c.org_id = ?"
+        );
+        let mut args: Vec<Value> = vec![Value::Text(org.to_string())];
+        match filter.flagged {
+            Some(true) => sql.push_str(" AND c.flagged_reason IS NOT NULL"),
+            Some(false) => sql.push_str(" AND c.flagged_reason IS NULL"),
+            None => {}
+        }
+        let mut narrow = |clause: &str, value: Value| {
+            sql.push_str(" AND ");
+            sql.push_str(clause);
+            args.push(value);
+        };
+        if let Some(kind) = filter.kind {
+            narrow("c.kind = ?", Value::Text(kind.as_str().to_owned()));
+        }
+        if let Some(status) = filter.status {
+            // Expiry is decided by the clock: an active row past its expiry is listed as expired.
+            match status {
+                Status::Active => narrow("c.status = 'active' AND (c.expires_at IS NULL OR c.expires_at > ?)", Value::Integer(millis(now))),
+                Status::Expired => narrow("(c.status = 'expired' OR (c.status = 'active' AND c.expires_at <= ?))", Value::Integer(millis(now))),
+                other => narrow("c.status = ?", Value::Text(other.as_str().to_owned())),
+            }
+        }
+        if let Some(hint) = &filter.environment_hint {
+            narrow("c.environment_hint = ?", Value::Text(hint.clone()));
+        }
+        if let Some(project) = filter.project_id {
+            narrow("c.project_id = ?", Value::Text(project.to_string()));
+        }
+        if let Some(owner) = filter.owner {
+            narrow("c.owner = ?", Value::Text(owner.to_string()));
+        }
+        if let Some(within) = filter.expiring_within {
+            narrow("c.expires_at > ?", Value::Integer(millis(now)));
+            narrow("c.expires_at <= ?", Value::Integer(millis(now + within)));
+        }
+        if let Some(unused) = filter.unused_for {
+            narrow("COALESCE(u.last_used_at, c.created_at) <= ?", Value::Integer(millis(now - unused)));
+        }
+        if let Some(after) = after {
+            narrow("c.credential_id > ?", Value::Text(after.to_string()));
+        }
+        sql.push_str(" ORDER BY c.credential_id LIMIT ?");
+        args.push(Value::Integer(limit as i64));
+        let connection = self.reader()?;
+        let mut statement = connection.prepare(&sql)?;
+        let rows = statement.query_map(params_from_iter(args), credential_record)?;
+        rows.map(|row| {
+            let (state, usage) = row?;
+            Ok(CredentialRecord { credential: decode(&state)?, usage })
+        })
+        .collect()
+    }
+
+    /// The distinct IPs a credential was presented from, most recent first.
+    pub fn seen_ips(&self, id: CredentialId) -> Result<Vec<SeenFrom>, ProjectionError> {
+        self.seen("usage_ips", "ip", id)
+    }
+
+    /// The distinct user agents a credential was presented with, most recent first.
+    pub fn seen_user_agents(&self, id: CredentialId) -> Result<Vec<SeenFrom>, ProjectionError> {
+        self.seen("usage_user_agents", "user_agent", id)
+    }
+
+    fn seen(&self, table: &str, column: &str, id: CredentialId) -> Result<Vec<SeenFrom>, ProjectionError> {
+        let connection = self.reader()?;
+        let mut statement = connection.prepare(&format!(
+            "SELECT {column}, first_seen, last_seen, use_count, denied_count FROM {table} \
+             WHERE credential_id = ?1 ORDER BY last_seen DESC, {column}"
+        ))?;
+        let rows = statement.query_map([id.to_string()], |row| {
+            Ok(SeenFrom {
+                value: row.get(0)?,
+                first_seen: from_millis(row.get(1)?),
+                last_seen: from_millis(row.get(2)?),
+                use_count: row.get::<_, i64>(3)? as u64,
+                denied_count: row.get::<_, i64>(4)? as u64,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn members(&self, org: OrgId) -> Result<Vec<MemberRow>, ProjectionError> {
+        let connection = self.reader()?;
+        let mut statement = connection
+            .prepare("SELECT member_id, email, role, removed FROM members WHERE org_id = ?1 ORDER BY email, member_id")?;
+        let rows = statement.query_map([org.to_string()], |row| {
+            Ok(MemberRow { member_id: row.get(0)?, email: row.get(1)?, role: row.get(2)?, removed: row.get(3)? })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// A page of an organization's audit trail, newest first, before position `before`.
+    pub fn audit(&self, org: OrgId, before: Option<u64>, limit: usize) -> Result<Vec<AuditEntry>, ProjectionError> {
+        let connection = self.reader()?;
+        let mut statement = connection.prepare(
+            "SELECT position, recorded_at, credential_id, event_type, actor_kind, actor_id, ip, user_agent, \
+             outcome, summary, leaf_hash FROM audit_trail WHERE org_id = ?1 AND position < ?2 \
+             ORDER BY position DESC LIMIT ?3",
+        )?;
+        let before = before.map_or(i64::MAX, |b| b as i64);
+        let rows = statement.query_map(rusqlite::params![org.to_string(), before, limit as i64], |row| {
+            Ok(AuditEntry {
+                position: row.get::<_, i64>(0)? as u64,
+                recorded_at: from_millis(row.get(1)?),
+                credential_id: row.get(2)?,
+                event_type: row.get(3)?,
+                actor_kind: row.get(4)?,
+                actor_id: row.get(5)?,
+                ip: row.get(6)?,
+                user_agent: row.get(7)?,
+                outcome: row.get(8)?,
+                summary: row.get(9)?,
+                leaf_hash: row.get(10)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Every row of every read model, table by table in a fixed order: what a rebuild must
+    /// reproduce exactly.
+    pub fn snapshot(&self) -> Result<Vec<(String, Vec<Vec<Value>>)>, ProjectionError> {
+        let connection = self.reader()?;
+        let tables: Vec<String> = connection
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")?
+            .query_map([], |row| row.get(0))?
+            .collect::<Result<_, _>>()?;
+        let mut snapshot = Vec::new();
+        for table in tables {
+            let mut statement = connection.prepare(&format!("SELECT * FROM {table} ORDER BY 1, 2"))?;
+            let width = statement.column_count();
+            let rows = statement
+                .query_map([], |row| (0..width).map(|i| row.get::<_, Value>(i)).collect::<Result<Vec<_>, _>>())?
+                .collect::<Result<Vec<_>, _>>()?;
+            snapshot.push((table, rows));
+        }
+        Ok(snapshot)
+    }
+}

@@ -1,0 +1,128 @@
+//! The projection runner: log → projectors → one transaction per batch → hot index → position.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use credledger_domain::DomainEvent;
+use credledger_domain::event::DecodeError;
+use credledger_domain::token::TokenDigest;
+use credledger_domain::CredentialId;
+use credledger_store::{EventStore, RecordedEvent};
+use futures::StreamExt;
+use rusqlite::{Connection, params};
+
+use crate::credential::Credential;
+use crate::projector::{self, Effects, Projector};
+use crate::{HotIndex, ProjectionError, Projections, migrate};
+
+/// Most events applied in one read-model transaction.
+const BATCH: usize = 2048;
+
+/// The position every projector has reached: the runner resumes after it.
+pub(crate) fn checkpoint(connection: &Connection) -> Result<u64, ProjectionError> {
+    let checkpoints = checkpoints(connection)?;
+    Ok(projector::all().iter().map(|p| checkpoints.get(p.name()).copied().unwrap_or(0)).min().unwrap_or(0))
+}
+
+fn checkpoints(connection: &Connection) -> Result<HashMap<String, u64>, ProjectionError> {
+    let mut statement = connection.prepare("SELECT projector, position FROM projection_checkpoints")?;
+    let rows = statement.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)? as u64)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Fills the hot index from the inventory at start-up; the runner then continues from the
+/// checkpoint the inventory was committed with.
+pub(crate) fn load_hot_index(connection: &Connection, index: &HotIndex) -> Result<(), ProjectionError> {
+    let mut statement = connection.prepare("SELECT state FROM credentials")?;
+    let mut rows = statement.query([])?;
+    let mut credentials = Vec::new();
+    while let Some(row) = rows.next()? {
+        let json: String = row.get(0)?;
+        let credential: Credential =
+            serde_json::from_str(&json).map_err(|e| ProjectionError::Decode(e.to_string()))?;
+        credentials.push(credential);
+    }
+    index.upsert(&credentials);
+    let mut statement = connection
+        .prepare("SELECT credential_id, secret_hash FROM credential_secrets WHERE replaced_at IS NOT NULL")?;
+    let mut rows = statement.query([])?;
+    while let Some(row) = rows.next()? {
+        let (id, hash): (String, String) = (row.get(0)?, row.get(1)?);
+        let id = CredentialId::parse(&id).map_err(|e| ProjectionError::Decode(e.to_string()))?;
+        let digest = TokenDigest::from_hex(&hash).map_err(|e| ProjectionError::Decode(e.to_string()))?;
+        index.retire(id, digest);
+    }
+    Ok(())
+}
+
+/// Follows the log from the checkpoint; returns once `until` is applied, or never if `None`.
+pub(crate) async fn run(
+    projections: &Projections,
+    store: Arc<dyn EventStore>,
+    until: Option<u64>,
+) -> Result<(), ProjectionError> {
+    let mut connection = migrate::connect(projections.path())?;
+    let mut done = checkpoints(&connection)?;
+    let mut projectors = projector::all();
+    let from = projectors.iter().map(|p| done.get(p.name()).copied().unwrap_or(0)).min().unwrap_or(0);
+    let mut events = store.subscribe(from + 1).ready_chunks(BATCH);
+    while let Some(batch) = events.next().await {
+        let batch = batch.into_iter().collect::<Result<Vec<_>, _>>()?;
+        let Some(last) = batch.last().map(|event| event.position) else { continue };
+        let (returned, effects) = tokio::task::spawn_blocking(move || {
+            let effects = apply_batch(&mut connection, &projectors, &mut done, &batch);
+            ((connection, projectors, done), effects)
+        })
+        .await
+        .map_err(|_| ProjectionError::Stopped)?;
+        (connection, projectors, done) = returned;
+        projections.hot_index().upsert(&effects?.credentials);
+        projections.announce(last);
+        if until.is_some_and(|until| last >= until) {
+            break;
+        }
+    }
+    Ok(())
+}
+
+fn apply_batch(
+    connection: &mut Connection,
+    projectors: &[Box<dyn Projector>],
+    done: &mut HashMap<String, u64>,
+    batch: &[RecordedEvent],
+) -> Result<Effects, ProjectionError> {
+    let tx = connection.transaction()?;
+    let mut effects = Effects::default();
+    for event in batch {
+        let decoded = match DomainEvent::decode(&event.event_type, &event.payload) {
+            Ok(decoded) => Some(decoded),
+            Err(DecodeError::UnknownType(_)) => None,
+            Err(error) => return Err(ProjectionError::Decode(error.to_string())),
+        };
+        for projector in projectors {
+            if done.get(projector.name()).is_some_and(|&position| position >= event.position) {
+                continue;
+            }
+            projector.apply(&tx, event, decoded.as_ref(), &mut effects)?;
+        }
+    }
+    if let Some(last) = batch.last() {
+        for projector in projectors {
+            let position = done.get(projector.name()).copied().unwrap_or(0).max(last.position);
+            tx.execute(
+                "INSERT INTO projection_checkpoints (projector, position) VALUES (?1, ?2) \
+                 ON CONFLICT (projector) DO UPDATE SET position = excluded.position",
+                params![projector.name(), position as i64],
+            )?;
+        }
+    }
+    tx.commit()?;
+    if let Some(last) = batch.last() {
+        for projector in projectors {
+            let position = done.entry(projector.name().to_owned()).or_insert(0);
+            *position = (*position).max(last.position);
+        }
+    }
+    Ok(effects)
+}
+

@@ -1,0 +1,31 @@
+//! The server binary starts on the embedded SQLite store with no other setup, answers its health
+//! routes, and stops cleanly on SIGTERM.
+
+mod support;
+
+use support::Server;
+
+#[tokio::test]
+async fn serve_starts_on_an_empty_data_directory_and_reports_ready() {
+    let server = Server::start().unwrap();
+    let client = reqwest::Client::new();
+    let health = client.get(server.url("/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    let ready: serde_json::Value = client.get(server.url("/readyz")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(ready["status"], "ready", "{ready}");
+    assert!(server.data_dir.join("events.db").exists());
+    assert!(server.data_dir.join("read.db").exists());
+    let status = server.stop().unwrap();
+    assert!(status.success(), "exit status {status}");
+}
+
+#[tokio::test]
+async fn serve_restarts_on_its_own_data_directory() {
+    let data = tempfile::tempdir().unwrap();
+    let first = Server::start_in(data.path()).unwrap();
+    assert!(first.stop().unwrap().success());
+    let second = Server::start_in(data.path()).unwrap();
+    let health = reqwest::get(second.url("/healthz")).await.unwrap();
+    assert_eq!(health.status(), 200);
+    assert!(second.stop().unwrap().success());
+}
