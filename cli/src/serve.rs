@@ -33,10 +33,8 @@ enum LogFormat {
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     init_tracing(args.log_format);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
     runtime.block_on(serve(args))
 }
 
@@ -53,17 +51,14 @@ fn init_tracing(format: LogFormat) {
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating the data directory {}", args.data_dir.display()))?;
-    let store_url = args
-        .store
-        .clone()
-        .unwrap_or_else(|| format!("sqlite://{}", args.data_dir.join("events.db").display()));
+    let store_url =
+        args.store.clone().unwrap_or_else(|| format!("sqlite://{}", args.data_dir.join("events.db").display()));
     let store = credledger_store::open(&store_url).await.context("opening the event store")?;
     let projections = Projections::open(&args.data_dir.join("read.db")).context("opening the read models")?;
     let runner = projections.start(store.clone());
 
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("listening on {}", args.listen))?;
+    let listener =
+        tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
     let address = listener.local_addr()?;
     // Scripts and tests read this line to find the port.
     println!("credledger listening on http://{address}");

@@ -61,11 +61,8 @@ impl Status {
 
     /// The status at `now`: an active credential whose expiry has passed is expired even before
     /// the sweeper has recorded it.
-    pub fn effective(
-        self,
-        expires_at: Option<time::OffsetDateTime>,
-        now: time::OffsetDateTime,
-    ) -> Self {
+    #[must_use]
+    pub fn effective(self, expires_at: Option<time::OffsetDateTime>, now: time::OffsetDateTime) -> Self {
         match (self, expires_at) {
             (Self::Active, Some(at)) if at <= now => Self::Expired,
             (status, _) => status,

@@ -84,11 +84,21 @@ pub enum Command {
     Disable,
     Enable,
     /// Replace the secret: the caller generated the new value and passes its hash and prefix.
-    Roll { secret_hash: TokenDigest, token_prefix: TokenPrefix, grace: Option<Duration> },
-    Transfer { to: MemberId },
-    Flag { reason: FlagReason },
+    Roll {
+        secret_hash: TokenDigest,
+        token_prefix: TokenPrefix,
+        grace: Option<Duration>,
+    },
+    Transfer {
+        to: MemberId,
+    },
+    Flag {
+        reason: FlagReason,
+    },
     Expire,
-    Revoke { reason: Option<String> },
+    Revoke {
+        reason: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -227,18 +237,12 @@ pub fn decide(state: &State, command: Command, ctx: &Context) -> Result<Vec<Even
     match (state, command) {
         (State::Absent, Command::Create(new)) => Ok(vec![create(*new, ctx)?]),
         (State::Absent, _) => Err(DomainError::NotFound { aggregate: AGGREGATE }),
-        (State::Present(_), Command::Create(_)) => {
-            Err(DomainError::AlreadyExists { aggregate: AGGREGATE })
-        }
+        (State::Present(_), Command::Create(_)) => Err(DomainError::AlreadyExists { aggregate: AGGREGATE }),
         (State::Present(token), command) => decide_lifecycle(token, command, ctx),
     }
 }
 
-fn decide_lifecycle(
-    token: &MachineToken,
-    command: Command,
-    ctx: &Context,
-) -> Result<Vec<Event>, DomainError> {
+fn decide_lifecycle(token: &MachineToken, command: Command, ctx: &Context) -> Result<Vec<Event>, DomainError> {
     let status = token.effective_status(ctx.now);
     let refuse = |command: &Command| DomainError::InvalidTransition {
         aggregate: AGGREGATE,
@@ -255,9 +259,7 @@ fn decide_lifecycle(
         Command::Roll { secret_hash, token_prefix, grace } => {
             Event::MachineTokenRolled(roll(token, status, secret_hash, token_prefix, grace, ctx)?)
         }
-        Command::Transfer { to } => {
-            Event::MachineTokenTransferred(Transferred { from: token.owner, to })
-        }
+        Command::Transfer { to } => Event::MachineTokenTransferred(Transferred { from: token.owner, to }),
         // Flagging twice says nothing new: the process manager may replay it safely.
         Command::Flag { .. } if token.flagged.is_some() => return Ok(Vec::new()),
         Command::Flag { reason } => Event::MachineTokenFlagged(Flag { reason, at: ctx.now }),
@@ -299,11 +301,7 @@ fn expiry_from(days: Option<u32>, now: OffsetDateTime) -> Result<Option<OffsetDa
     }
 }
 
-fn update_event(
-    update: Update,
-    status: Status,
-    ctx: &Context,
-) -> Result<Updated, DomainError> {
+fn update_event(update: Update, status: Status, ctx: &Context) -> Result<Updated, DomainError> {
     let Update { name, scopes, conditions, expires_in_days } = update;
     if name.is_none() && scopes.is_none() && conditions.is_none() && expires_in_days.is_none() {
         return Err(DomainError::NothingToUpdate);
@@ -317,9 +315,7 @@ fn update_event(
         });
     }
     let expiry = expires_in_days
-        .map(|days| {
-            expiry_from(days, ctx.now).map(|expires_at| Expiry { expires_at, lifetime_days: days })
-        })
+        .map(|days| expiry_from(days, ctx.now).map(|expires_at| Expiry { expires_at, lifetime_days: days }))
         .transpose()?;
     Ok(Updated { name, scopes, conditions, expiry })
 }
@@ -335,25 +331,14 @@ fn roll(
     let previous_valid_until = match grace {
         None => None,
         Some(grace) if grace > MAX_ROLL_GRACE || grace.is_negative() => {
-            return Err(DomainError::GracePeriodTooLong {
-                max_seconds: MAX_ROLL_GRACE.whole_seconds(),
-            });
+            return Err(DomainError::GracePeriodTooLong { max_seconds: MAX_ROLL_GRACE.whole_seconds() });
         }
         Some(_) if status != Status::Active => return Err(DomainError::GraceNotApplicable),
         Some(grace) => Some(ctx.now + grace),
     };
     // The new value gets a full lifetime: for an expired token that is what brings it back.
-    let expires_at = match token.lifetime_days {
-        Some(days) => Some(ctx.now + Duration::days(i64::from(days))),
-        None => None,
-    };
-    Ok(Rolled {
-        secret_hash,
-        token_prefix,
-        previous_secret_hash: token.secret_hash,
-        previous_valid_until,
-        expires_at,
-    })
+    let expires_at = token.lifetime_days.map(|days| ctx.now + Duration::days(i64::from(days)));
+    Ok(Rolled { secret_hash, token_prefix, previous_secret_hash: token.secret_hash, previous_valid_until, expires_at })
 }
 
 impl Command {
@@ -418,10 +403,9 @@ pub fn evolve(state: State, event: &Event) -> State {
         Event::MachineTokenDisabled(_) => token.status = Status::Disabled,
         Event::MachineTokenEnabled(_) => token.status = Status::Active,
         Event::MachineTokenRolled(rolled) => {
-            token.previous_secret = rolled.previous_valid_until.map(|valid_until| PreviousSecret {
-                secret_hash: rolled.previous_secret_hash,
-                valid_until,
-            });
+            token.previous_secret = rolled
+                .previous_valid_until
+                .map(|valid_until| PreviousSecret { secret_hash: rolled.previous_secret_hash, valid_until });
             token.secret_hash = rolled.secret_hash;
             token.token_prefix = rolled.token_prefix.clone();
             token.expires_at = rolled.expires_at;

@@ -96,14 +96,8 @@ pub enum Event {
 }
 
 impl Event {
-    pub const TYPES: [&'static str; 6] = [
-        "OrgCreated",
-        "MemberAdded",
-        "MemberRoleChanged",
-        "MemberRemoved",
-        "ProjectCreated",
-        "EnvironmentAdded",
-    ];
+    pub const TYPES: [&'static str; 6] =
+        ["OrgCreated", "MemberAdded", "MemberRoleChanged", "MemberRemoved", "ProjectCreated", "EnvironmentAdded"];
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -162,11 +156,7 @@ pub fn decide(state: &State, command: Command, ctx: &Context) -> Result<Vec<Even
         (State::Absent, Command::Create { id, name, owner_id, owner_email }) => {
             return Ok(vec![
                 Event::OrgCreated(OrgCreated { org_id: id, name, created_at: ctx.now }),
-                Event::MemberAdded(MemberAdded {
-                    member_id: owner_id,
-                    email: owner_email,
-                    role: Role::Owner,
-                }),
+                Event::MemberAdded(MemberAdded { member_id: owner_id, email: owner_email, role: Role::Owner }),
             ]);
         }
         (State::Absent, _) => return Err(DomainError::NotFound { aggregate: AGGREGATE }),
@@ -208,11 +198,7 @@ pub fn decide(state: &State, command: Command, ctx: &Context) -> Result<Vec<Even
                 return Err(DomainError::ProjectExists);
             }
             let unique: BTreeSet<Slug> = environments.into_iter().collect();
-            Event::ProjectCreated(ProjectCreated {
-                project_id,
-                name,
-                environments: unique.into_iter().collect(),
-            })
+            Event::ProjectCreated(ProjectCreated { project_id, name, environments: unique.into_iter().collect() })
         }
         Command::AddEnvironment { project_id, name } => {
             let project = org.projects.get(&project_id).ok_or(DomainError::ProjectNotFound)?;
@@ -242,10 +228,8 @@ pub fn evolve(state: State, event: &Event) -> State {
     match event {
         Event::OrgCreated(_) => {}
         Event::MemberAdded(added) => {
-            org.members.insert(
-                added.member_id,
-                Member { email: added.email.clone(), role: added.role, removed: false },
-            );
+            org.members
+                .insert(added.member_id, Member { email: added.email.clone(), role: added.role, removed: false });
         }
         Event::MemberRoleChanged(changed) => {
             if let Some(member) = org.members.get_mut(&changed.member_id) {
@@ -260,10 +244,7 @@ pub fn evolve(state: State, event: &Event) -> State {
         Event::ProjectCreated(created) => {
             org.projects.insert(
                 created.project_id,
-                Project {
-                    name: created.name.clone(),
-                    environments: created.environments.iter().cloned().collect(),
-                },
+                Project { name: created.name.clone(), environments: created.environments.iter().cloned().collect() },
             );
         }
         Event::EnvironmentAdded(added) => {

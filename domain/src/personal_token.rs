@@ -136,20 +136,18 @@ pub fn decide(state: &State, command: Command, ctx: &Context) -> Result<Vec<Even
 
 pub fn evolve(state: State, event: &Event) -> State {
     match (state, event) {
-        (State::Absent, Event::PersonalTokenCreated(created)) => {
-            State::Present(Box::new(PersonalToken {
-                id: created.token_id,
-                org_id: created.org_id,
-                member_id: created.member_id,
-                name: created.name.clone(),
-                secret_hash: created.secret_hash,
-                token_prefix: created.token_prefix.clone(),
-                server_admin: created.server_admin,
-                status: Status::Active,
-                created_at: created.created_at,
-                expires_at: created.expires_at,
-            }))
-        }
+        (State::Absent, Event::PersonalTokenCreated(created)) => State::Present(Box::new(PersonalToken {
+            id: created.token_id,
+            org_id: created.org_id,
+            member_id: created.member_id,
+            name: created.name.clone(),
+            secret_hash: created.secret_hash,
+            token_prefix: created.token_prefix.clone(),
+            server_admin: created.server_admin,
+            status: Status::Active,
+            created_at: created.created_at,
+            expires_at: created.expires_at,
+        })),
         (State::Present(mut token), Event::PersonalTokenRevoked(_)) => {
             token.status = Status::Revoked;
             State::Present(token)

@@ -102,15 +102,11 @@ impl AccessRequest<'_> {
 }
 
 /// Allows the request, or says why not.
-pub fn evaluate(
-    view: &CredentialView,
-    presented: Presented,
-    request: &AccessRequest<'_>,
-) -> Result<(), DenyReason> {
-    if let Presented::Previous { valid_until } = presented {
-        if valid_until.is_none_or(|until| until <= request.at) {
-            return Err(DenyReason::Revoked);
-        }
+pub fn evaluate(view: &CredentialView, presented: Presented, request: &AccessRequest<'_>) -> Result<(), DenyReason> {
+    if let Presented::Previous { valid_until } = presented
+        && valid_until.is_none_or(|until| until <= request.at)
+    {
+        return Err(DenyReason::Revoked);
     }
     match view.status.effective(view.expires_at, request.at) {
         Status::Active => {}
@@ -118,10 +114,11 @@ pub fn evaluate(
         Status::Expired => return Err(DenyReason::Expired),
         Status::Revoked => return Err(DenyReason::Revoked),
     }
-    if let Some(route_org) = request.org_id {
-        if !view.server_admin && view.org_id != Some(route_org) {
-            return Err(DenyReason::WrongOrganization);
-        }
+    if let Some(route_org) = request.org_id
+        && !view.server_admin
+        && view.org_id != Some(route_org)
+    {
+        return Err(DenyReason::WrongOrganization);
     }
     check_conditions(&view.conditions, request)?;
     if view.kind.is_machine() && request.route_class == RouteClass::HumanOnly {
@@ -134,20 +131,17 @@ pub fn evaluate(
 }
 
 fn check_conditions(conditions: &Conditions, request: &AccessRequest<'_>) -> Result<(), DenyReason> {
-    if !conditions.ip_allowlist.is_empty()
-        && !conditions.ip_allowlist.iter().any(|cidr| cidr.contains(request.ip))
-    {
+    if !conditions.ip_allowlist.is_empty() && !conditions.ip_allowlist.iter().any(|cidr| cidr.contains(request.ip)) {
         return Err(DenyReason::IpNotAllowed);
     }
-    if !conditions.time_windows.is_empty()
-        && !conditions.time_windows.iter().any(|window| window.contains(request.at))
+    if !conditions.time_windows.is_empty() && !conditions.time_windows.iter().any(|window| window.contains(request.at))
     {
         return Err(DenyReason::OutsideTimeWindow);
     }
-    if let Some(pattern) = &conditions.user_agent_pattern {
-        if !request.user_agent.is_some_and(|agent| pattern.matches(agent)) {
-            return Err(DenyReason::UserAgentMismatch);
-        }
+    if let Some(pattern) = &conditions.user_agent_pattern
+        && !request.user_agent.is_some_and(|agent| pattern.matches(agent))
+    {
+        return Err(DenyReason::UserAgentMismatch);
     }
     Ok(())
 }

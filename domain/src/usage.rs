@@ -19,8 +19,7 @@ pub enum Event {
 }
 
 impl Event {
-    pub const TYPES: [&'static str; 3] =
-        ["CredentialUsed", "CredentialAccessDenied", "AccessTokenIssued"];
+    pub const TYPES: [&'static str; 3] = ["CredentialUsed", "CredentialAccessDenied", "AccessTokenIssued"];
 }
 
 pub fn stream(id: CredentialId) -> String {

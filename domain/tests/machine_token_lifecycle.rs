@@ -86,10 +86,9 @@ fn history(name: &str) -> (Vec<(i64, Command)>, i64) {
 
 fn command(name: &str) -> Command {
     match name {
-        "update_name" => Command::Update(Update {
-            name: Some(TokenName::parse("renamed").unwrap()),
-            ..Update::default()
-        }),
+        "update_name" => {
+            Command::Update(Update { name: Some(TokenName::parse("renamed").unwrap()), ..Update::default() })
+        }
         "disable" => Command::Disable,
         "enable" => Command::Enable,
         "roll" => roll_command(2, None),
@@ -101,8 +100,11 @@ fn command(name: &str) -> Command {
     }
 }
 
-/// given state | when command | then: the event type and the status after it, or the error code.
-const LIFECYCLE: &[(&str, &str, Result<(&str, Status), &str>)] = &[
+/// Then: the event type and the status after it, or the error code.
+type Then = Result<(&'static str, Status), &'static str>;
+
+/// given state | when command | then.
+const LIFECYCLE: &[(&str, &str, Then)] = &[
     ("active", "update_name", Ok(("MachineTokenUpdated", Status::Active))),
     ("active", "disable", Ok(("MachineTokenDisabled", Status::Disabled))),
     ("active", "enable", Err("invalid_transition")),
@@ -169,14 +171,10 @@ fn every_row_of_the_lifecycle_table_holds() {
 #[test]
 fn the_table_covers_every_state_and_command() {
     let states = ["active", "disabled", "expired", "expired_by_clock", "revoked"];
-    let commands =
-        ["update_name", "disable", "enable", "roll", "transfer", "flag", "expire", "revoke"];
+    let commands = ["update_name", "disable", "enable", "roll", "transfer", "flag", "expire", "revoke"];
     for state in states {
         for command in commands {
-            assert!(
-                LIFECYCLE.iter().any(|(s, c, _)| *s == state && *c == command),
-                "missing row {state} + {command}"
-            );
+            assert!(LIFECYCLE.iter().any(|(s, c, _)| *s == state && *c == command), "missing row {state} + {command}");
         }
     }
 }
@@ -229,11 +227,8 @@ fn roll_replaces_the_secret_and_keeps_identity_owner_conditions_and_scopes() {
 
 #[test]
 fn roll_of_an_expired_token_gives_a_new_value_the_original_lifetime() {
-    let (events, state) = given(vec![
-        (0, create_command(Some(30))),
-        (31, Command::Expire),
-        (40, roll_command(2, None)),
-    ]);
+    let (events, state) =
+        given(vec![(0, create_command(Some(30))), (31, Command::Expire), (40, roll_command(2, None))]);
     let Event::MachineTokenRolled(rolled) = &events[2] else { panic!("expected a roll") };
     assert_eq!(rolled.expires_at, Some(T0 + Duration::days(40 + 30)));
     let token = token(&state);
@@ -288,10 +283,8 @@ fn revoke_ends_a_grace_period_at_once() {
 
 #[test]
 fn flag_on_member_removal_keeps_the_token_working_until_transfer_clears_it() {
-    let (events, state) = given(vec![
-        (0, create_command(Some(30))),
-        (1, Command::Flag { reason: FlagReason::OwnerRemoved }),
-    ]);
+    let (events, state) =
+        given(vec![(0, create_command(Some(30))), (1, Command::Flag { reason: FlagReason::OwnerRemoved })]);
     let token_state = token(&state);
     assert_eq!(token_state.flagged.map(|f| f.reason), Some(FlagReason::OwnerRemoved));
     assert_eq!(token_state.flagged.map(|f| f.at), Some(at(1).now));

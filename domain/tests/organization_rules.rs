@@ -86,11 +86,9 @@ fn the_last_owner_can_be_neither_removed_nor_demoted() {
         run(state.clone(), Command::ChangeRole { member_id: member(1), role: Role::Admin }),
         Err("last_owner".into())
     );
-    let state = run(
-        state,
-        Command::AddMember { member_id: member(2), email: email("b@acme.example"), role: Role::Owner },
-    )
-    .unwrap();
+    let state =
+        run(state, Command::AddMember { member_id: member(2), email: email("b@acme.example"), role: Role::Owner })
+            .unwrap();
     let state = run(state, Command::ChangeRole { member_id: member(1), role: Role::Admin }).unwrap();
     assert_eq!(org(&state).member(member(1)).map(|m| m.role), Some(Role::Admin));
 }
@@ -98,11 +96,9 @@ fn the_last_owner_can_be_neither_removed_nor_demoted() {
 #[test]
 fn removed_members_cannot_be_changed_or_removed_again() {
     let state = org_with_owner();
-    let state = run(
-        state,
-        Command::AddMember { member_id: member(2), email: email("b@acme.example"), role: Role::Admin },
-    )
-    .unwrap();
+    let state =
+        run(state, Command::AddMember { member_id: member(2), email: email("b@acme.example"), role: Role::Admin })
+            .unwrap();
     let state = run(state, Command::RemoveMember { member_id: member(2) }).unwrap();
     assert!(org(&state).member(member(2)).is_none());
     assert!(org(&state).members.get(&member(2)).is_some_and(|m| m.removed));

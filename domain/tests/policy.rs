@@ -2,9 +2,7 @@
 
 use std::net::IpAddr;
 
-use credledger_domain::policy::{
-    AccessRequest, CredentialView, DenyReason, Presented, RouteClass, evaluate,
-};
+use credledger_domain::policy::{AccessRequest, CredentialView, DenyReason, Presented, RouteClass, evaluate};
 use credledger_domain::values::{Cidr, Conditions, Scope, Scopes, TimeWindow, UserAgentPattern};
 use credledger_domain::{CredentialId, CredentialKind, OrgId, Status};
 use time::{Duration, OffsetDateTime, macros::datetime};
@@ -135,11 +133,7 @@ fn a_rolled_away_value_works_only_within_its_grace() {
 
 #[test]
 fn the_server_admin_token_may_act_in_any_organization() {
-    let admin = CredentialView {
-        kind: CredentialKind::PersonalToken,
-        org_id: None,
-        server_admin: true,
-        ..machine_token()
-    };
+    let admin =
+        CredentialView { kind: CredentialKind::PersonalToken, org_id: None, server_admin: true, ..machine_token() };
     assert_eq!(deny(&admin, &AccessRequest { org_id: Some(org(9)), ..request() }), Ok(()));
 }

@@ -90,11 +90,7 @@ impl Inner {
             self.by_secret.insert(digest, (id, presented));
         }
         self.by_secret.insert(current, (id, Presented::Current));
-        let entry = Entry {
-            view: Arc::new(credential.view()),
-            current,
-            in_grace: previous.map(|(digest, _)| digest),
-        };
+        let entry = Entry { view: Arc::new(credential.view()), current, in_grace: previous.map(|(digest, _)| digest) };
         self.by_id.insert(id, entry);
     }
 }

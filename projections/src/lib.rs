@@ -88,9 +88,7 @@ impl Projections {
         });
         let pool = r2d2::Pool::builder().max_size(8).build(manager)?;
         let (projected, _) = watch::channel(position);
-        Ok(Self {
-            inner: Arc::new(Inner { path: path.to_owned(), pool, hot_index, projected }),
-        })
+        Ok(Self { inner: Arc::new(Inner { path: path.to_owned(), pool, hot_index, projected }) })
     }
 
     /// Starts the runner: it follows the log from the checkpoint until the task is aborted.

@@ -76,8 +76,7 @@ pub struct AuditEntry {
 }
 
 fn from_millis(ms: i64) -> OffsetDateTime {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
 const CREDENTIAL_COLUMNS: &str = "c.state, u.last_used_at, u.last_used_ip, u.last_used_user_agent, \
@@ -109,9 +108,7 @@ impl Projections {
              LEFT JOIN credential_usage u ON u.credential_id = c.credential_id \
              WHERE c.credential_id = ?1 AND c.org_id = ?2"
         );
-        let row = connection
-            .query_row(&sql, [id.to_string(), org.to_string()], credential_record)
-            .optional()?;
+        let row = connection.query_row(&sql, [id.to_string(), org.to_string()], credential_record).optional()?;
         row.map(|(state, usage)| Ok(CredentialRecord { credential: decode(&state)?, usage })).transpose()
     }
 
@@ -146,8 +143,14 @@ impl Projections {
         if let Some(status) = filter.status {
             // Expiry is decided by the clock: an active row past its expiry is listed as expired.
             match status {
-                Status::Active => narrow("c.status = 'active' AND (c.expires_at IS NULL OR c.expires_at > ?)", Value::Integer(millis(now))),
-                Status::Expired => narrow("(c.status = 'expired' OR (c.status = 'active' AND c.expires_at <= ?))", Value::Integer(millis(now))),
+                Status::Active => narrow(
+                    "c.status = 'active' AND (c.expires_at IS NULL OR c.expires_at > ?)",
+                    Value::Integer(millis(now)),
+                ),
+                Status::Expired => narrow(
+                    "(c.status = 'expired' OR (c.status = 'active' AND c.expires_at <= ?))",
+                    Value::Integer(millis(now)),
+                ),
                 other => narrow("c.status = ?", Value::Text(other.as_str().to_owned())),
             }
         }
@@ -212,8 +215,9 @@ impl Projections {
 
     pub fn members(&self, org: OrgId) -> Result<Vec<MemberRow>, ProjectionError> {
         let connection = self.reader()?;
-        let mut statement = connection
-            .prepare("SELECT member_id, email, role, removed FROM members WHERE org_id = ?1 ORDER BY email, member_id")?;
+        let mut statement = connection.prepare(
+            "SELECT member_id, email, role, removed FROM members WHERE org_id = ?1 ORDER BY email, member_id",
+        )?;
         let rows = statement.query_map([org.to_string()], |row| {
             Ok(MemberRow { member_id: row.get(0)?, email: row.get(1)?, role: row.get(2)?, removed: row.get(3)? })
         })?;

@@ -3,10 +3,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use credledger_domain::CredentialId;
 use credledger_domain::DomainEvent;
 use credledger_domain::event::DecodeError;
 use credledger_domain::token::TokenDigest;
-use credledger_domain::CredentialId;
 use credledger_store::{EventStore, RecordedEvent};
 use futures::StreamExt;
 use rusqlite::{Connection, params};
@@ -38,8 +38,7 @@ pub(crate) fn load_hot_index(connection: &Connection, index: &HotIndex) -> Resul
     let mut credentials = Vec::new();
     while let Some(row) = rows.next()? {
         let json: String = row.get(0)?;
-        let credential: Credential =
-            serde_json::from_str(&json).map_err(|e| ProjectionError::Decode(e.to_string()))?;
+        let credential: Credential = serde_json::from_str(&json).map_err(|e| ProjectionError::Decode(e.to_string()))?;
         credentials.push(credential);
     }
     index.upsert(&credentials);
@@ -125,4 +124,3 @@ fn apply_batch(
     }
     Ok(effects)
 }
-

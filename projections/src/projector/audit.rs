@@ -28,10 +28,8 @@ impl Projector for Audit {
             .split_once('-')
             .filter(|(prefix, _)| ["pat", "mt", "sc", "mi", "usage"].contains(prefix))
             .map(|(_, id)| id.to_owned());
-        let (mut ip, mut user_agent) = event
-            .request
-            .as_ref()
-            .map_or((None, None), |request| (request.ip.clone(), request.user_agent.clone()));
+        let (mut ip, mut user_agent) =
+            event.request.as_ref().map_or((None, None), |request| (request.ip.clone(), request.user_agent.clone()));
         let outcome = match decoded {
             Some(DomainEvent::Usage(usage::Event::CredentialAccessDenied(denied))) => {
                 ip = Some(denied.ip.clone());

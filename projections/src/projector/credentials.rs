@@ -60,14 +60,9 @@ fn credential_id(event: &RecordedEvent) -> Result<CredentialId, ProjectionError>
 
 fn load(tx: &Transaction<'_>, id: CredentialId) -> Result<Option<Credential>, ProjectionError> {
     let state: Option<String> = tx
-        .query_row("SELECT state FROM credentials WHERE credential_id = ?1", [id.to_string()], |row| {
-            row.get(0)
-        })
+        .query_row("SELECT state FROM credentials WHERE credential_id = ?1", [id.to_string()], |row| row.get(0))
         .optional()?;
-    state
-        .map(|json| serde_json::from_str(&json))
-        .transpose()
-        .map_err(|e| ProjectionError::Decode(e.to_string()))
+    state.map(|json| serde_json::from_str(&json)).transpose().map_err(|e| ProjectionError::Decode(e.to_string()))
 }
 
 fn save(tx: &Transaction<'_>, credential: &Credential, event: &RecordedEvent) -> Result<(), ProjectionError> {
@@ -86,8 +81,7 @@ fn save(tx: &Transaction<'_>, credential: &Credential, event: &RecordedEvent) ->
         }
     };
     let scopes = serde_json::to_string(&view.scopes).map_err(|e| ProjectionError::Decode(e.to_string()))?;
-    let conditions =
-        serde_json::to_string(&view.conditions).map_err(|e| ProjectionError::Decode(e.to_string()))?;
+    let conditions = serde_json::to_string(&view.conditions).map_err(|e| ProjectionError::Decode(e.to_string()))?;
     tx.execute(
         include_str!("upsert_credential.sql"),
         params![

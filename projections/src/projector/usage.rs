@@ -29,9 +29,7 @@ impl Projector for Usage {
         let (id, at, ip, user_agent, uses, denials) = match usage {
             Event::CredentialUsed(e) => (e.credential_id, e.at, &e.ip, &e.user_agent, 1, 0),
             Event::AccessTokenIssued(e) => (e.credential_id, e.at, &e.ip, &e.user_agent, 1, 0),
-            Event::CredentialAccessDenied(e) => {
-                (e.credential_id, e.at, &e.ip, &e.user_agent, 0, i64::from(e.count))
-            }
+            Event::CredentialAccessDenied(e) => (e.credential_id, e.at, &e.ip, &e.user_agent, 0, i64::from(e.count)),
         };
         let (id, at) = (id.to_string(), millis(at));
         if let Event::CredentialAccessDenied(denied) = usage {

@@ -180,9 +180,7 @@ impl Ledger {
 
 impl Ledger {
     pub async fn open(dir: &std::path::Path) -> Self {
-        let store = credledger_store::open(&format!("sqlite://{}", dir.join("events.db").display()))
-            .await
-            .unwrap();
+        let store = credledger_store::open(&format!("sqlite://{}", dir.join("events.db").display())).await.unwrap();
         Self { store, now: T0, next_event: 0, next_secret: 0 }
     }
 }
