@@ -2,21 +2,55 @@
 //! commands, append their events to the store, wait until the projections have applied them, and
 //! answer from the read models.
 
-use std::sync::Arc;
+pub mod auth;
+pub mod background;
+mod clock;
+mod command;
+mod extract;
+mod input;
+mod metrics_layer;
+pub mod problem;
+mod routes;
+mod usage;
+mod views;
 
-use axum::extract::State;
+use std::sync::{Arc, OnceLock};
+
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
+use credledger_domain::values::Cidr;
 use credledger_projections::Projections;
 use credledger_store::EventStore;
+use metrics_exporter_prometheus::PrometheusHandle;
 
-/// What every handler shares.
+pub use clock::Clock;
+pub use problem::Problem;
+pub use usage::UsageRecorder;
+
+/// Settings of the API that come from the server's configuration.
+#[derive(Debug, Clone, Default)]
+pub struct Config {
+    /// Peers whose `X-Forwarded-For` is believed (DESIGN.md §5, item 4).
+    pub trusted_proxies: Vec<Cidr>,
+}
+
+/// What every handler shares. Cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
     pub store: Arc<dyn EventStore>,
     pub projections: Projections,
+    pub usage: UsageRecorder,
+    pub clock: Clock,
+    pub config: Arc<Config>,
+}
+
+impl AppState {
+    pub fn new(store: Arc<dyn EventStore>, projections: Projections, clock: Clock, config: Config) -> Self {
+        Self { usage: UsageRecorder::new(store.clone()), store, projections, clock, config: Arc::new(config) }
+    }
 }
 
 impl std::fmt::Debug for AppState {
@@ -26,14 +60,33 @@ impl std::fmt::Debug for AppState {
 }
 
 pub fn router(state: AppState) -> Router {
-    Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).with_state(state)
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .merge(routes::orgs::routes())
+        .merge(routes::projects::routes())
+        .merge(routes::machine_tokens::routes())
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn(metrics_layer::record))
+        .layer(DefaultBodyLimit::max(extract::BODY_LIMIT))
+        .with_state(state)
+}
+
+/// 32 bytes from the operating system's CSPRNG, for a new secret.
+pub(crate) fn random_bytes() -> Result<[u8; 32], Problem> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|error| Problem::internal("the system's random source failed", &error))?;
+    Ok(bytes)
 }
 
 async fn healthz() -> impl IntoResponse {
     Json(serde_json::json!({ "status": "ok" }))
 }
 
-/// Ready once the read models have caught up with the log as it was when the request arrived.
+/// Ready once the store answers and the read models have caught up with the log as it was when
+/// the request arrived.
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let head = match state.store.head().await {
         Ok(head) => head,
@@ -43,7 +96,36 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
         }
     };
     let projected = state.projections.position();
-    let body = serde_json::json!({ "status": if projected >= head { "ready" } else { "catching up" }, "head": head, "projected": projected });
-    let status = if projected >= head { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (status, Json(body))
+    let ready = projected >= head;
+    let body = serde_json::json!({ "status": if ready { "ready" } else { "catching up" }, "head": head, "projected": projected });
+    (if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, Json(body))
+}
+
+/// The Prometheus recorder, installed once per process.
+pub fn metrics_handle() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        // Fails only if another recorder was installed first; then this one simply stays empty.
+        let _ = metrics::set_global_recorder(recorder);
+        handle
+    })
+}
+
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let head = state.store.head().await.unwrap_or_default();
+    let projected = state.projections.position();
+    metrics::gauge!("credledger_log_head").set(head as f64);
+    metrics::gauge!("credledger_projection_lag_events").set(head.saturating_sub(projected) as f64);
+    metrics::gauge!("credledger_hot_index_credentials").set(state.projections.hot_index().len() as f64);
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], metrics_handle().render())
+}
+
+async fn not_found() -> Problem {
+    Problem::not_found("route")
+}
+
+async fn method_not_allowed() -> Problem {
+    Problem::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "the route does not take this method")
 }

@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use credledger_store::{EventStore, StoreError};
+use rusqlite::OptionalExtension;
 use tokio::sync::watch;
 
 pub use credential::Credential;
@@ -122,6 +123,25 @@ impl Projections {
     pub async fn wait_for(&self, position: u64) -> Result<(), ProjectionError> {
         let mut receiver = self.inner.projected.subscribe();
         receiver.wait_for(|projected| *projected >= position).await.map_err(|_| ProjectionError::Stopped)?;
+        Ok(())
+    }
+
+    /// Where a background job has read the log to (0: from the start).
+    pub fn job_checkpoint(&self, job: &str) -> Result<u64, ProjectionError> {
+        let connection = self.reader()?;
+        let position: Option<i64> = connection
+            .query_row("SELECT position FROM job_checkpoints WHERE job = ?1", [job], |row| row.get(0))
+            .optional()?;
+        Ok(position.map_or(0, |p| p as u64))
+    }
+
+    pub fn save_job_checkpoint(&self, job: &str, position: u64) -> Result<(), ProjectionError> {
+        let connection = migrate::connect(self.path())?;
+        connection.execute(
+            "INSERT INTO job_checkpoints (job, position) VALUES (?1, ?2) \
+             ON CONFLICT (job) DO UPDATE SET position = excluded.position",
+            rusqlite::params![job, position as i64],
+        )?;
         Ok(())
     }
 

@@ -6,8 +6,10 @@ use rusqlite::Connection;
 
 use crate::ProjectionError;
 
-const MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "read_models", include_str!("../../migrations/sqlite/read/0001_read_models.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "read_models", include_str!("../../migrations/sqlite/read/0001_read_models.sql")),
+    (2, "job_checkpoints", include_str!("../../migrations/sqlite/read/0002_job_checkpoints.sql")),
+];
 
 pub(crate) fn connect(path: &Path) -> Result<Connection, ProjectionError> {
     let connection = Connection::open(path)?;

@@ -60,6 +60,25 @@ pub struct MemberRow {
     pub removed: bool,
 }
 
+fn member_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<MemberRow> {
+    Ok(MemberRow { member_id: row.get(0)?, email: row.get(1)?, role: row.get(2)?, removed: row.get(3)? })
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrganizationRow {
+    pub org_id: String,
+    pub name: String,
+    pub created_at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProjectRow {
+    pub project_id: String,
+    pub name: String,
+    pub created_at: OffsetDateTime,
+    pub environments: Vec<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditEntry {
     pub position: u64,
@@ -218,10 +237,80 @@ impl Projections {
         let mut statement = connection.prepare(
             "SELECT member_id, email, role, removed FROM members WHERE org_id = ?1 ORDER BY email, member_id",
         )?;
-        let rows = statement.query_map([org.to_string()], |row| {
-            Ok(MemberRow { member_id: row.get(0)?, email: row.get(1)?, role: row.get(2)?, removed: row.get(3)? })
-        })?;
+        let rows = statement.query_map([org.to_string()], member_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// A member of an organization, current or removed.
+    pub fn member(&self, org: OrgId, member: MemberId) -> Result<Option<MemberRow>, ProjectionError> {
+        let connection = self.reader()?;
+        Ok(connection
+            .query_row(
+                "SELECT member_id, email, role, removed FROM members WHERE org_id = ?1 AND member_id = ?2",
+                [org.to_string(), member.to_string()],
+                member_row,
+            )
+            .optional()?)
+    }
+
+    /// The current member of an organization with this email.
+    pub fn member_by_email(&self, org: OrgId, email: &str) -> Result<Option<MemberRow>, ProjectionError> {
+        let connection = self.reader()?;
+        Ok(connection
+            .query_row(
+                "SELECT member_id, email, role, removed FROM members WHERE org_id = ?1 AND email = ?2 AND removed = 0",
+                [org.to_string(), email.to_owned()],
+                member_row,
+            )
+            .optional()?)
+    }
+
+    pub fn organization(&self, org: OrgId) -> Result<Option<OrganizationRow>, ProjectionError> {
+        let connection = self.reader()?;
+        Ok(connection
+            .query_row("SELECT org_id, name, created_at FROM organizations WHERE org_id = ?1", [org.to_string()], |row| {
+                Ok(OrganizationRow { org_id: row.get(0)?, name: row.get(1)?, created_at: from_millis(row.get(2)?) })
+            })
+            .optional()?)
+    }
+
+    /// An organization's projects with their environments, by name.
+    pub fn projects(&self, org: OrgId) -> Result<Vec<ProjectRow>, ProjectionError> {
+        let connection = self.reader()?;
+        let mut statement = connection.prepare(
+            "SELECT p.project_id, p.name, p.created_at, e.name FROM projects p \
+             LEFT JOIN environments e ON e.project_id = p.project_id \
+             WHERE p.org_id = ?1 ORDER BY p.name, p.project_id, e.name",
+        )?;
+        let mut rows = statement.query([org.to_string()])?;
+        let mut projects: Vec<ProjectRow> = Vec::new();
+        while let Some(row) = rows.next()? {
+            let project_id: String = row.get(0)?;
+            if projects.last().is_none_or(|last| last.project_id != project_id) {
+                projects.push(ProjectRow {
+                    project_id,
+                    name: row.get(1)?,
+                    created_at: from_millis(row.get(2)?),
+                    environments: Vec::new(),
+                });
+            }
+            if let (Some(environment), Some(project)) = (row.get::<_, Option<String>>(3)?, projects.last_mut()) {
+                project.environments.push(environment);
+            }
+        }
+        Ok(projects)
+    }
+
+    /// Machine tokens recorded as active whose expiry has passed at `now`, across
+    /// organizations: the expiry sweeper's work list.
+    pub fn expired_but_active(&self, now: OffsetDateTime, limit: usize) -> Result<Vec<Credential>, ProjectionError> {
+        let connection = self.reader()?;
+        let mut statement = connection.prepare(
+            "SELECT state FROM credentials WHERE kind = 'machine_token' AND status = 'active' \
+             AND expires_at IS NOT NULL AND expires_at <= ?1 ORDER BY expires_at LIMIT ?2",
+        )?;
+        let rows = statement.query_map(rusqlite::params![millis(now), limit as i64], |row| row.get::<_, String>(0))?;
+        rows.map(|state| decode(&state?)).collect()
     }
 
     /// A page of an organization's audit trail, newest first, before position `before`.

@@ -1,0 +1,216 @@
+//! Authentication of every request: the hot path of DESIGN.md §5.
+//!
+//! 1. Parse the bearer value by its prefix and check its CRC32 before any lookup.
+//! 2. Look its SHA-256 up in the in-memory hot index (no SQL), then let the domain's policy
+//!    decide: state, organization, conditions, blocked routes, scope.
+//! 3. Record the outcome: an accepted request by a machine credential waits until its
+//!    CredentialUsed event is durable; a denial of a known credential is coalesced.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath, RawPathParams};
+use axum::http::header;
+use axum::http::request::Parts;
+use credledger_domain::policy::{AccessRequest, CredentialView, RouteClass, evaluate};
+use credledger_domain::token::SecretToken;
+use credledger_domain::values::{Cidr, Role};
+use credledger_domain::{Actor, ActorKind, CredentialKind, MemberId, OrgId, RequestMeta};
+
+use crate::AppState;
+use crate::extract::path_id;
+use crate::problem::Problem;
+use crate::usage::Use;
+
+/// The authenticated caller of a request.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub view: Arc<CredentialView>,
+    /// Who the request's events are recorded as having been caused by.
+    pub actor: Actor,
+    /// The request's IP, user agent and id, for the events it causes.
+    pub request: RequestMeta,
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Problem> {
+        let route = parts.extensions.get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str).to_owned();
+        let org_id = route_org(parts, app).await?;
+        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip());
+        let ip = client_ip(
+            peer.unwrap_or(IpAddr::from([127, 0, 0, 1])),
+            parts.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()),
+            &app.config.trusted_proxies,
+        );
+        let user_agent = parts.headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let request_id = parts.headers.get("x-request-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let request = RequestMeta { ip: Some(ip.to_string()), user_agent, request_id };
+
+        let Some(bearer) = bearer(parts) else {
+            count("missing");
+            return Err(Problem::unauthorized("missing_credentials", "send `Authorization: Bearer <token>`"));
+        };
+        let secret = SecretToken::parse(bearer).map_err(|error| {
+            count(error.code());
+            Problem::unauthorized(error.code(), error.to_string())
+        })?;
+        let Some((view, presented)) = app.projections.hot_index().lookup(&secret.digest()) else {
+            count("unknown");
+            return Err(Problem::unauthorized("invalid_token", "the token is not known"));
+        };
+        let at = app.clock.now();
+        let access = AccessRequest {
+            org_id,
+            ip,
+            user_agent: request.user_agent.as_deref(),
+            at,
+            route_class: route_class(&route),
+            required_scope: AccessRequest::scope_for_method(parts.method.as_str()),
+        };
+        let used = Use { method: parts.method.as_str(), route: &route, request: &request, ip: ip.to_string(), at };
+        if let Err(reason) = evaluate(&view, presented, &access) {
+            count(reason.as_str());
+            app.usage.denied(&view, reason, &used);
+            return Err(Problem::denied(reason));
+        }
+        count("allowed");
+        if view.kind.is_machine() {
+            app.usage.used(&view, &used).await.map_err(Problem::from)?;
+        }
+        let actor = actor_of(&view);
+        Ok(Self { view, actor, request })
+    }
+}
+
+fn count(outcome: &str) {
+    metrics::counter!("credledger_auth_total", "outcome" => outcome.to_owned()).increment(1);
+}
+
+fn bearer(parts: &Parts) -> Option<&str> {
+    let value = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// The organization the route names, parsed so that a bad id is a 400 before any lookup.
+async fn route_org(parts: &mut Parts, app: &AppState) -> Result<Option<OrgId>, Problem> {
+    let Ok(params) = RawPathParams::from_request_parts(parts, app).await else { return Ok(None) };
+    params.iter().find(|(name, _)| *name == "orgId").map(|(_, value)| path_id("orgId", value)).transpose()
+}
+
+/// Routes machine credentials may never call: those that manage humans or other kinds of
+/// credential (DESIGN.md §2, blocked routes).
+fn route_class(route: &str) -> RouteClass {
+    if route.starts_with("/v1/orgs") || route.starts_with("/v1/service-credentials") {
+        RouteClass::HumanOnly
+    } else {
+        RouteClass::Open
+    }
+}
+
+/// The client's address: the socket peer, or, when the peer is a trusted proxy, the right-most
+/// `X-Forwarded-For` entry that is not itself a trusted proxy (DESIGN.md §5, item 4).
+pub fn client_ip(peer: IpAddr, forwarded_for: Option<&str>, trusted: &[Cidr]) -> IpAddr {
+    let is_trusted = |ip: IpAddr| trusted.iter().any(|cidr| cidr.contains(ip));
+    if !is_trusted(peer) {
+        return peer;
+    }
+    let Some(forwarded_for) = forwarded_for else { return peer };
+    let mut client = peer;
+    for entry in forwarded_for.rsplit(',') {
+        let Ok(ip) = entry.trim().parse::<IpAddr>() else { break };
+        client = ip;
+        if !is_trusted(ip) {
+            break;
+        }
+    }
+    client
+}
+
+fn actor_of(view: &CredentialView) -> Actor {
+    match (view.kind, view.owner) {
+        (CredentialKind::PersonalToken, Some(member)) => Actor::member(member),
+        (CredentialKind::PersonalToken, None) => Actor::system("server-admin"),
+        (CredentialKind::MachineToken, _) => Actor { kind: ActorKind::MachineToken, id: view.id.to_string() },
+        (CredentialKind::ServiceCredential, _) => Actor { kind: ActorKind::ServiceCredential, id: view.id.to_string() },
+        (CredentialKind::Machine, _) => Actor { kind: ActorKind::Machine, id: view.id.to_string() },
+    }
+}
+
+impl Caller {
+    /// The member the caller acts for: a PAT's member, or a machine credential's owner.
+    pub fn member_id(&self) -> Option<MemberId> {
+        self.view.owner
+    }
+
+    pub fn is_server_admin(&self) -> bool {
+        self.view.server_admin
+    }
+
+    /// The caller's role in the organization: the server admin counts as an owner, a machine
+    /// credential acts with its owner's role.
+    pub fn role(&self, app: &AppState, org: OrgId) -> Result<Option<Role>, Problem> {
+        if self.is_server_admin() {
+            return Ok(Some(Role::Owner));
+        }
+        let Some(member) = self.member_id() else { return Ok(None) };
+        let row = app.projections.member(org, member)?;
+        Ok(row.filter(|row| !row.removed).and_then(|row| Role::parse(&row.role).ok()))
+    }
+
+    /// Refuses callers whose role is below owner or admin.
+    pub fn require_admin(&self, app: &AppState, org: OrgId) -> Result<Role, Problem> {
+        match self.role(app, org)? {
+            Some(role) if role.is_admin() => Ok(role),
+            _ => Err(Problem::forbidden("insufficient_role", "only owners and admins may do this")),
+        }
+    }
+
+    pub fn require_owner(&self, app: &AppState, org: OrgId) -> Result<(), Problem> {
+        match self.role(app, org)? {
+            Some(Role::Owner) => Ok(()),
+            _ => Err(Problem::forbidden("insufficient_role", "only owners may do this")),
+        }
+    }
+
+    /// Owners and admins manage every credential of the organization; a member manages the
+    /// credentials it owns.
+    pub fn require_manager_of(&self, app: &AppState, org: OrgId, owner: MemberId) -> Result<(), Problem> {
+        if self.member_id() == Some(owner) && self.role(app, org)?.is_some() {
+            return Ok(());
+        }
+        self.require_admin(app, org).map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn forwarded_headers_count_only_from_trusted_proxies() {
+        let trusted = vec![Cidr::parse("10.0.0.0/8").unwrap()];
+        assert_eq!(client_ip(ip("203.0.113.9"), Some("1.2.3.4"), &trusted), ip("203.0.113.9"));
+        assert_eq!(client_ip(ip("10.0.0.2"), Some("1.2.3.4"), &trusted), ip("1.2.3.4"));
+        // A client cannot hide behind a forged left-most entry.
+        assert_eq!(client_ip(ip("10.0.0.2"), Some("6.6.6.6, 1.2.3.4, 10.0.0.3"), &trusted), ip("1.2.3.4"));
+        assert_eq!(client_ip(ip("10.0.0.2"), None, &trusted), ip("10.0.0.2"));
+        assert_eq!(client_ip(ip("10.0.0.2"), Some("garbage"), &trusted), ip("10.0.0.2"));
+        assert_eq!(client_ip(ip("10.0.0.2"), Some("1.2.3.4"), &[]), ip("10.0.0.2"));
+    }
+
+    #[test]
+    fn human_only_routes_are_organizations_members_pats_and_service_credentials() {
+        assert_eq!(route_class("/v1/orgs/{orgId}/members"), RouteClass::HumanOnly);
+        assert_eq!(route_class("/v1/orgs"), RouteClass::HumanOnly);
+        assert_eq!(route_class("/v1/service-credentials/{orgId}"), RouteClass::HumanOnly);
+        assert_eq!(route_class("/v1/machine-tokens/{orgId}"), RouteClass::Open);
+        assert_eq!(route_class("/v1/projects/{orgId}"), RouteClass::Open);
+    }
+}

@@ -1,0 +1,171 @@
+//! Running a command: load the aggregate by folding its stream, let its decider decide, append
+//! the events with the stream's version as the expected one, and wait until the projections have
+//! applied them so that the next request (on this node) sees the result.
+//!
+//! A concurrent append to the same stream makes the append fail; the command is then decided
+//! again on the new state, a few times, before the caller gets 409.
+
+use credledger_domain::{
+    Actor, DomainError, EventId, OrgId, RequestMeta, SCHEMA_VERSION, event, machine_token, organization,
+    personal_token,
+};
+use credledger_store::{ExpectedVersion, NewEvent, StoreError};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+
+use crate::AppState;
+use crate::problem::Problem;
+
+/// How many times a command is decided again after losing a race for its stream.
+const ATTEMPTS: usize = 5;
+
+/// An aggregate's decider, as plain functions.
+pub trait Aggregate {
+    type State: Default;
+    type Event: Serialize + DeserializeOwned;
+    type Command: Clone;
+
+    fn evolve(state: Self::State, event: &Self::Event) -> Self::State;
+    fn decide(state: &Self::State, command: Self::Command, now: OffsetDateTime)
+    -> Result<Vec<Self::Event>, DomainError>;
+}
+
+#[derive(Debug)]
+pub struct Organization;
+#[derive(Debug)]
+pub struct PersonalToken;
+#[derive(Debug)]
+pub struct MachineToken;
+
+impl Aggregate for Organization {
+    type State = organization::State;
+    type Event = organization::Event;
+    type Command = organization::Command;
+    fn evolve(state: Self::State, event: &Self::Event) -> Self::State {
+        organization::evolve(state, event)
+    }
+    fn decide(state: &Self::State, command: Self::Command, now: OffsetDateTime) -> Result<Vec<Self::Event>, DomainError> {
+        organization::decide(state, command, &organization::Context { now })
+    }
+}
+
+impl Aggregate for PersonalToken {
+    type State = personal_token::State;
+    type Event = personal_token::Event;
+    type Command = personal_token::Command;
+    fn evolve(state: Self::State, event: &Self::Event) -> Self::State {
+        personal_token::evolve(state, event)
+    }
+    fn decide(state: &Self::State, command: Self::Command, now: OffsetDateTime) -> Result<Vec<Self::Event>, DomainError> {
+        personal_token::decide(state, command, &personal_token::Context { now })
+    }
+}
+
+impl Aggregate for MachineToken {
+    type State = machine_token::State;
+    type Event = machine_token::Event;
+    type Command = machine_token::Command;
+    fn evolve(state: Self::State, event: &Self::Event) -> Self::State {
+        machine_token::evolve(state, event)
+    }
+    fn decide(state: &Self::State, command: Self::Command, now: OffsetDateTime) -> Result<Vec<Self::Event>, DomainError> {
+        machine_token::decide(state, command, &machine_token::Context { now })
+    }
+}
+
+/// Who runs a command, and how its events are identified.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    pub actor: Actor,
+    pub request: Option<RequestMeta>,
+    /// `None`: fresh v7 ids. `Some(seed)`: ids derived from the seed, so that a background job
+    /// that runs the same command twice for the same cause (after a restart, or on two nodes)
+    /// writes it once: the store treats the second append as a retry.
+    pub idempotency_seed: Option<String>,
+}
+
+/// The state after a command, and where its events landed (`None` when it decided nothing).
+#[derive(Debug)]
+pub struct Outcome<S> {
+    pub state: S,
+    pub position: Option<u64>,
+}
+
+/// Loads an aggregate's state without changing it.
+pub async fn load<A: Aggregate>(app: &AppState, stream: &str) -> Result<(A::State, Option<u64>), Problem> {
+    let recorded = app.store.read_stream(stream, 0).await?;
+    let mut state = A::State::default();
+    for event in &recorded {
+        let decoded: A::Event = decode(&event.event_type, &event.payload)?;
+        state = A::evolve(state, &decoded);
+    }
+    Ok((state, recorded.last().map(|event| event.version)))
+}
+
+fn decode<E: DeserializeOwned>(event_type: &str, payload: &serde_json::Value) -> Result<E, Problem> {
+    let tagged = serde_json::json!({ "type": event_type, "payload": payload });
+    serde_json::from_value(tagged).map_err(|error| Problem::internal("a recorded event does not decode", &error))
+}
+
+pub async fn execute<A: Aggregate>(
+    app: &AppState,
+    stream: &str,
+    org_id: Option<OrgId>,
+    origin: &Origin,
+    command: A::Command,
+) -> Result<Outcome<A::State>, Problem> {
+    for attempt in 1..=ATTEMPTS {
+        let (state, version) = load::<A>(app, stream).await?;
+        let now = app.clock.now();
+        let events = A::decide(&state, command.clone(), now)?;
+        if events.is_empty() {
+            return Ok(Outcome { state, position: None });
+        }
+        let mut new = Vec::with_capacity(events.len());
+        for (index, event) in events.iter().enumerate() {
+            let (event_type, payload) =
+                event::encode(event).map_err(|error| Problem::internal("encoding an event", &error))?;
+            new.push(NewEvent {
+                event_id: event_id(origin, stream, index),
+                event_type,
+                schema_version: SCHEMA_VERSION,
+                org_id,
+                occurred_at: now,
+                actor: origin.actor.clone(),
+                request: origin.request.clone(),
+                payload,
+            });
+        }
+        let expected = version.map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact);
+        match app.store.append(stream, expected, new).await {
+            Ok(appended) => {
+                app.projections.wait_for(appended.last_position).await?;
+                let state = events.iter().fold(state, A::evolve);
+                return Ok(Outcome { state, position: Some(appended.last_position) });
+            }
+            Err(StoreError::WrongExpectedVersion { .. }) if attempt < ATTEMPTS => {
+                metrics::counter!("credledger_command_retries_total").increment(1);
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
+    Err(Problem::from(StoreError::WrongExpectedVersion {
+        stream: stream.to_owned(),
+        expected: ExpectedVersion::Any,
+        actual: None,
+    }))
+}
+
+fn event_id(origin: &Origin, stream: &str, index: usize) -> EventId {
+    match &origin.idempotency_seed {
+        None => EventId::from_uuid(uuid::Uuid::now_v7()),
+        Some(seed) => {
+            let digest = Sha256::digest(format!("{seed}\u{0}{stream}\u{0}{index}").as_bytes());
+            let mut bytes = [0u8; 16];
+            bytes.copy_from_slice(&digest[..16]);
+            EventId::from_uuid(uuid::Builder::from_custom_bytes(bytes).into_uuid())
+        }
+    }
+}

@@ -1,0 +1,121 @@
+//! Request extractors that turn every kind of bad input into a problem with the field named:
+//! bodies (content type, size, syntax, unknown fields, types), query strings and path ids.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use serde::de::DeserializeOwned;
+
+use crate::problem::Problem;
+
+/// Most bytes a request body may have: every body of this API is a small JSON object.
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// A JSON body, parsed with the path of the first offending field kept for the problem.
+#[derive(Debug)]
+pub struct Body<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
+    type Rejection = Problem;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Problem> {
+        let is_json = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.split(';').next())
+            .is_some_and(|mime| {
+                let mime = mime.trim();
+                mime.eq_ignore_ascii_case("application/json")
+                    || (mime.starts_with("application/") && mime.ends_with("+json"))
+            });
+        if !is_json {
+            return Err(Problem::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send the body as application/json",
+            ));
+        }
+        let bytes = Bytes::from_request(request, state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                Problem::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "body_too_large",
+                    format!("the body may have at most {BODY_LIMIT} bytes"),
+                )
+            } else {
+                Problem::bad_request("unreadable_body", "the request body could not be read")
+            }
+        })?;
+        parse_json(&bytes).map(Body)
+    }
+}
+
+/// An optional JSON body: an empty body is `T::default()`.
+#[derive(Debug)]
+pub struct OptionalBody<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalBody<T> {
+    type Rejection = Problem;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Problem> {
+        let has_body = request
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|value| value.to_str().ok())
+            .is_none_or(|length| length != "0")
+            && request.headers().contains_key(header::CONTENT_TYPE);
+        if has_body { Body::from_request(request, state).await.map(|Body(value)| Self(value)) } else { Ok(Self(T::default())) }
+    }
+}
+
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+        let path = error.path().to_string();
+        let inner = error.into_inner();
+        let (code, status) = match inner.classify() {
+            serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
+                ("malformed_json", StatusCode::BAD_REQUEST)
+            }
+            _ => ("invalid_field", StatusCode::UNPROCESSABLE_ENTITY),
+        };
+        let problem = Problem::new(status, code, strip_position(&inner.to_string()));
+        if path == "." || code == "malformed_json" { problem } else { problem.with_field(path) }
+    })?;
+    deserializer
+        .end()
+        .map_err(|_| Problem::bad_request("malformed_json", "trailing characters after the JSON value"))?;
+    Ok(value)
+}
+
+/// serde_json appends " at line 1 column 7"; the field path says more to a client.
+fn strip_position(message: &str) -> String {
+    message.split(" at line ").next().unwrap_or(message).to_owned()
+}
+
+/// A query string parsed into `T`, refusing unknown parameters and naming the bad one.
+#[derive(Debug)]
+pub struct Query<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Problem> {
+        let query = parts.uri.query().unwrap_or_default();
+        let deserializer = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+        serde_path_to_error::deserialize(deserializer).map(Query).map_err(|error| {
+            let field = error.path().to_string();
+            let problem = Problem::bad_request("invalid_query", error.into_inner().to_string());
+            if field == "." { problem } else { problem.with_field(field) }
+        })
+    }
+}
+
+/// Parses a path segment as an id, or answers 400 naming the segment.
+pub fn path_id<T: std::str::FromStr>(field: &str, input: &str) -> Result<T, Problem> {
+    input
+        .parse()
+        .map_err(|_| Problem::bad_request("invalid_id", format!("`{field}` must be a UUID")).with_field(field))
+}

@@ -1,0 +1,181 @@
+//! Errors as `application/problem+json` (RFC 9457), in one place.
+//!
+//! Every refusal has a stable `code` clients can switch on, a human `detail`, and for validation
+//! errors the offending `field`. Internal causes are logged here and never sent to the client.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use credledger_domain::DomainError;
+use credledger_domain::policy::DenyReason;
+use credledger_domain::values::ValueError;
+use credledger_projections::ProjectionError;
+use credledger_store::StoreError;
+use serde::Serialize;
+
+/// A refused or failed request.
+#[derive(Debug, Clone)]
+pub struct Problem {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub detail: String,
+    pub field: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    #[serde(rename = "type")]
+    kind: String,
+    title: &'a str,
+    status: u16,
+    code: &'a str,
+    detail: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<&'a str>,
+}
+
+impl Problem {
+    pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
+        Self { status, code, detail: detail.into(), field: None }
+    }
+
+    #[must_use]
+    pub fn with_field(mut self, field: impl Into<String>) -> Self {
+        self.field = Some(field.into());
+        self
+    }
+
+    /// A request value that failed to parse: 422 with the field named.
+    pub fn invalid(field: &str, code: &'static str, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, detail).with_field(field)
+    }
+
+    pub fn bad_request(code: &'static str, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, detail)
+    }
+
+    pub fn not_found(what: &str) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", format!("{what} not found"))
+    }
+
+    pub fn forbidden(code: &'static str, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, code, detail)
+    }
+
+    pub fn unauthorized(code: &'static str, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, code, detail)
+    }
+
+    /// A failure of ours: logged with its cause, answered without it.
+    pub fn internal(context: &str, error: &dyn std::fmt::Display) -> Self {
+        tracing::error!(%error, "{context}");
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "the server failed; the request may be retried")
+    }
+
+    /// The answer to a denied credential. A credential of another organization learns nothing
+    /// about what exists there: 404, as for anything else it cannot see.
+    pub fn denied(reason: DenyReason) -> Self {
+        match reason {
+            DenyReason::WrongOrganization => Self::not_found("resource"),
+            DenyReason::Disabled | DenyReason::Expired | DenyReason::Revoked => {
+                Self::unauthorized(reason.as_str(), format!("the credential is {}", reason.as_str()))
+            }
+            DenyReason::IpNotAllowed => Self::forbidden(reason.as_str(), "the request's IP address is not allowed"),
+            DenyReason::OutsideTimeWindow => {
+                Self::forbidden(reason.as_str(), "the credential may not be used at this time")
+            }
+            DenyReason::UserAgentMismatch => {
+                Self::forbidden(reason.as_str(), "the request's User-Agent does not match the credential's pattern")
+            }
+            DenyReason::InsufficientScope => {
+                Self::forbidden(reason.as_str(), "the credential's scopes do not allow this request")
+            }
+            DenyReason::MachineCredentialForbidden => Self::forbidden(
+                reason.as_str(),
+                "machine credentials cannot manage organizations, members, personal tokens or service credentials",
+            ),
+        }
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        metrics::counter!("credledger_problems_total", "code" => self.code).increment(1);
+        let title = self.status.canonical_reason().unwrap_or("Error");
+        let body = Body {
+            kind: format!("https://credledger.dev/problems/{}", self.code.replace('_', "-")),
+            title,
+            status: self.status.as_u16(),
+            code: self.code,
+            detail: &self.detail,
+            field: self.field.as_deref(),
+        };
+        let bytes = serde_json::to_vec(&body).unwrap_or_default();
+        let mut response = (self.status, bytes).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        if self.status == StatusCode::UNAUTHORIZED {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"credledger\""));
+        }
+        response
+    }
+}
+
+impl From<ValueError> for Problem {
+    fn from(error: ValueError) -> Self {
+        Self::invalid(error.field(), error.code(), error.to_string())
+    }
+}
+
+impl From<DomainError> for Problem {
+    fn from(error: DomainError) -> Self {
+        let status = match &error {
+            DomainError::InvalidTransition { .. }
+            | DomainError::AlreadyExists { .. }
+            | DomainError::MemberExists
+            | DomainError::LastOwner
+            | DomainError::ProjectExists
+            | DomainError::EnvironmentExists
+            | DomainError::NotYetExpired
+            | DomainError::GraceNotApplicable => StatusCode::CONFLICT,
+            DomainError::NotFound { .. } | DomainError::MemberNotFound | DomainError::ProjectNotFound => {
+                StatusCode::NOT_FOUND
+            }
+            DomainError::InvalidExpiry { .. }
+            | DomainError::GracePeriodTooLong { .. }
+            | DomainError::NothingToUpdate => StatusCode::UNPROCESSABLE_ENTITY,
+            DomainError::Value(value) => return value.clone().into(),
+        };
+        let field = match &error {
+            DomainError::InvalidExpiry { .. } => Some("expiresInDays"),
+            DomainError::GracePeriodTooLong { .. } => Some("gracePeriodSeconds"),
+            _ => None,
+        };
+        let problem = Self::new(status, error.code(), error.to_string());
+        match field {
+            Some(field) => problem.with_field(field),
+            None => problem,
+        }
+    }
+}
+
+impl From<StoreError> for Problem {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::WrongExpectedVersion { .. } => Self::new(
+                StatusCode::CONFLICT,
+                "concurrent_modification",
+                "the resource kept changing while this request was applied; retry",
+            ),
+            StoreError::Closed => {
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", "the server is shutting down; retry")
+            }
+            other => Self::internal("event store failure", &other),
+        }
+    }
+}
+
+impl From<ProjectionError> for Problem {
+    fn from(error: ProjectionError) -> Self {
+        Self::internal("read model failure", &error)
+    }
+}

@@ -1,0 +1,365 @@
+//! `/v1/machine-tokens/:orgId`: the machine-token API of the reference documents, exactly.
+//! Every member and credential of the organization may read; a member manages the tokens it
+//! owns; owners and admins manage all of them.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use credledger_domain::machine_token::{self, Command, MachineToken, NewMachineToken, Update};
+use credledger_domain::token::SecretToken;
+use credledger_domain::values::{EnvHint, Scopes, TokenName};
+use credledger_domain::{CredentialId, CredentialKind, MemberId, OrgId, ProjectId, Status};
+use credledger_projections::Credential;
+use credledger_projections::queries::{CredentialFilter, UsageSummary};
+use serde::Deserialize;
+use time::Duration;
+
+use crate::auth::Caller;
+use crate::command::{self, Origin};
+use crate::extract::{Body, OptionalBody, Query, path_id};
+use crate::input::{ConditionsInput, double_option, parse_duration, parse_scopes};
+use crate::problem::Problem;
+use crate::views::{MachineTokenView, Page, WithSecret};
+use crate::{AppState, random_bytes};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/machine-tokens/{orgId}", post(create).get(list))
+        .route("/v1/machine-tokens/{orgId}/{tokenId}", get(show).patch(update).delete(revoke))
+        .route("/v1/machine-tokens/{orgId}/{tokenId}/roll", post(roll))
+        .route("/v1/machine-tokens/{orgId}/{tokenId}/disable", post(disable))
+        .route("/v1/machine-tokens/{orgId}/{tokenId}/enable", post(enable))
+        .route("/v1/machine-tokens/{orgId}/{tokenId}/transfer", post(transfer))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct CreateRequest {
+    name: String,
+    environment_hint: String,
+    #[serde(default)]
+    expires_in_days: Option<u32>,
+    #[serde(default)]
+    project_id: Option<String>,
+    #[serde(default)]
+    scopes: Option<Vec<String>>,
+    #[serde(default)]
+    conditions: Option<ConditionsInput>,
+    /// The member who will own the token; the caller by default. Owners and admins only.
+    #[serde(default)]
+    owner: Option<String>,
+}
+
+async fn create(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(org): Path<String>,
+    Body(body): Body<CreateRequest>,
+) -> Result<(StatusCode, Json<WithSecret<MachineTokenView>>), Problem> {
+    let org: OrgId = path_id("orgId", &org)?;
+    let name = TokenName::parse(&body.name)?;
+    let environment_hint = EnvHint::parse(&body.environment_hint)?;
+    let scopes = body.scopes.as_deref().map(parse_scopes).transpose()?.unwrap_or_else(Scopes::all);
+    let conditions = body.conditions.as_ref().map(ConditionsInput::parse).transpose()?.unwrap_or_default();
+    let project_id = body.project_id.as_deref().map(|id| existing_project(&app, org, id)).transpose()?;
+    let owner = match body.owner.as_deref() {
+        Some(owner) => resolve_member(&app, org, "owner", owner)?,
+        None => caller.member_id().ok_or_else(|| {
+            Problem::invalid("owner", "owner_required", "name the member who will own the token")
+        })?,
+    };
+    caller.require_manager_of(&app, org, owner)?;
+    // A machine credential cannot mint a token stronger than itself.
+    if caller.view.kind.is_machine() && !scopes.is_subset(&caller.view.scopes) {
+        return Err(Problem::forbidden("insufficient_scope", "a token may not have scopes its creator lacks"));
+    }
+    let secret = SecretToken::machine_token(&environment_hint, random_bytes()?);
+    let id = CredentialId::from_uuid(uuid::Uuid::now_v7());
+    let new = NewMachineToken {
+        id,
+        org_id: org,
+        name,
+        environment_hint,
+        project_id,
+        owner,
+        scopes,
+        conditions,
+        secret_hash: secret.digest(),
+        token_prefix: secret.prefix(),
+        expires_in_days: body.expires_in_days,
+    };
+    let outcome = command::execute::<command::MachineToken>(
+        &app,
+        &machine_token::stream(id),
+        Some(org),
+        &origin(&caller),
+        Command::Create(Box::new(new)),
+    )
+    .await?;
+    let token = present(outcome.state)?;
+    let view = MachineTokenView::new(&token, &UsageSummary::default(), app.clock.now());
+    Ok((StatusCode::CREATED, Json(WithSecret { view, token: secret.expose().to_owned() })))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ListQuery {
+    state: Option<String>,
+    environment_hint: Option<String>,
+    project_id: Option<String>,
+    owner: Option<String>,
+    flagged: Option<bool>,
+    expiring_within: Option<String>,
+    unused_for: Option<String>,
+    cursor: Option<String>,
+    limit: Option<usize>,
+}
+
+const DEFAULT_PAGE: usize = 50;
+const MAX_PAGE: usize = 500;
+
+async fn list(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(org): Path<String>,
+    Query(query): Query<ListQuery>,
+) -> Result<Json<Page<MachineTokenView>>, Problem> {
+    let org: OrgId = path_id("orgId", &org)?;
+    require_reader(&caller, &app, org)?;
+    let filter = CredentialFilter {
+        kind: Some(CredentialKind::MachineToken),
+        status: query
+            .state
+            .as_deref()
+            .map(|state| {
+                Status::parse(state).ok_or_else(|| {
+                    Problem::bad_request("invalid_query", "state is active, disabled, expired or revoked")
+                        .with_field("state")
+                })
+            })
+            .transpose()?,
+        environment_hint: query.environment_hint.clone(),
+        project_id: query.project_id.as_deref().map(|id| path_id::<ProjectId>("projectId", id)).transpose()?,
+        owner: query.owner.as_deref().map(|id| path_id::<MemberId>("owner", id)).transpose()?,
+        flagged: query.flagged,
+        expiring_within: query.expiring_within.as_deref().map(|d| parse_duration("expiringWithin", d)).transpose()?,
+        unused_for: query.unused_for.as_deref().map(|d| parse_duration("unusedFor", d)).transpose()?,
+    };
+    let after = query.cursor.as_deref().map(|cursor| path_id::<CredentialId>("cursor", cursor)).transpose()?;
+    let limit = query.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
+    let now = app.clock.now();
+    let records = app.projections.credentials(org, &filter, now, after, limit + 1)?;
+    let more = records.len() > limit;
+    let items: Vec<MachineTokenView> = records
+        .iter()
+        .take(limit)
+        .filter_map(|record| match &record.credential {
+            Credential::MachineToken(token) => Some(MachineTokenView::new(token, &record.usage, now)),
+            Credential::PersonalToken(_) => None,
+        })
+        .collect();
+    let next_cursor = if more { items.last().map(|item| item.id.to_string()) } else { None };
+    Ok(Json(Page { items, next_cursor }))
+}
+
+async fn show(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path((org, id)): Path<(String, String)>,
+) -> Result<Json<MachineTokenView>, Problem> {
+    let (org, id) = ids(&org, &id)?;
+    require_reader(&caller, &app, org)?;
+    let (token, usage) = find(&app, org, id)?;
+    Ok(Json(MachineTokenView::new(&token, &usage, app.clock.now())))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct UpdateRequest {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    scopes: Option<Vec<String>>,
+    #[serde(default)]
+    conditions: Option<ConditionsInput>,
+    #[serde(default, deserialize_with = "double_option")]
+    expires_in_days: Option<Option<u32>>,
+}
+
+async fn update(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path((org, id)): Path<(String, String)>,
+    Body(body): Body<UpdateRequest>,
+) -> Result<Json<MachineTokenView>, Problem> {
+    let (org, id) = ids(&org, &id)?;
+    let update = Update {
+        name: body.name.as_deref().map(TokenName::parse).transpose()?,
+        scopes: body.scopes.as_deref().map(parse_scopes).transpose()?,
+        conditions: body.conditions.as_ref().map(ConditionsInput::parse).transpose()?,
+        expires_in_days: body.expires_in_days,
+    };
+    if caller.view.kind.is_machine() && update.scopes.as_ref().is_some_and(|s| !s.is_subset(&caller.view.scopes)) {
+        return Err(Problem::forbidden("insufficient_scope", "a token may not get scopes its manager lacks"));
+    }
+    run(&app, &caller, org, id, Command::Update(update)).await.map(|(view, _)| Json(view))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RollRequest {
+    /// How long the old value keeps working; at once when absent.
+    #[serde(default)]
+    grace_period_seconds: Option<u32>,
+}
+
+async fn roll(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path((org, id)): Path<(String, String)>,
+    OptionalBody(body): OptionalBody<RollRequest>,
+) -> Result<Json<WithSecret<MachineTokenView>>, Problem> {
+    let (org, id) = ids(&org, &id)?;
+    let (current, _) = find(&app, org, id)?;
+    let secret = SecretToken::machine_token(&current.environment_hint, random_bytes()?);
+    let command = Command::Roll {
+        secret_hash: secret.digest(),
+        token_prefix: secret.prefix(),
+        grace: body.grace_period_seconds.map(|seconds| Duration::seconds(i64::from(seconds))),
+    };
+    let (view, _) = run(&app, &caller, org, id, command).await?;
+    Ok(Json(WithSecret { view, token: secret.expose().to_owned() }))
+}
+
+async fn disable(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path((org, id)): Path<(String, String)>,
+) -> Result<Json<MachineTokenView>, Problem> {
+    let (org, id) = ids(&org, &id)?;
+    run(&app, &caller, org, id, Command::Disable).await.map(|(view, _)| Json(view))
+}
+
+async fn enable(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path((org, id)): Path<(String, String)>,
+) -> Result<Json<MachineTokenView>, Problem> {
+    let (org, id) = ids(&org, &id)?;
+    run(&app, &caller, org, id, Command::Enable).await.map(|(view, _)| Json(view))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RevokeQuery {
+    reason: Option<String>,
+}
+
+async fn revoke(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path((org, id)): Path<(String, String)>,
+    Query(query): Query<RevokeQuery>,
+) -> Result<Json<MachineTokenView>, Problem> {
+    let (org, id) = ids(&org, &id)?;
+    let reason = query.reason.map(|reason| reason.chars().filter(|c| !c.is_control()).take(500).collect());
+    run(&app, &caller, org, id, Command::Revoke { reason }).await.map(|(view, _)| Json(view))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct TransferRequest {
+    /// A member id or email address.
+    to: String,
+}
+
+async fn transfer(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path((org, id)): Path<(String, String)>,
+    Body(body): Body<TransferRequest>,
+) -> Result<Json<MachineTokenView>, Problem> {
+    let (org, id) = ids(&org, &id)?;
+    let to = resolve_member(&app, org, "to", &body.to)?;
+    run(&app, &caller, org, id, Command::Transfer { to }).await.map(|(view, _)| Json(view))
+}
+
+/// Runs a lifecycle command on an existing token the caller manages.
+async fn run(
+    app: &AppState,
+    caller: &Caller,
+    org: OrgId,
+    id: CredentialId,
+    command: Command,
+) -> Result<(MachineTokenView, Option<u64>), Problem> {
+    let (current, usage) = find(app, org, id)?;
+    caller.require_manager_of(app, org, current.owner)?;
+    let outcome = command::execute::<command::MachineToken>(
+        app,
+        &machine_token::stream(id),
+        Some(org),
+        &origin(caller),
+        command,
+    )
+    .await?;
+    let token = present(outcome.state)?;
+    Ok((MachineTokenView::new(&token, &usage, app.clock.now()), outcome.position))
+}
+
+fn origin(caller: &Caller) -> Origin {
+    Origin { actor: caller.actor.clone(), request: Some(caller.request.clone()), idempotency_seed: None }
+}
+
+fn ids(org: &str, id: &str) -> Result<(OrgId, CredentialId), Problem> {
+    Ok((path_id("orgId", org)?, path_id("tokenId", id)?))
+}
+
+fn present(state: machine_token::State) -> Result<Box<MachineToken>, Problem> {
+    match state {
+        machine_token::State::Present(token) => Ok(token),
+        machine_token::State::Absent => Err(Problem::not_found("machine token")),
+    }
+}
+
+/// A machine token of the organization as the read models hold it, or 404.
+fn find(app: &AppState, org: OrgId, id: CredentialId) -> Result<(Box<MachineToken>, UsageSummary), Problem> {
+    match app.projections.credential(org, id)? {
+        Some(record) => match record.credential {
+            Credential::MachineToken(token) => Ok((token, record.usage)),
+            Credential::PersonalToken(_) => Err(Problem::not_found("machine token")),
+        },
+        None => Err(Problem::not_found("machine token")),
+    }
+}
+
+/// Reading needs membership (or a credential of the organization, which the policy checked).
+fn require_reader(caller: &Caller, app: &AppState, org: OrgId) -> Result<(), Problem> {
+    if caller.view.kind.is_machine() || caller.role(app, org)?.is_some() {
+        Ok(())
+    } else {
+        Err(Problem::not_found("organization"))
+    }
+}
+
+/// A current member named by id or email.
+pub(crate) fn resolve_member(app: &AppState, org: OrgId, field: &str, input: &str) -> Result<MemberId, Problem> {
+    let row = match MemberId::parse(input) {
+        Ok(id) => app.projections.member(org, id)?.filter(|row| !row.removed),
+        Err(_) => app.projections.member_by_email(org, &input.trim().to_lowercase())?,
+    };
+    let row = row.ok_or_else(|| {
+        Problem::invalid(field, "member_not_found", "no current member of the organization has this id or email")
+    })?;
+    path_id(field, &row.member_id)
+}
+
+fn existing_project(app: &AppState, org: OrgId, id: &str) -> Result<ProjectId, Problem> {
+    let id: ProjectId = path_id("projectId", id)?;
+    let exists = app.projections.projects(org)?.iter().any(|project| project.project_id == id.to_string());
+    if exists {
+        Ok(id)
+    } else {
+        Err(Problem::invalid("projectId", "project_not_found", "the organization has no such project"))
+    }
+}

@@ -1,0 +1,323 @@
+//! Organizations, their members and the members' personal access tokens (PATs). These routes
+//! manage humans: machine credentials never reach them (the policy answers 403 first).
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use credledger_domain::names::{Email, Slug};
+use credledger_domain::personal_token::{self, NewPersonalToken};
+use credledger_domain::token::SecretToken;
+use credledger_domain::values::{Role, TokenName};
+use credledger_domain::{CredentialId, CredentialKind, MemberId, OrgId, organization};
+use credledger_projections::Credential;
+use credledger_projections::queries::CredentialFilter;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::auth::Caller;
+use crate::command::{self, Origin};
+use crate::extract::{Body, OptionalBody, path_id};
+use crate::problem::Problem;
+use crate::views::{MemberView, Page, PersonalTokenView, WithSecret};
+use crate::{AppState, random_bytes};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/orgs", post(create_org))
+        .route("/v1/orgs/{orgId}", get(show_org))
+        .route("/v1/orgs/{orgId}/members", get(list_members).post(add_member))
+        .route("/v1/orgs/{orgId}/members/{memberId}", delete(remove_member).patch(change_role))
+        .route("/v1/orgs/{orgId}/members/{memberId}/tokens", get(list_pats).post(create_pat))
+        .route("/v1/orgs/{orgId}/members/{memberId}/tokens/{tokenId}", delete(revoke_pat))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct CreateOrgRequest {
+    name: String,
+    owner_email: String,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct OrgView {
+    id: OrgId,
+    name: String,
+    #[serde(with = "time::serde::rfc3339")]
+    created_at: OffsetDateTime,
+    owner: Option<MemberView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    owner_token: Option<String>,
+}
+
+async fn create_org(
+    State(app): State<AppState>,
+    caller: Caller,
+    Body(body): Body<CreateOrgRequest>,
+) -> Result<(StatusCode, Json<OrgView>), Problem> {
+    if !caller.is_server_admin() {
+        return Err(Problem::forbidden("server_admin_only", "only the server-admin token creates organizations"));
+    }
+    let name = Slug::parse(&body.name)?;
+    let owner_email = Email::parse(&body.owner_email).map_err(|e| Problem::from(e).with_field("ownerEmail"))?;
+    let org = OrgId::from_uuid(uuid::Uuid::now_v7());
+    let owner_id = MemberId::from_uuid(uuid::Uuid::now_v7());
+    let command = organization::Command::Create { id: org, name, owner_id, owner_email };
+    let outcome =
+        command::execute::<command::Organization>(&app, &organization::stream(org), Some(org), &origin(&caller), command)
+            .await?;
+    let organization::State::Present(created) = outcome.state else {
+        return Err(Problem::internal("creating an organization", &"no state after OrgCreated"));
+    };
+    let (token, secret) = issue_pat(&app, &caller, org, owner_id, TokenName::parse("owner token")?, None).await?;
+    drop(token);
+    let owner = app.projections.member(org, owner_id)?.map(MemberView::from);
+    let view = OrgView {
+        id: org,
+        name: created.name.to_string(),
+        created_at: created.created_at,
+        owner,
+        owner_token: Some(secret.expose().to_owned()),
+    };
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+async fn show_org(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(org): Path<String>,
+) -> Result<Json<OrgView>, Problem> {
+    let org: OrgId = path_id("orgId", &org)?;
+    if caller.role(&app, org)?.is_none() {
+        return Err(Problem::not_found("organization"));
+    }
+    let row = app.projections.organization(org)?.ok_or_else(|| Problem::not_found("organization"))?;
+    let owner = app.projections.members(org)?.into_iter().find(|m| m.role == "owner" && !m.removed);
+    Ok(Json(OrgView {
+        id: org,
+        name: row.name,
+        created_at: row.created_at,
+        owner: owner.map(MemberView::from),
+        owner_token: None,
+    }))
+}
+
+async fn list_members(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(org): Path<String>,
+) -> Result<Json<Page<MemberView>>, Problem> {
+    let org: OrgId = path_id("orgId", &org)?;
+    if caller.role(&app, org)?.is_none() {
+        return Err(Problem::not_found("organization"));
+    }
+    let items = app.projections.members(org)?.into_iter().map(MemberView::from).collect();
+    Ok(Json(Page { items, next_cursor: None }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct AddMemberRequest {
+    email: String,
+    #[serde(default = "default_role")]
+    role: String,
+}
+
+fn default_role() -> String {
+    "member".to_owned()
+}
+
+async fn add_member(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(org): Path<String>,
+    Body(body): Body<AddMemberRequest>,
+) -> Result<(StatusCode, Json<MemberView>), Problem> {
+    let org: OrgId = path_id("orgId", &org)?;
+    let email = Email::parse(&body.email)?;
+    let role = Role::parse(&body.role)?;
+    let caller_role = caller.require_admin(&app, org)?;
+    if role == Role::Owner && caller_role != Role::Owner {
+        return Err(Problem::forbidden("insufficient_role", "only owners may add owners"));
+    }
+    let member_id = MemberId::from_uuid(uuid::Uuid::now_v7());
+    let command = organization::Command::AddMember { member_id, email, role };
+    command::execute::<command::Organization>(&app, &organization::stream(org), Some(org), &origin(&caller), command)
+        .await?;
+    let member = app.projections.member(org, member_id)?.ok_or_else(|| Problem::not_found("member"))?;
+    Ok((StatusCode::CREATED, Json(member.into())))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ChangeRoleRequest {
+    role: String,
+}
+
+async fn change_role(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path((org, member)): Path<(String, String)>,
+    Body(body): Body<ChangeRoleRequest>,
+) -> Result<Json<MemberView>, Problem> {
+    let (org, member_id) = member_ids(&org, &member)?;
+    let role = Role::parse(&body.role)?;
+    let caller_role = caller.require_admin(&app, org)?;
+    let current = current_member(&app, org, member_id)?;
+    if (role == Role::Owner || current.role == "owner") && caller_role != Role::Owner {
+        return Err(Problem::forbidden("insufficient_role", "only owners may grant or take the owner role"));
+    }
+    let command = organization::Command::ChangeRole { member_id, role };
+    command::execute::<command::Organization>(&app, &organization::stream(org), Some(org), &origin(&caller), command)
+        .await?;
+    Ok(Json(current_member(&app, org, member_id)?.into()))
+}
+
+async fn remove_member(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path((org, member)): Path<(String, String)>,
+) -> Result<Json<MemberView>, Problem> {
+    let (org, member_id) = member_ids(&org, &member)?;
+    let caller_role = caller.require_admin(&app, org)?;
+    let current = current_member(&app, org, member_id)?;
+    if current.role == "owner" && caller_role != Role::Owner {
+        return Err(Problem::forbidden("insufficient_role", "only owners may remove owners"));
+    }
+    let command = organization::Command::RemoveMember { member_id };
+    command::execute::<command::Organization>(&app, &organization::stream(org), Some(org), &origin(&caller), command)
+        .await?;
+    let member = app.projections.member(org, member_id)?.ok_or_else(|| Problem::not_found("member"))?;
+    Ok(Json(member.into()))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct CreatePatRequest {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    expires_in_days: Option<u32>,
+}
+
+/// A member creates its own PATs; owners and admins may create one for another member (for
+/// its first login, say).
+async fn create_pat(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path((org, member)): Path<(String, String)>,
+    OptionalBody(body): OptionalBody<CreatePatRequest>,
+) -> Result<(StatusCode, Json<WithSecret<PersonalTokenView>>), Problem> {
+    let (org, member_id) = member_ids(&org, &member)?;
+    current_member(&app, org, member_id)?;
+    caller.require_manager_of(&app, org, member_id)?;
+    let name = TokenName::parse(body.name.as_deref().unwrap_or("personal token"))?;
+    let (token, secret) = issue_pat(&app, &caller, org, member_id, name, body.expires_in_days).await?;
+    let view = PersonalTokenView::new(&token, app.clock.now());
+    Ok((StatusCode::CREATED, Json(WithSecret { view, token: secret.expose().to_owned() })))
+}
+
+async fn list_pats(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path((org, member)): Path<(String, String)>,
+) -> Result<Json<Page<PersonalTokenView>>, Problem> {
+    let (org, member_id) = member_ids(&org, &member)?;
+    caller.require_manager_of(&app, org, member_id)?;
+    let filter = CredentialFilter {
+        kind: Some(CredentialKind::PersonalToken),
+        owner: Some(member_id),
+        ..CredentialFilter::default()
+    };
+    let now = app.clock.now();
+    let items = app
+        .projections
+        .credentials(org, &filter, now, None, 1000)?
+        .into_iter()
+        .filter_map(|record| match record.credential {
+            Credential::PersonalToken(token) => Some(PersonalTokenView::new(&token, now)),
+            Credential::MachineToken(_) => None,
+        })
+        .collect();
+    Ok(Json(Page { items, next_cursor: None }))
+}
+
+async fn revoke_pat(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path((org, member, token)): Path<(String, String, String)>,
+) -> Result<Json<PersonalTokenView>, Problem> {
+    let (org, member_id) = member_ids(&org, &member)?;
+    let id: CredentialId = path_id("tokenId", &token)?;
+    caller.require_manager_of(&app, org, member_id)?;
+    let belongs = matches!(
+        app.projections.credential(org, id)?.map(|record| record.credential),
+        Some(Credential::PersonalToken(token)) if token.member_id == Some(member_id)
+    );
+    if !belongs {
+        return Err(Problem::not_found("personal token"));
+    }
+    let command = personal_token::Command::Revoke { reason: None };
+    let outcome = command::execute::<command::PersonalToken>(
+        &app,
+        &personal_token::stream(id),
+        Some(org),
+        &origin(&caller),
+        command,
+    )
+    .await?;
+    match outcome.state {
+        personal_token::State::Present(token) => Ok(Json(PersonalTokenView::new(&token, app.clock.now()))),
+        personal_token::State::Absent => Err(Problem::not_found("personal token")),
+    }
+}
+
+/// Creates a PAT for a member and returns its state and plaintext.
+async fn issue_pat(
+    app: &AppState,
+    caller: &Caller,
+    org: OrgId,
+    member: MemberId,
+    name: TokenName,
+    expires_in_days: Option<u32>,
+) -> Result<(Box<personal_token::PersonalToken>, SecretToken), Problem> {
+    let secret = SecretToken::personal_token(random_bytes()?);
+    let id = CredentialId::from_uuid(uuid::Uuid::now_v7());
+    let command = personal_token::Command::Create(Box::new(NewPersonalToken {
+        id,
+        owner: Some((org, member)),
+        name,
+        secret_hash: secret.digest(),
+        token_prefix: secret.prefix(),
+        expires_in_days,
+    }));
+    let outcome = command::execute::<command::PersonalToken>(
+        app,
+        &personal_token::stream(id),
+        Some(org),
+        &origin(caller),
+        command,
+    )
+    .await?;
+    match outcome.state {
+        personal_token::State::Present(token) => Ok((token, secret)),
+        personal_token::State::Absent => Err(Problem::internal("creating a PAT", &"no state after creation")),
+    }
+}
+
+fn origin(caller: &Caller) -> Origin {
+    Origin { actor: caller.actor.clone(), request: Some(caller.request.clone()), idempotency_seed: None }
+}
+
+fn member_ids(org: &str, member: &str) -> Result<(OrgId, MemberId), Problem> {
+    Ok((path_id("orgId", org)?, path_id("memberId", member)?))
+}
+
+fn current_member(
+    app: &AppState,
+    org: OrgId,
+    member: MemberId,
+) -> Result<credledger_projections::queries::MemberRow, Problem> {
+    app.projections.member(org, member)?.filter(|row| !row.removed).ok_or_else(|| Problem::not_found("member"))
+}

@@ -1,0 +1,101 @@
+//! `/v1/projects/:orgId`: an organization's projects and their environments. Every credential
+//! of the organization may read them; owners and admins create them.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use credledger_domain::names::Slug;
+use credledger_domain::{OrgId, ProjectId, organization};
+use serde::Deserialize;
+
+use crate::AppState;
+use crate::auth::Caller;
+use crate::command::{self, Origin};
+use crate::extract::{Body, path_id};
+use crate::problem::Problem;
+use crate::views::{Page, ProjectView};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/projects/{orgId}", get(list).post(create))
+        .route("/v1/projects/{orgId}/{projectId}/environments", post(add_environment))
+}
+
+async fn list(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(org): Path<String>,
+) -> Result<Json<Page<ProjectView>>, Problem> {
+    let org: OrgId = path_id("orgId", &org)?;
+    if !caller.view.kind.is_machine() && caller.role(&app, org)?.is_none() {
+        return Err(Problem::not_found("organization"));
+    }
+    let items = app.projections.projects(org)?.into_iter().map(ProjectView::from).collect();
+    Ok(Json(Page { items, next_cursor: None }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct CreateRequest {
+    name: String,
+    #[serde(default)]
+    environments: Vec<String>,
+}
+
+async fn create(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(org): Path<String>,
+    Body(body): Body<CreateRequest>,
+) -> Result<(StatusCode, Json<ProjectView>), Problem> {
+    let org: OrgId = path_id("orgId", &org)?;
+    let name = Slug::parse(&body.name)?;
+    let environments = body
+        .environments
+        .iter()
+        .enumerate()
+        .map(|(i, env)| Slug::parse(env).map_err(|e| Problem::from(e).with_field(format!("environments[{i}]"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    caller.require_admin(&app, org)?;
+    let project_id = ProjectId::from_uuid(uuid::Uuid::now_v7());
+    let command = organization::Command::CreateProject { project_id, name, environments };
+    run(&app, &caller, org, command).await?;
+    Ok((StatusCode::CREATED, Json(project(&app, org, project_id)?)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct EnvironmentRequest {
+    name: String,
+}
+
+async fn add_environment(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path((org, project_id)): Path<(String, String)>,
+    Body(body): Body<EnvironmentRequest>,
+) -> Result<(StatusCode, Json<ProjectView>), Problem> {
+    let org: OrgId = path_id("orgId", &org)?;
+    let project_id: ProjectId = path_id("projectId", &project_id)?;
+    let name = Slug::parse(&body.name)?;
+    caller.require_admin(&app, org)?;
+    run(&app, &caller, org, organization::Command::AddEnvironment { project_id, name }).await?;
+    Ok((StatusCode::CREATED, Json(project(&app, org, project_id)?)))
+}
+
+async fn run(app: &AppState, caller: &Caller, org: OrgId, command: organization::Command) -> Result<(), Problem> {
+    let origin = Origin { actor: caller.actor.clone(), request: Some(caller.request.clone()), idempotency_seed: None };
+    command::execute::<command::Organization>(app, &organization::stream(org), Some(org), &origin, command).await?;
+    Ok(())
+}
+
+fn project(app: &AppState, org: OrgId, id: ProjectId) -> Result<ProjectView, Problem> {
+    let id = id.to_string();
+    app.projections
+        .projects(org)?
+        .into_iter()
+        .find(|project| project.project_id == id)
+        .map(ProjectView::from)
+        .ok_or_else(|| Problem::not_found("project"))
+}

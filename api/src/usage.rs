@@ -1,0 +1,157 @@
+//! Recording the use of credentials (DESIGN.md §5, item 3).
+//!
+//! An accepted request by a machine credential is answered only after its CredentialUsed event
+//! is durable; the store's group commit turns many such appends into one transaction. Denials of
+//! known credentials are coalesced in memory, at most one event per credential, reason and
+//! second, carrying a count, so that a flood of refused requests cannot flood the log; a
+//! background task writes them out every second.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use credledger_domain::policy::{CredentialView, DenyReason};
+use credledger_domain::usage::{self, CredentialAccessDenied, CredentialUsed};
+use credledger_domain::{Actor, ActorKind, CredentialId, EventId, RequestMeta, SCHEMA_VERSION, event};
+use credledger_store::{EventStore, ExpectedVersion, NewEvent, StoreError};
+use time::OffsetDateTime;
+
+/// Appends usage events; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct UsageRecorder {
+    store: Arc<dyn EventStore>,
+    pending: Arc<Mutex<HashMap<(CredentialId, DenyReason), PendingDenial>>>,
+}
+
+#[derive(Debug)]
+struct PendingDenial {
+    view: Arc<CredentialView>,
+    second: i64,
+    event: CredentialAccessDenied,
+    request: RequestMeta,
+}
+
+/// What the request looked like, for the usage record.
+#[derive(Debug, Clone)]
+pub struct Use<'a> {
+    pub method: &'a str,
+    pub route: &'a str,
+    pub request: &'a RequestMeta,
+    pub ip: String,
+    pub at: OffsetDateTime,
+}
+
+impl UsageRecorder {
+    pub fn new(store: Arc<dyn EventStore>) -> Self {
+        Self { store, pending: Arc::default() }
+    }
+
+    /// Appends CredentialUsed and returns once it is durable.
+    pub async fn used(&self, view: &CredentialView, used: &Use<'_>) -> Result<(), StoreError> {
+        let event = usage::Event::CredentialUsed(CredentialUsed {
+            credential_id: view.id,
+            kind: view.kind,
+            org_id: view.org_id,
+            method: used.method.to_owned(),
+            route: used.route.to_owned(),
+            ip: used.ip.clone(),
+            user_agent: used.request.user_agent.clone(),
+            at: used.at,
+        });
+        self.append(view, &event, used.at, used.request.clone()).await
+    }
+
+    /// Counts a denial; the first of its credential, reason and second starts a new event.
+    pub fn denied(&self, view: &Arc<CredentialView>, reason: DenyReason, denied: &Use<'_>) {
+        let second = denied.at.unix_timestamp();
+        let flushed = {
+            let mut pending = self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let key = (view.id, reason);
+            match pending.get_mut(&key) {
+                Some(entry) if entry.second == second => {
+                    entry.event.count = entry.event.count.saturating_add(1);
+                    None
+                }
+                _ => pending.insert(
+                    key,
+                    PendingDenial {
+                        view: Arc::clone(view),
+                        second,
+                        event: CredentialAccessDenied {
+                            credential_id: view.id,
+                            kind: view.kind,
+                            org_id: view.org_id,
+                            reason,
+                            count: 1,
+                            method: denied.method.to_owned(),
+                            route: denied.route.to_owned(),
+                            ip: denied.ip.clone(),
+                            user_agent: denied.request.user_agent.clone(),
+                            at: denied.at,
+                        },
+                        request: denied.request.clone(),
+                    },
+                ),
+            }
+        };
+        // A denial of an earlier second was still waiting: write it now rather than lose it.
+        if let Some(earlier) = flushed {
+            let recorder = self.clone();
+            tokio::spawn(async move { recorder.write_denial(earlier).await });
+        }
+    }
+
+    /// Writes every coalesced denial of a second that has ended (all of them when `all`).
+    pub async fn flush_denials(&self, now: OffsetDateTime, all: bool) {
+        let ready: Vec<PendingDenial> = {
+            let mut pending = self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let keys: Vec<_> = pending
+                .iter()
+                .filter(|(_, entry)| all || entry.second < now.unix_timestamp())
+                .map(|(key, _)| *key)
+                .collect();
+            keys.into_iter().filter_map(|key| pending.remove(&key)).collect()
+        };
+        for denial in ready {
+            self.write_denial(denial).await;
+        }
+    }
+
+    async fn write_denial(&self, denial: PendingDenial) {
+        let at = denial.event.at;
+        let event = usage::Event::CredentialAccessDenied(denial.event);
+        if let Err(error) = self.append(&denial.view, &event, at, denial.request).await {
+            tracing::error!(%error, credential = %denial.view.id, "recording a denial failed");
+        }
+    }
+
+    async fn append(
+        &self,
+        view: &CredentialView,
+        event: &usage::Event,
+        at: OffsetDateTime,
+        request: RequestMeta,
+    ) -> Result<(), StoreError> {
+        let (event_type, payload) = event::encode(event).map_err(StoreError::Encode)?;
+        let new = NewEvent {
+            event_id: EventId::from_uuid(uuid::Uuid::now_v7()),
+            event_type,
+            schema_version: SCHEMA_VERSION,
+            org_id: view.org_id,
+            occurred_at: at,
+            actor: Actor { kind: actor_kind(view), id: view.id.to_string() },
+            request: Some(request),
+            payload,
+        };
+        self.store.append(&usage::stream(view.id), ExpectedVersion::Any, vec![new]).await.map(|_| ())
+    }
+}
+
+fn actor_kind(view: &CredentialView) -> ActorKind {
+    use credledger_domain::CredentialKind;
+    match view.kind {
+        CredentialKind::PersonalToken => ActorKind::Member,
+        CredentialKind::MachineToken => ActorKind::MachineToken,
+        CredentialKind::ServiceCredential => ActorKind::ServiceCredential,
+        CredentialKind::Machine => ActorKind::Machine,
+    }
+}

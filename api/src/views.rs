@@ -1,0 +1,141 @@
+//! The JSON shapes the API answers with (camelCase). Views show a token's prefix, never its
+//! secret; the plaintext appears only in the one response that creates or rolls it.
+
+use credledger_domain::machine_token::MachineToken;
+use credledger_domain::personal_token::PersonalToken;
+use credledger_domain::values::{Conditions, Scopes};
+use credledger_domain::{CredentialId, Flag, MemberId, ProjectId};
+use credledger_projections::queries::{MemberRow, ProjectRow, UsageSummary};
+use serde::Serialize;
+use time::OffsetDateTime;
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MachineTokenView {
+    pub id: CredentialId,
+    pub name: String,
+    pub environment_hint: String,
+    pub project_id: Option<ProjectId>,
+    pub owner: MemberId,
+    pub state: &'static str,
+    pub scopes: Scopes,
+    pub conditions: Conditions,
+    pub token_prefix: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub expires_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub last_used_at: Option<OffsetDateTime>,
+    pub last_used_ip: Option<String>,
+    pub last_used_user_agent: Option<String>,
+    pub use_count: u64,
+    pub denied_count: u64,
+    pub flagged: Option<Flag>,
+    /// Until when the value replaced by the last roll keeps working, while it does.
+    #[serde(with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
+    pub previous_value_valid_until: Option<OffsetDateTime>,
+}
+
+impl MachineTokenView {
+    pub fn new(token: &MachineToken, usage: &UsageSummary, now: OffsetDateTime) -> Self {
+        Self {
+            id: token.id,
+            name: token.name.to_string(),
+            environment_hint: token.environment_hint.to_string(),
+            project_id: token.project_id,
+            owner: token.owner,
+            state: token.effective_status(now).as_str(),
+            scopes: token.scopes.clone(),
+            conditions: token.conditions.clone(),
+            token_prefix: token.token_prefix.to_string(),
+            created_at: token.created_at,
+            expires_at: token.expires_at,
+            last_used_at: usage.last_used_at,
+            last_used_ip: usage.last_used_ip.clone(),
+            last_used_user_agent: usage.last_used_user_agent.clone(),
+            use_count: usage.use_count,
+            denied_count: usage.denied_count,
+            flagged: token.flagged,
+            previous_value_valid_until: token
+                .previous_secret
+                .map(|previous| previous.valid_until)
+                .filter(|until| *until > now),
+        }
+    }
+}
+
+/// A view together with the plaintext it was just given: the one response that shows it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WithSecret<V> {
+    #[serde(flatten)]
+    pub view: V,
+    pub token: String,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PersonalTokenView {
+    pub id: CredentialId,
+    pub name: String,
+    pub member_id: Option<MemberId>,
+    pub state: &'static str,
+    pub token_prefix: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub expires_at: Option<OffsetDateTime>,
+}
+
+impl PersonalTokenView {
+    pub fn new(token: &PersonalToken, now: OffsetDateTime) -> Self {
+        Self {
+            id: token.id,
+            name: token.name.to_string(),
+            member_id: token.member_id,
+            state: token.status.effective(token.expires_at, now).as_str(),
+            token_prefix: token.token_prefix.to_string(),
+            created_at: token.created_at,
+            expires_at: token.expires_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberView {
+    pub id: String,
+    pub email: String,
+    pub role: String,
+    pub removed: bool,
+}
+
+impl From<MemberRow> for MemberView {
+    fn from(row: MemberRow) -> Self {
+        Self { id: row.member_id, email: row.email, role: row.role, removed: row.removed }
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProjectView {
+    pub id: String,
+    pub name: String,
+    pub environments: Vec<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+impl From<ProjectRow> for ProjectView {
+    fn from(row: ProjectRow) -> Self {
+        Self { id: row.project_id, name: row.name, environments: row.environments, created_at: row.created_at }
+    }
+}
