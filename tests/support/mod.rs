@@ -1,5 +1,6 @@
-//! End-to-end test harness: starts the real `credledger serve` binary on a free loopback port with a fresh
-//! data directory, and stops it when the test is done.
+//! End-to-end test harness: starts the real `credledger serve` binary on a free loopback port
+//! with a fresh data directory, stops it when the test is done, and offers one helper per route.
+#![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -7,15 +8,20 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use serde_json::{Value, json};
 
 /// A running server. Dropping it kills the process.
 #[derive(Debug)]
 pub struct Server {
     child: Child,
     pub base_url: String,
+    /// The server-admin PAT the first start printed (`None` on a restart).
+    pub admin_token: Option<String>,
     /// Kept so the directory lives as long as the server.
     _data: Option<tempfile::TempDir>,
     pub data_dir: PathBuf,
+    /// Write a number of seconds here to shift the server's clock (see [`Server::shift_clock`]).
+    pub clock_file: PathBuf,
 }
 
 /// The `credledger` binary Cargo built for this test run.
@@ -26,22 +32,35 @@ pub fn binary() -> PathBuf {
 impl Server {
     /// Starts a server on a fresh temporary data directory.
     pub fn start() -> anyhow::Result<Self> {
+        Self::start_with(&[])
+    }
+
+    /// Starts a server on a fresh temporary data directory with extra `serve` arguments.
+    pub fn start_with(args: &[&str]) -> anyhow::Result<Self> {
         let data = tempfile::tempdir()?;
         let dir = data.path().to_owned();
-        let mut server = Self::start_in(&dir)?;
+        let mut server = Self::start_in_with(&dir, args)?;
         server._data = Some(data);
         Ok(server)
     }
 
     /// Starts a server on an existing data directory (to test restarts).
     pub fn start_in(data_dir: &Path) -> anyhow::Result<Self> {
+        Self::start_in_with(data_dir, &[])
+    }
+
+    pub fn start_in_with(data_dir: &Path, args: &[&str]) -> anyhow::Result<Self> {
         let binary = binary();
         if !binary.exists() {
             bail!("{} is missing", binary.display());
         }
+        let clock_file = data_dir.join("clock-shift");
         let mut child = Command::new(&binary)
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
+            .arg("--clock-shift-file")
+            .arg(&clock_file)
+            .args(args)
             .env("CREDLEDGER_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -49,7 +68,8 @@ impl Server {
             .with_context(|| format!("starting {}", binary.display()))?;
         let stdout = child.stdout.take().context("no stdout")?;
         let mut lines = BufReader::new(stdout).lines();
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut admin_token = None;
         let base_url = loop {
             if Instant::now() > deadline {
                 let _ = child.kill();
@@ -60,6 +80,9 @@ impl Server {
                     if let Some(url) = line.strip_prefix("credledger listening on ") {
                         break url.trim().to_owned();
                     }
+                    if let Some(start) = line.find("cl_pat_") {
+                        admin_token = Some(line[start..].trim().to_owned());
+                    }
                 }
                 Some(Err(error)) => bail!("reading the server's output: {error}"),
                 None => bail!("the server exited before listening"),
@@ -67,11 +90,25 @@ impl Server {
         };
         // Keep draining stdout so the server never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        Ok(Self { child, base_url, _data: None, data_dir: data_dir.to_owned() })
+        Ok(Self { child, base_url, admin_token, _data: None, data_dir: data_dir.to_owned(), clock_file })
     }
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base_url)
+    }
+
+    /// Moves the server's clock `seconds` ahead of real time (0 puts it back).
+    pub fn shift_clock(&self, seconds: i64) {
+        std::fs::write(&self.clock_file, seconds.to_string()).expect("writing the clock file");
+    }
+
+    /// A client authenticated as the server admin.
+    pub fn admin(&self) -> Client {
+        Client::new(self, self.admin_token.as_deref().expect("the first start printed an admin token"))
+    }
+
+    pub fn client(&self, token: &str) -> Client {
+        Client::new(self, token)
     }
 
     /// Sends SIGTERM and waits for a clean exit.
@@ -98,4 +135,171 @@ impl Drop for Server {
             let _ = self.child.wait();
         }
     }
+}
+
+/// An HTTP response reduced to what tests look at.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub content_type: String,
+    pub body: Value,
+}
+
+impl Reply {
+    /// The problem+json `code` of an error reply.
+    pub fn code(&self) -> &str {
+        self.body["code"].as_str().unwrap_or_default()
+    }
+}
+
+/// A client of one server with one bearer token (or none).
+#[derive(Debug, Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base_url: String,
+    token: Option<String>,
+    user_agent: Option<String>,
+    forwarded_for: Option<String>,
+}
+
+impl Client {
+    pub fn new(server: &Server, token: &str) -> Self {
+        Self {
+            http: reqwest::Client::new(),
+            base_url: server.base_url.clone(),
+            token: Some(token.to_owned()),
+            user_agent: None,
+            forwarded_for: None,
+        }
+    }
+
+    pub fn anonymous(server: &Server) -> Self {
+        Self { token: None, ..Self::new(server, "") }
+    }
+
+    #[must_use]
+    pub fn with_user_agent(mut self, user_agent: &str) -> Self {
+        self.user_agent = Some(user_agent.to_owned());
+        self
+    }
+
+    #[must_use]
+    pub fn with_forwarded_for(mut self, ip: &str) -> Self {
+        self.forwarded_for = Some(ip.to_owned());
+        self
+    }
+
+    /// Sends a request; `body` is sent as JSON when present.
+    pub async fn send(&self, method: &str, path: &str, body: Option<Value>) -> Reply {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut request = self.http.request(method, format!("{}{path}", self.base_url));
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(user_agent) = &self.user_agent {
+            request = request.header("user-agent", user_agent);
+        }
+        if let Some(ip) = &self.forwarded_for {
+            request = request.header("x-forwarded-for", ip);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        into_reply(request.send().await.expect("request sent")).await
+    }
+
+    /// Sends raw bytes with a content type, for malformed-input tests.
+    pub async fn send_raw(&self, method: &str, path: &str, content_type: Option<&str>, body: Vec<u8>) -> Reply {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut request = self.http.request(method, format!("{}{path}", self.base_url)).body(body);
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        into_reply(request.send().await.expect("request sent")).await
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        self.send("GET", path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Reply {
+        self.send("POST", path, Some(body)).await
+    }
+
+    /// A POST without a body (disable, enable, roll without options).
+    pub async fn post_empty(&self, path: &str) -> Reply {
+        self.send("POST", path, None).await
+    }
+
+    pub async fn patch(&self, path: &str, body: Value) -> Reply {
+        self.send("PATCH", path, Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Reply {
+        self.send("DELETE", path, None).await
+    }
+
+    /// Creates an organization (as the server admin) and returns (org id, owner member id, owner PAT).
+    pub async fn create_org(&self, name: &str, owner_email: &str) -> (String, String, String) {
+        let reply = self.post("/v1/orgs", json!({ "name": name, "ownerEmail": owner_email })).await;
+        assert_eq!(reply.status, 201, "{reply:?}");
+        (
+            reply.body["id"].as_str().expect("id").to_owned(),
+            reply.body["owner"]["id"].as_str().expect("owner id").to_owned(),
+            reply.body["ownerToken"].as_str().expect("owner token").to_owned(),
+        )
+    }
+
+    /// Creates a machine token and returns (token id, plaintext).
+    pub async fn create_token(&self, org: &str, body: Value) -> (String, String) {
+        let reply = self.post(&format!("/v1/machine-tokens/{org}"), body).await;
+        assert_eq!(reply.status, 201, "{reply:?}");
+        (reply.body["id"].as_str().expect("id").to_owned(), reply.body["token"].as_str().expect("token").to_owned())
+    }
+
+    /// Adds a member and returns its id.
+    pub async fn add_member(&self, org: &str, email: &str, role: &str) -> String {
+        let reply = self.post(&format!("/v1/orgs/{org}/members"), json!({ "email": email, "role": role })).await;
+        assert_eq!(reply.status, 201, "{reply:?}");
+        reply.body["id"].as_str().expect("id").to_owned()
+    }
+
+    /// Creates a PAT for a member and returns (token id, plaintext).
+    pub async fn create_pat(&self, org: &str, member: &str) -> (String, String) {
+        let reply = self.post(&format!("/v1/orgs/{org}/members/{member}/tokens"), json!({ "name": "laptop" })).await;
+        assert_eq!(reply.status, 201, "{reply:?}");
+        (reply.body["id"].as_str().expect("id").to_owned(), reply.body["token"].as_str().expect("token").to_owned())
+    }
+}
+
+async fn into_reply(response: reqwest::Response) -> Reply {
+    let status = response.status().as_u16();
+    let content_type =
+        response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    let bytes = response.bytes().await.expect("body read");
+    let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or(Value::Null) };
+    Reply { status, content_type, body }
+}
+
+/// Every event of the server's log, read from its SQLite file (read-only, beside the server).
+pub fn log_events(data_dir: &Path) -> Vec<Value> {
+    let connection = rusqlite::Connection::open_with_flags(
+        data_dir.join("events.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .expect("opening the log");
+    let mut statement = connection.prepare("SELECT envelope FROM events ORDER BY position").expect("query");
+    statement
+        .query_map([], |row| row.get::<_, Vec<u8>>(0))
+        .expect("rows")
+        .map(|bytes| serde_json::from_slice(&bytes.expect("row")).expect("envelope JSON"))
+        .collect()
+}
+
+/// How many events the server's log holds.
+pub fn log_len(data_dir: &Path) -> usize {
+    log_events(data_dir).len()
 }
