@@ -9,9 +9,7 @@ use std::time::Duration as StdDuration;
 use credledger_domain::personal_token::{self, NewPersonalToken};
 use credledger_domain::token::SecretToken;
 use credledger_domain::values::TokenName;
-use credledger_domain::{
-    Actor, CredentialId, DomainEvent, FlagReason, MemberId, OrgId, machine_token, organization,
-};
+use credledger_domain::{Actor, CredentialId, DomainEvent, FlagReason, MemberId, OrgId, machine_token, organization};
 use credledger_projections::Credential;
 use credledger_projections::queries::CredentialFilter;
 use futures::StreamExt;
@@ -82,8 +80,7 @@ pub async fn run_member_removals(app: AppState) {
         let Some(org) = event.org_id else { continue };
         // Retry until done: a failure here must not skip the member's credentials.
         loop {
-            match flag_credentials_of(&app, org, removed.member_id, event.position, &event.event_id.to_string()).await
-            {
+            match flag_credentials_of(&app, org, removed.member_id, event.position, &event.event_id.to_string()).await {
                 Ok(()) => break,
                 Err(problem) => {
                     tracing::warn!(code = problem.code, detail = %problem.detail, "flagging a removed member's credentials failed; retrying");
@@ -122,9 +119,15 @@ async fn flag_credentials_of(
             let result = match record.credential {
                 Credential::MachineToken(token) if token.status != credledger_domain::Status::Revoked => {
                     let command = machine_token::Command::Flag { reason: FlagReason::OwnerRemoved };
-                    command::execute::<command::MachineToken>(app, &machine_token::stream(id), Some(org), &origin, command)
-                        .await
-                        .map(|_| ())
+                    command::execute::<command::MachineToken>(
+                        app,
+                        &machine_token::stream(id),
+                        Some(org),
+                        &origin,
+                        command,
+                    )
+                    .await
+                    .map(|_| ())
                 }
                 Credential::PersonalToken(token) if token.status != credledger_domain::Status::Revoked => {
                     let command = personal_token::Command::Revoke { reason: Some("member removed".to_owned()) };

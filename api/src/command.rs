@@ -6,8 +6,7 @@
 //! again on the new state, a few times, before the caller gets 409.
 
 use credledger_domain::{
-    Actor, DomainError, EventId, OrgId, RequestMeta, SCHEMA_VERSION, event, machine_token, organization,
-    personal_token,
+    Actor, DomainError, EventId, OrgId, RequestMeta, SCHEMA_VERSION, event, machine_token, organization, personal_token,
 };
 use credledger_store::{ExpectedVersion, NewEvent, StoreError};
 use serde::Serialize;
@@ -28,8 +27,11 @@ pub trait Aggregate {
     type Command: Clone;
 
     fn evolve(state: Self::State, event: &Self::Event) -> Self::State;
-    fn decide(state: &Self::State, command: Self::Command, now: OffsetDateTime)
-    -> Result<Vec<Self::Event>, DomainError>;
+    fn decide(
+        state: &Self::State,
+        command: Self::Command,
+        now: OffsetDateTime,
+    ) -> Result<Vec<Self::Event>, DomainError>;
 }
 
 #[derive(Debug)]
@@ -46,7 +48,11 @@ impl Aggregate for Organization {
     fn evolve(state: Self::State, event: &Self::Event) -> Self::State {
         organization::evolve(state, event)
     }
-    fn decide(state: &Self::State, command: Self::Command, now: OffsetDateTime) -> Result<Vec<Self::Event>, DomainError> {
+    fn decide(
+        state: &Self::State,
+        command: Self::Command,
+        now: OffsetDateTime,
+    ) -> Result<Vec<Self::Event>, DomainError> {
         organization::decide(state, command, &organization::Context { now })
     }
 }
@@ -58,7 +64,11 @@ impl Aggregate for PersonalToken {
     fn evolve(state: Self::State, event: &Self::Event) -> Self::State {
         personal_token::evolve(state, event)
     }
-    fn decide(state: &Self::State, command: Self::Command, now: OffsetDateTime) -> Result<Vec<Self::Event>, DomainError> {
+    fn decide(
+        state: &Self::State,
+        command: Self::Command,
+        now: OffsetDateTime,
+    ) -> Result<Vec<Self::Event>, DomainError> {
         personal_token::decide(state, command, &personal_token::Context { now })
     }
 }
@@ -70,7 +80,11 @@ impl Aggregate for MachineToken {
     fn evolve(state: Self::State, event: &Self::Event) -> Self::State {
         machine_token::evolve(state, event)
     }
-    fn decide(state: &Self::State, command: Self::Command, now: OffsetDateTime) -> Result<Vec<Self::Event>, DomainError> {
+    fn decide(
+        state: &Self::State,
+        command: Self::Command,
+        now: OffsetDateTime,
+    ) -> Result<Vec<Self::Event>, DomainError> {
         machine_token::decide(state, command, &machine_token::Context { now })
     }
 }

@@ -66,7 +66,11 @@ impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalB
             .and_then(|value| value.to_str().ok())
             .is_none_or(|length| length != "0")
             && request.headers().contains_key(header::CONTENT_TYPE);
-        if has_body { Body::from_request(request, state).await.map(|Body(value)| Self(value)) } else { Ok(Self(T::default())) }
+        if has_body {
+            Body::from_request(request, state).await.map(|Body(value)| Self(value))
+        } else {
+            Ok(Self(T::default()))
+        }
     }
 }
 
@@ -115,7 +119,5 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
 
 /// Parses a path segment as an id, or answers 400 naming the segment.
 pub fn path_id<T: std::str::FromStr>(field: &str, input: &str) -> Result<T, Problem> {
-    input
-        .parse()
-        .map_err(|_| Problem::bad_request("invalid_id", format!("`{field}` must be a UUID")).with_field(field))
+    input.parse().map_err(|_| Problem::bad_request("invalid_id", format!("`{field}` must be a UUID")).with_field(field))
 }

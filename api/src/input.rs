@@ -4,10 +4,11 @@
 use credledger_domain::values::{Cidr, Conditions, Scopes, TimeWindow, UserAgentPattern, ValueError};
 use serde::{Deserialize, Deserializer};
 use time::Duration;
+use utoipa::ToSchema;
 
 use crate::problem::Problem;
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ConditionsInput {
     #[serde(default)]
@@ -18,11 +19,14 @@ pub struct ConditionsInput {
     pub user_agent_pattern: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TimeWindowInput {
+    /// Days the window starts on: mon, tue, wed, thu, fri, sat, sun (or ranges like mon-fri).
     pub days: Vec<String>,
+    /// `HH:MM` UTC.
     pub start_utc: String,
+    /// `HH:MM` UTC, exclusive; before the start means the window runs past midnight.
     pub end_utc: String,
 }
 
@@ -57,6 +61,7 @@ pub fn parse_scopes(scopes: &[String]) -> Result<Scopes, Problem> {
 }
 
 /// `null` and absent differ for a PATCH: `Some(None)` clears the value, `None` leaves it.
+#[allow(clippy::option_option)]
 pub fn double_option<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
     deserializer: D,
 ) -> Result<Option<Option<T>>, D::Error> {

@@ -25,6 +25,9 @@ use credledger_domain::values::Cidr;
 use credledger_projections::Projections;
 use credledger_store::EventStore;
 use metrics_exporter_prometheus::PrometheusHandle;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub use clock::Clock;
 pub use problem::Problem;
@@ -59,14 +62,57 @@ impl std::fmt::Debug for AppState {
     }
 }
 
-pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "credledger", description = "An event-sourced credential ledger for machine credentials."),
+    modifiers(&BearerAuth),
+    security(("bearer" = []))
+)]
+struct ApiDoc;
+
+/// Every authenticated route takes `Authorization: Bearer <PAT or machine token>`.
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme("bearer", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
+    }
+}
+
+/// The routes and the OpenAPI document generated from their handlers.
+fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(metrics))
         .merge(routes::orgs::routes())
         .merge(routes::projects::routes())
         .merge(routes::machine_tokens::routes())
+        .split_for_parts()
+}
+
+/// The OpenAPI document of every route, as served at `/openapi.json`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let (_, mut openapi) = api();
+    openapi.paths.add_path_operation(
+        "/openapi.json",
+        vec![utoipa::openapi::HttpMethod::Get],
+        utoipa::openapi::path::OperationBuilder::new()
+            .summary(Some("This document"))
+            .tag("operations")
+            .response("200", utoipa::openapi::ResponseBuilder::new().description("The OpenAPI document"))
+            .build(),
+    );
+    openapi
+}
+
+pub fn router(state: AppState) -> Router {
+    let (routes, _) = api();
+    let document = Arc::new(openapi());
+    routes
+        .route("/openapi.json", get(move || async move { Json(document.as_ref().clone()) }))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn(metrics_layer::record))
@@ -81,12 +127,16 @@ pub(crate) fn random_bytes() -> Result<[u8; 32], Problem> {
     Ok(bytes)
 }
 
+/// Answers as soon as the server runs.
+#[utoipa::path(get, path = "/healthz", tag = "operations", security(()), responses((status = 200, description = "Running")))]
 async fn healthz() -> impl IntoResponse {
     Json(serde_json::json!({ "status": "ok" }))
 }
 
 /// Ready once the store answers and the read models have caught up with the log as it was when
 /// the request arrived.
+#[utoipa::path(get, path = "/readyz", tag = "operations", security(()),
+    responses((status = 200, description = "Ready"), (status = 503, description = "Catching up or store unavailable")))]
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let head = match state.store.head().await {
         Ok(head) => head,
@@ -113,6 +163,9 @@ pub fn metrics_handle() -> &'static PrometheusHandle {
     })
 }
 
+/// Prometheus metrics: requests by route and status, authentication outcomes by reason, store
+/// batch sizes and latencies, projection lag.
+#[utoipa::path(get, path = "/metrics", tag = "operations", security(()), responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let head = state.store.head().await.unwrap_or_default();
     let projected = state.projections.position();

@@ -11,6 +11,7 @@ use credledger_domain::values::ValueError;
 use credledger_projections::ProjectionError;
 use credledger_store::StoreError;
 use serde::Serialize;
+use utoipa::ToSchema;
 
 /// A refused or failed request.
 #[derive(Debug, Clone)]
@@ -21,16 +22,20 @@ pub struct Problem {
     pub field: Option<String>,
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
+/// The problem+json document every refusal carries.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProblemDocument {
+    /// A URI naming the problem kind.
     #[serde(rename = "type")]
     kind: String,
-    title: &'a str,
+    title: String,
     status: u16,
-    code: &'a str,
-    detail: &'a str,
+    /// Stable, snake_case: what clients switch on.
+    code: String,
+    detail: String,
+    /// The offending request field, for validation errors.
     #[serde(skip_serializing_if = "Option::is_none")]
-    field: Option<&'a str>,
+    field: Option<String>,
 }
 
 impl Problem {
@@ -101,13 +106,13 @@ impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         metrics::counter!("credledger_problems_total", "code" => self.code).increment(1);
         let title = self.status.canonical_reason().unwrap_or("Error");
-        let body = Body {
+        let body = ProblemDocument {
             kind: format!("https://credledger.dev/problems/{}", self.code.replace('_', "-")),
-            title,
+            title: title.to_owned(),
             status: self.status.as_u16(),
-            code: self.code,
-            detail: &self.detail,
-            field: self.field.as_deref(),
+            code: self.code.to_owned(),
+            detail: self.detail,
+            field: self.field,
         };
         let bytes = serde_json::to_vec(&body).unwrap_or_default();
         let mut response = (self.status, bytes).into_response();

@@ -8,24 +8,31 @@ use credledger_domain::{CredentialId, Flag, MemberId, ProjectId};
 use credledger_projections::queries::{MemberRow, ProjectRow, UsageSummary};
 use serde::Serialize;
 use time::OffsetDateTime;
+use utoipa::ToSchema;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Page<T> {
     pub items: Vec<T>,
     pub next_cursor: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MachineTokenView {
+    #[schema(value_type = String, format = Uuid)]
     pub id: CredentialId,
     pub name: String,
     pub environment_hint: String,
+    #[schema(value_type = Option<String>, format = Uuid)]
     pub project_id: Option<ProjectId>,
+    #[schema(value_type = String, format = Uuid)]
     pub owner: MemberId,
+    /// active, disabled, expired or revoked.
     pub state: &'static str,
+    #[schema(value_type = Vec<String>, example = json!(["credledger-api/read", "credledger-api/write"]))]
     pub scopes: Scopes,
+    #[schema(value_type = ConditionsDocument)]
     pub conditions: Conditions,
     pub token_prefix: String,
     #[serde(with = "time::serde::rfc3339")]
@@ -38,6 +45,8 @@ pub struct MachineTokenView {
     pub last_used_user_agent: Option<String>,
     pub use_count: u64,
     pub denied_count: u64,
+    /// Set when the owner was removed; cleared by a transfer.
+    #[schema(value_type = Option<FlagDocument>)]
     pub flagged: Option<Flag>,
     /// Until when the value replaced by the last roll keeps working, while it does.
     #[serde(with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
@@ -73,7 +82,7 @@ impl MachineTokenView {
 }
 
 /// A view together with the plaintext it was just given: the one response that shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WithSecret<V> {
     #[serde(flatten)]
@@ -81,11 +90,13 @@ pub struct WithSecret<V> {
     pub token: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PersonalTokenView {
+    #[schema(value_type = String, format = Uuid)]
     pub id: CredentialId,
     pub name: String,
+    #[schema(value_type = Option<String>, format = Uuid)]
     pub member_id: Option<MemberId>,
     pub state: &'static str,
     pub token_prefix: String,
@@ -109,7 +120,7 @@ impl PersonalTokenView {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MemberView {
     pub id: String,
@@ -124,7 +135,7 @@ impl From<MemberRow> for MemberView {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ProjectView {
     pub id: String,
@@ -138,4 +149,25 @@ impl From<ProjectRow> for ProjectView {
     fn from(row: ProjectRow) -> Self {
         Self { id: row.project_id, name: row.name, environments: row.environments, created_at: row.created_at }
     }
+}
+
+/// Conditional access on a machine credential (documentation of the wire shape).
+#[derive(Debug, ToSchema)]
+#[schema(rename_all = "camelCase")]
+#[allow(dead_code)]
+pub struct ConditionsDocument {
+    /// CIDRs (IPv4 or IPv6); the request IP must match one.
+    ip_allowlist: Vec<String>,
+    time_windows: Vec<crate::input::TimeWindowInput>,
+    /// A glob the User-Agent must match, e.g. `github-actions/*`.
+    user_agent_pattern: Option<String>,
+}
+
+/// Why and when a credential was flagged.
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)]
+pub struct FlagDocument {
+    /// `owner_removed`.
+    reason: String,
+    at: OffsetDateTime,
 }

@@ -72,10 +72,8 @@ fn init_tracing(format: LogFormat) {
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating the data directory {}", args.data_dir.display()))?;
-    let store_url = args
-        .store
-        .clone()
-        .unwrap_or_else(|| format!("sqlite://{}", args.data_dir.join("events.db").display()));
+    let store_url =
+        args.store.clone().unwrap_or_else(|| format!("sqlite://{}", args.data_dir.join("events.db").display()));
     let store = credledger_store::open(&store_url).await.context("opening the event store")?;
     let projections = Projections::open(&args.data_dir.join("read.db")).context("opening the read models")?;
     let runner = projections.start(store.clone());
@@ -96,9 +94,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tokio::spawn(background::run_denial_writer(app.clone())),
     ];
 
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("listening on {}", args.listen))?;
+    let listener =
+        tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
     let address = listener.local_addr()?;
     // Scripts and tests read this line to find the port.
     println!("credledger listening on http://{address}");

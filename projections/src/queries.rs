@@ -60,6 +60,9 @@ pub struct MemberRow {
     pub removed: bool,
 }
 
+/// Every table's rows, table by table: see [`Projections::snapshot`].
+pub type Snapshot = Vec<(String, Vec<Vec<Value>>)>;
+
 fn member_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<MemberRow> {
     Ok(MemberRow { member_id: row.get(0)?, email: row.get(1)?, role: row.get(2)?, removed: row.get(3)? })
 }
@@ -268,9 +271,13 @@ impl Projections {
     pub fn organization(&self, org: OrgId) -> Result<Option<OrganizationRow>, ProjectionError> {
         let connection = self.reader()?;
         Ok(connection
-            .query_row("SELECT org_id, name, created_at FROM organizations WHERE org_id = ?1", [org.to_string()], |row| {
-                Ok(OrganizationRow { org_id: row.get(0)?, name: row.get(1)?, created_at: from_millis(row.get(2)?) })
-            })
+            .query_row(
+                "SELECT org_id, name, created_at FROM organizations WHERE org_id = ?1",
+                [org.to_string()],
+                |row| {
+                    Ok(OrganizationRow { org_id: row.get(0)?, name: row.get(1)?, created_at: from_millis(row.get(2)?) })
+                },
+            )
             .optional()?)
     }
 
@@ -342,7 +349,7 @@ impl Projections {
 
     /// Every row of every read model, table by table in a fixed order: what a rebuild must
     /// reproduce exactly.
-    pub fn snapshot(&self) -> Result<Vec<(String, Vec<Vec<Value>>)>, ProjectionError> {
+    pub fn snapshot(&self) -> Result<Snapshot, ProjectionError> {
         let connection = self.reader()?;
         let tables: Vec<String> = connection
             .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")?

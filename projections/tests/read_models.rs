@@ -5,7 +5,6 @@
 mod common;
 
 use common::{Ledger, Op, T0, org, token_id};
-use credledger_domain::machine_token::Command;
 use credledger_domain::policy::{Presented, evaluate};
 use credledger_domain::{Status, policy::AccessRequest};
 use credledger_projections::Projections;

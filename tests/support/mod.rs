@@ -18,7 +18,7 @@ pub struct Server {
     /// The server-admin PAT the first start printed (`None` on a restart).
     pub admin_token: Option<String>,
     /// Kept so the directory lives as long as the server.
-    _data: Option<tempfile::TempDir>,
+    data: Option<tempfile::TempDir>,
     pub data_dir: PathBuf,
     /// Write a number of seconds here to shift the server's clock (see [`Server::shift_clock`]).
     pub clock_file: PathBuf,
@@ -40,7 +40,7 @@ impl Server {
         let data = tempfile::tempdir()?;
         let dir = data.path().to_owned();
         let mut server = Self::start_in_with(&dir, args)?;
-        server._data = Some(data);
+        server.data = Some(data);
         Ok(server)
     }
 
@@ -90,7 +90,7 @@ impl Server {
         };
         // Keep draining stdout so the server never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        Ok(Self { child, base_url, admin_token, _data: None, data_dir: data_dir.to_owned(), clock_file })
+        Ok(Self { child, base_url, admin_token, data: None, data_dir: data_dir.to_owned(), clock_file })
     }
 
     pub fn url(&self, path: &str) -> String {

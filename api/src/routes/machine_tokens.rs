@@ -2,10 +2,9 @@
 //! Every member and credential of the organization may read; a member manages the tokens it
 //! owns; owners and admins manage all of them.
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use credledger_domain::machine_token::{self, Command, MachineToken, NewMachineToken, Update};
 use credledger_domain::token::SecretToken;
 use credledger_domain::values::{EnvHint, Scopes, TokenName};
@@ -14,28 +13,33 @@ use credledger_projections::Credential;
 use credledger_projections::queries::{CredentialFilter, UsageSummary};
 use serde::Deserialize;
 use time::Duration;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::auth::Caller;
 use crate::command::{self, Origin};
 use crate::extract::{Body, OptionalBody, Query, path_id};
 use crate::input::{ConditionsInput, double_option, parse_duration, parse_scopes};
-use crate::problem::Problem;
+use crate::problem::{Problem, ProblemDocument};
 use crate::views::{MachineTokenView, Page, WithSecret};
 use crate::{AppState, random_bytes};
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/machine-tokens/{orgId}", post(create).get(list))
-        .route("/v1/machine-tokens/{orgId}/{tokenId}", get(show).patch(update).delete(revoke))
-        .route("/v1/machine-tokens/{orgId}/{tokenId}/roll", post(roll))
-        .route("/v1/machine-tokens/{orgId}/{tokenId}/disable", post(disable))
-        .route("/v1/machine-tokens/{orgId}/{tokenId}/enable", post(enable))
-        .route("/v1/machine-tokens/{orgId}/{tokenId}/transfer", post(transfer))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create, list))
+        .routes(routes!(show, update, revoke))
+        .routes(routes!(roll))
+        .routes(routes!(disable))
+        .routes(routes!(enable))
+        .routes(routes!(transfer))
 }
 
-#[derive(Debug, Deserialize)]
+const TAG: &str = "machine tokens";
+
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct CreateRequest {
+struct CreateMachineTokenRequest {
     name: String,
     environment_hint: String,
     #[serde(default)]
@@ -51,11 +55,13 @@ struct CreateRequest {
     owner: Option<String>,
 }
 
+#[utoipa::path(post, path = "/v1/machine-tokens/{orgId}", tag = TAG, params(("orgId" = String, Path, description = "The organization")), request_body = CreateMachineTokenRequest,
+    responses((status = 201, description = "Created; `token` is the plaintext, shown once", body = WithSecret<MachineTokenView>), (status = "4XX", description = "Refused", body = ProblemDocument, content_type = "application/problem+json")))]
 async fn create(
     State(app): State<AppState>,
     caller: Caller,
     Path(org): Path<String>,
-    Body(body): Body<CreateRequest>,
+    Body(body): Body<CreateMachineTokenRequest>,
 ) -> Result<(StatusCode, Json<WithSecret<MachineTokenView>>), Problem> {
     let org: OrgId = path_id("orgId", &org)?;
     let name = TokenName::parse(&body.name)?;
@@ -65,9 +71,9 @@ async fn create(
     let project_id = body.project_id.as_deref().map(|id| existing_project(&app, org, id)).transpose()?;
     let owner = match body.owner.as_deref() {
         Some(owner) => resolve_member(&app, org, "owner", owner)?,
-        None => caller.member_id().ok_or_else(|| {
-            Problem::invalid("owner", "owner_required", "name the member who will own the token")
-        })?,
+        None => caller
+            .member_id()
+            .ok_or_else(|| Problem::invalid("owner", "owner_required", "name the member who will own the token"))?,
     };
     caller.require_manager_of(&app, org, owner)?;
     // A machine credential cannot mint a token stronger than itself.
@@ -102,8 +108,9 @@ async fn create(
     Ok((StatusCode::CREATED, Json(WithSecret { view, token: secret.expose().to_owned() })))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
     state: Option<String>,
     environment_hint: Option<String>,
@@ -119,6 +126,8 @@ struct ListQuery {
 const DEFAULT_PAGE: usize = 50;
 const MAX_PAGE: usize = 500;
 
+#[utoipa::path(get, path = "/v1/machine-tokens/{orgId}", tag = TAG, params(("orgId" = String, Path, description = "The organization"), ListQuery),
+    responses((status = 200, description = "A page of tokens", body = Page<MachineTokenView>), (status = "4XX", description = "Refused", body = ProblemDocument, content_type = "application/problem+json")))]
 async fn list(
     State(app): State<AppState>,
     caller: Caller,
@@ -163,6 +172,8 @@ async fn list(
     Ok(Json(Page { items, next_cursor }))
 }
 
+#[utoipa::path(get, path = "/v1/machine-tokens/{orgId}/{tokenId}", tag = TAG, params(("orgId" = String, Path, description = "The organization"), ("tokenId" = String, Path, description = "The machine token")),
+    responses((status = 200, body = MachineTokenView), (status = "4XX", description = "Refused", body = ProblemDocument, content_type = "application/problem+json")))]
 async fn show(
     State(app): State<AppState>,
     caller: Caller,
@@ -174,24 +185,29 @@ async fn show(
     Ok(Json(MachineTokenView::new(&token, &usage, app.clock.now())))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct UpdateRequest {
+struct UpdateMachineTokenRequest {
     #[serde(default)]
     name: Option<String>,
     #[serde(default)]
     scopes: Option<Vec<String>>,
     #[serde(default)]
     conditions: Option<ConditionsInput>,
+    /// `null` removes the expiry.
     #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<u32>)]
+    #[allow(clippy::option_option)]
     expires_in_days: Option<Option<u32>>,
 }
 
+#[utoipa::path(patch, path = "/v1/machine-tokens/{orgId}/{tokenId}", tag = TAG, params(("orgId" = String, Path, description = "The organization"), ("tokenId" = String, Path, description = "The machine token")), request_body = UpdateMachineTokenRequest,
+    responses((status = 200, body = MachineTokenView), (status = "4XX", description = "Refused", body = ProblemDocument, content_type = "application/problem+json")))]
 async fn update(
     State(app): State<AppState>,
     caller: Caller,
     Path((org, id)): Path<(String, String)>,
-    Body(body): Body<UpdateRequest>,
+    Body(body): Body<UpdateMachineTokenRequest>,
 ) -> Result<Json<MachineTokenView>, Problem> {
     let (org, id) = ids(&org, &id)?;
     let update = Update {
@@ -206,19 +222,21 @@ async fn update(
     run(&app, &caller, org, id, Command::Update(update)).await.map(|(view, _)| Json(view))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct RollRequest {
+struct RollMachineTokenRequest {
     /// How long the old value keeps working; at once when absent.
     #[serde(default)]
     grace_period_seconds: Option<u32>,
 }
 
+#[utoipa::path(post, path = "/v1/machine-tokens/{orgId}/{tokenId}/roll", tag = TAG, params(("orgId" = String, Path, description = "The organization"), ("tokenId" = String, Path, description = "The machine token")), request_body(content = Option<RollMachineTokenRequest>),
+    responses((status = 200, description = "Rolled; `token` is the new plaintext, shown once", body = WithSecret<MachineTokenView>), (status = "4XX", description = "Refused", body = ProblemDocument, content_type = "application/problem+json")))]
 async fn roll(
     State(app): State<AppState>,
     caller: Caller,
     Path((org, id)): Path<(String, String)>,
-    OptionalBody(body): OptionalBody<RollRequest>,
+    OptionalBody(body): OptionalBody<RollMachineTokenRequest>,
 ) -> Result<Json<WithSecret<MachineTokenView>>, Problem> {
     let (org, id) = ids(&org, &id)?;
     let (current, _) = find(&app, org, id)?;
@@ -232,6 +250,8 @@ async fn roll(
     Ok(Json(WithSecret { view, token: secret.expose().to_owned() }))
 }
 
+#[utoipa::path(post, path = "/v1/machine-tokens/{orgId}/{tokenId}/disable", tag = TAG, params(("orgId" = String, Path, description = "The organization"), ("tokenId" = String, Path, description = "The machine token")),
+    responses((status = 200, body = MachineTokenView), (status = "4XX", description = "Refused", body = ProblemDocument, content_type = "application/problem+json")))]
 async fn disable(
     State(app): State<AppState>,
     caller: Caller,
@@ -241,6 +261,8 @@ async fn disable(
     run(&app, &caller, org, id, Command::Disable).await.map(|(view, _)| Json(view))
 }
 
+#[utoipa::path(post, path = "/v1/machine-tokens/{orgId}/{tokenId}/enable", tag = TAG, params(("orgId" = String, Path, description = "The organization"), ("tokenId" = String, Path, description = "The machine token")),
+    responses((status = 200, body = MachineTokenView), (status = "4XX", description = "Refused", body = ProblemDocument, content_type = "application/problem+json")))]
 async fn enable(
     State(app): State<AppState>,
     caller: Caller,
@@ -250,12 +272,15 @@ async fn enable(
     run(&app, &caller, org, id, Command::Enable).await.map(|(view, _)| Json(view))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct RevokeQuery {
     reason: Option<String>,
 }
 
+#[utoipa::path(delete, path = "/v1/machine-tokens/{orgId}/{tokenId}", tag = TAG, params(("orgId" = String, Path, description = "The organization"), ("tokenId" = String, Path, description = "The machine token"), RevokeQuery),
+    responses((status = 200, description = "Revoked", body = MachineTokenView), (status = "4XX", description = "Refused", body = ProblemDocument, content_type = "application/problem+json")))]
 async fn revoke(
     State(app): State<AppState>,
     caller: Caller,
@@ -267,13 +292,15 @@ async fn revoke(
     run(&app, &caller, org, id, Command::Revoke { reason }).await.map(|(view, _)| Json(view))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct TransferRequest {
     /// A member id or email address.
     to: String,
 }
 
+#[utoipa::path(post, path = "/v1/machine-tokens/{orgId}/{tokenId}/transfer", tag = TAG, params(("orgId" = String, Path, description = "The organization"), ("tokenId" = String, Path, description = "The machine token")), request_body = TransferRequest,
+    responses((status = 200, body = MachineTokenView), (status = "4XX", description = "Refused", body = ProblemDocument, content_type = "application/problem+json")))]
 async fn transfer(
     State(app): State<AppState>,
     caller: Caller,
@@ -295,14 +322,9 @@ async fn run(
 ) -> Result<(MachineTokenView, Option<u64>), Problem> {
     let (current, usage) = find(app, org, id)?;
     caller.require_manager_of(app, org, current.owner)?;
-    let outcome = command::execute::<command::MachineToken>(
-        app,
-        &machine_token::stream(id),
-        Some(org),
-        &origin(caller),
-        command,
-    )
-    .await?;
+    let outcome =
+        command::execute::<command::MachineToken>(app, &machine_token::stream(id), Some(org), &origin(caller), command)
+            .await?;
     let token = present(outcome.state)?;
     Ok((MachineTokenView::new(&token, &usage, app.clock.now()), outcome.position))
 }

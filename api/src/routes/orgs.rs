@@ -1,10 +1,9 @@
 //! Organizations, their members and the members' personal access tokens (PATs). These routes
 //! manage humans: machine credentials never reach them (the policy answers 403 first).
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{delete, get, post};
-use axum::{Json, Router};
 use credledger_domain::names::{Email, Slug};
 use credledger_domain::personal_token::{self, NewPersonalToken};
 use credledger_domain::token::SecretToken;
@@ -14,34 +13,40 @@ use credledger_projections::Credential;
 use credledger_projections::queries::CredentialFilter;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::auth::Caller;
 use crate::command::{self, Origin};
 use crate::extract::{Body, OptionalBody, path_id};
-use crate::problem::Problem;
+use crate::problem::{Problem, ProblemDocument};
 use crate::views::{MemberView, Page, PersonalTokenView, WithSecret};
 use crate::{AppState, random_bytes};
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/orgs", post(create_org))
-        .route("/v1/orgs/{orgId}", get(show_org))
-        .route("/v1/orgs/{orgId}/members", get(list_members).post(add_member))
-        .route("/v1/orgs/{orgId}/members/{memberId}", delete(remove_member).patch(change_role))
-        .route("/v1/orgs/{orgId}/members/{memberId}/tokens", get(list_pats).post(create_pat))
-        .route("/v1/orgs/{orgId}/members/{memberId}/tokens/{tokenId}", delete(revoke_pat))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_org))
+        .routes(routes!(show_org))
+        .routes(routes!(list_members, add_member))
+        .routes(routes!(remove_member, change_role))
+        .routes(routes!(list_pats, create_pat))
+        .routes(routes!(revoke_pat))
 }
 
-#[derive(Debug, Deserialize)]
+const TAG: &str = "organizations";
+
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct CreateOrgRequest {
     name: String,
     owner_email: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct OrgView {
+    #[schema(value_type = String, format = Uuid)]
     id: OrgId,
     name: String,
     #[serde(with = "time::serde::rfc3339")]
@@ -51,6 +56,8 @@ struct OrgView {
     owner_token: Option<String>,
 }
 
+#[utoipa::path(post, path = "/v1/orgs", tag = TAG, request_body = CreateOrgRequest,
+    responses((status = 201, description = "Created; `ownerToken` is the owner's PAT, shown once", body = OrgView), (status = "4XX", description = "Refused", body = ProblemDocument, content_type = "application/problem+json")))]
 async fn create_org(
     State(app): State<AppState>,
     caller: Caller,
@@ -64,9 +71,14 @@ async fn create_org(
     let org = OrgId::from_uuid(uuid::Uuid::now_v7());
     let owner_id = MemberId::from_uuid(uuid::Uuid::now_v7());
     let command = organization::Command::Create { id: org, name, owner_id, owner_email };
-    let outcome =
-        command::execute::<command::Organization>(&app, &organization::stream(org), Some(org), &origin(&caller), command)
-            .await?;
+    let outcome = command::execute::<command::Organization>(
+        &app,
+        &organization::stream(org),
+        Some(org),
+        &origin(&caller),
+        command,
+    )
+    .await?;
     let organization::State::Present(created) = outcome.state else {
         return Err(Problem::internal("creating an organization", &"no state after OrgCreated"));
     };
@@ -83,6 +95,7 @@ async fn create_org(
     Ok((StatusCode::CREATED, Json(view)))
 }
 
+#[utoipa::path(get, path = "/v1/orgs/{orgId}", tag = TAG, params(("orgId" = String, Path, description = "The organization")), responses((status = 200, body = OrgView), (status = "4XX", description = "Refused", body = ProblemDocument, content_type = "application/problem+json")))]
 async fn show_org(
     State(app): State<AppState>,
     caller: Caller,
@@ -103,6 +116,7 @@ async fn show_org(
     }))
 }
 
+#[utoipa::path(get, path = "/v1/orgs/{orgId}/members", tag = TAG, params(("orgId" = String, Path, description = "The organization")), responses((status = 200, body = Page<MemberView>), (status = "4XX", description = "Refused", body = ProblemDocument, content_type = "application/problem+json")))]
 async fn list_members(
     State(app): State<AppState>,
     caller: Caller,
@@ -116,7 +130,7 @@ async fn list_members(
     Ok(Json(Page { items, next_cursor: None }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct AddMemberRequest {
     email: String,
@@ -128,6 +142,8 @@ fn default_role() -> String {
     "member".to_owned()
 }
 
+#[utoipa::path(post, path = "/v1/orgs/{orgId}/members", tag = TAG, params(("orgId" = String, Path, description = "The organization")), request_body = AddMemberRequest,
+    responses((status = 201, body = MemberView), (status = "4XX", description = "Refused", body = ProblemDocument, content_type = "application/problem+json")))]
 async fn add_member(
     State(app): State<AppState>,
     caller: Caller,
@@ -149,12 +165,14 @@ async fn add_member(
     Ok((StatusCode::CREATED, Json(member.into())))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct ChangeRoleRequest {
     role: String,
 }
 
+#[utoipa::path(patch, path = "/v1/orgs/{orgId}/members/{memberId}", tag = TAG, params(("orgId" = String, Path, description = "The organization"), ("memberId" = String, Path, description = "The member")), request_body = ChangeRoleRequest,
+    responses((status = 200, body = MemberView), (status = "4XX", description = "Refused", body = ProblemDocument, content_type = "application/problem+json")))]
 async fn change_role(
     State(app): State<AppState>,
     caller: Caller,
@@ -174,6 +192,8 @@ async fn change_role(
     Ok(Json(current_member(&app, org, member_id)?.into()))
 }
 
+#[utoipa::path(delete, path = "/v1/orgs/{orgId}/members/{memberId}", tag = TAG, params(("orgId" = String, Path, description = "The organization"), ("memberId" = String, Path, description = "The member")),
+    responses((status = 200, description = "Removed; the member's credentials get flagged and its PATs revoked", body = MemberView), (status = "4XX", description = "Refused", body = ProblemDocument, content_type = "application/problem+json")))]
 async fn remove_member(
     State(app): State<AppState>,
     caller: Caller,
@@ -192,7 +212,7 @@ async fn remove_member(
     Ok(Json(member.into()))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct CreatePatRequest {
     #[serde(default)]
@@ -203,6 +223,8 @@ struct CreatePatRequest {
 
 /// A member creates its own PATs; owners and admins may create one for another member (for
 /// its first login, say).
+#[utoipa::path(post, path = "/v1/orgs/{orgId}/members/{memberId}/tokens", tag = TAG, params(("orgId" = String, Path, description = "The organization"), ("memberId" = String, Path, description = "The member")), request_body(content = Option<CreatePatRequest>),
+    responses((status = 201, description = "Created; `token` is the plaintext, shown once", body = WithSecret<PersonalTokenView>), (status = "4XX", description = "Refused", body = ProblemDocument, content_type = "application/problem+json")))]
 async fn create_pat(
     State(app): State<AppState>,
     caller: Caller,
@@ -218,6 +240,7 @@ async fn create_pat(
     Ok((StatusCode::CREATED, Json(WithSecret { view, token: secret.expose().to_owned() })))
 }
 
+#[utoipa::path(get, path = "/v1/orgs/{orgId}/members/{memberId}/tokens", tag = TAG, params(("orgId" = String, Path, description = "The organization"), ("memberId" = String, Path, description = "The member")), responses((status = 200, body = Page<PersonalTokenView>), (status = "4XX", description = "Refused", body = ProblemDocument, content_type = "application/problem+json")))]
 async fn list_pats(
     State(app): State<AppState>,
     caller: Caller,
@@ -243,6 +266,8 @@ async fn list_pats(
     Ok(Json(Page { items, next_cursor: None }))
 }
 
+#[utoipa::path(delete, path = "/v1/orgs/{orgId}/members/{memberId}/tokens/{tokenId}", tag = TAG, params(("orgId" = String, Path, description = "The organization"), ("memberId" = String, Path, description = "The member"), ("tokenId" = String, Path, description = "The PAT")),
+    responses((status = 200, body = PersonalTokenView), (status = "4XX", description = "Refused", body = ProblemDocument, content_type = "application/problem+json")))]
 async fn revoke_pat(
     State(app): State<AppState>,
     caller: Caller,

@@ -1,27 +1,30 @@
 //! `/v1/projects/:orgId`: an organization's projects and their environments. Every credential
 //! of the organization may read them; owners and admins create them.
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use credledger_domain::names::Slug;
 use credledger_domain::{OrgId, ProjectId, organization};
 use serde::Deserialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::AppState;
 use crate::auth::Caller;
 use crate::command::{self, Origin};
 use crate::extract::{Body, path_id};
-use crate::problem::Problem;
+use crate::problem::{Problem, ProblemDocument};
 use crate::views::{Page, ProjectView};
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/projects/{orgId}", get(list).post(create))
-        .route("/v1/projects/{orgId}/{projectId}/environments", post(add_environment))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(list, create)).routes(routes!(add_environment))
 }
 
+const TAG: &str = "projects";
+
+#[utoipa::path(get, path = "/v1/projects/{orgId}", tag = TAG, params(("orgId" = String, Path, description = "The organization")), responses((status = 200, body = Page<ProjectView>), (status = "4XX", description = "Refused", body = ProblemDocument, content_type = "application/problem+json")))]
 async fn list(
     State(app): State<AppState>,
     caller: Caller,
@@ -35,19 +38,21 @@ async fn list(
     Ok(Json(Page { items, next_cursor: None }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct CreateRequest {
+struct CreateProjectRequest {
     name: String,
     #[serde(default)]
     environments: Vec<String>,
 }
 
+#[utoipa::path(post, path = "/v1/projects/{orgId}", tag = TAG, params(("orgId" = String, Path, description = "The organization")), request_body = CreateProjectRequest,
+    responses((status = 201, body = ProjectView), (status = "4XX", description = "Refused", body = ProblemDocument, content_type = "application/problem+json")))]
 async fn create(
     State(app): State<AppState>,
     caller: Caller,
     Path(org): Path<String>,
-    Body(body): Body<CreateRequest>,
+    Body(body): Body<CreateProjectRequest>,
 ) -> Result<(StatusCode, Json<ProjectView>), Problem> {
     let org: OrgId = path_id("orgId", &org)?;
     let name = Slug::parse(&body.name)?;
@@ -64,12 +69,14 @@ async fn create(
     Ok((StatusCode::CREATED, Json(project(&app, org, project_id)?)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct EnvironmentRequest {
     name: String,
 }
 
+#[utoipa::path(post, path = "/v1/projects/{orgId}/{projectId}/environments", tag = TAG, params(("orgId" = String, Path, description = "The organization"), ("projectId" = String, Path, description = "The project")), request_body = EnvironmentRequest,
+    responses((status = 201, body = ProjectView), (status = "4XX", description = "Refused", body = ProblemDocument, content_type = "application/problem+json")))]
 async fn add_environment(
     State(app): State<AppState>,
     caller: Caller,
