@@ -1,0 +1,233 @@
+//! credledger's event store: the `EventStore` port every backend implements, the types that cross
+//! it, and the leaf hash that makes the log verifiable.
+//!
+//! The log is the only source of truth. A backend hands out global positions (gap-free, in
+//! commit order, from 1), stream versions (from 0) and per-organization sequences (from 1) inside
+//! the transaction that commits the events, serialises each event's envelope once, stores those
+//! exact bytes and hashes them into the leaf hash. Readers and offline verifiers work from the
+//! stored bytes, never from a re-serialised struct.
+//!
+//! Backends are chosen by URL with [`open`]; the SQLite backend ([`SqliteStore`]) is the embedded
+//! default. Every backend runs the same contract suite ([`store_contract_tests!`]).
+
+#[doc(hidden)]
+pub mod contract;
+mod envelope;
+mod sqlite;
+
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+
+use credledger_domain::{Actor, EventId, OrgId, RequestMeta};
+use futures::stream::BoxStream;
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+
+pub use sqlite::SqliteStore;
+
+/// Opens the store a URL names: `sqlite://PATH` or `sqlite:PATH` (the file and its directory are
+/// created if missing). Any other scheme is [`StoreError::UnsupportedUrl`].
+pub async fn open(url: &str) -> Result<Arc<dyn EventStore>, StoreError> {
+    if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+        if path.is_empty() {
+            return Err(StoreError::UnsupportedUrl("sqlite URL without a path".to_owned()));
+        }
+        let store = SqliteStore::open(Path::new(path)).await?;
+        return Ok(Arc::new(store));
+    }
+    // Only the scheme goes into the error: the rest of a URL may carry a password.
+    let scheme = url.split_once(':').map_or("(none)", |(scheme, _)| scheme);
+    Err(StoreError::UnsupportedUrl(format!("unsupported store URL scheme `{scheme}`")))
+}
+
+/// The log: append with optimistic concurrency per stream, read, and follow.
+#[async_trait::async_trait]
+pub trait EventStore: Send + Sync + fmt::Debug {
+    /// Appends `events` to `stream` if its version is `expected`, atomically, and returns once
+    /// they are durable. Retrying an append whose reply was lost (the same event ids, in the same
+    /// order, to the same stream) returns the original result and writes nothing, whatever
+    /// `expected` says.
+    async fn append(
+        &self,
+        stream: &str,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendResult, StoreError>;
+
+    /// The stream's events with version `>= from_version`, in version order.
+    async fn read_stream(&self, stream: &str, from_version: u64) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// At most `limit` events with position `>= from_position`, in position order.
+    async fn read_all(&self, from_position: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// Every event with position `>= from_position`: first those already committed, then each
+    /// new one as it commits, in position order, each exactly once. The stream ends (after the
+    /// last committed event) when the store is closed, or with an error item if reading fails.
+    fn subscribe(&self, from_position: u64) -> BoxStream<'static, Result<RecordedEvent, StoreError>>;
+
+    /// The last committed position; 0 when the log is empty.
+    async fn head(&self) -> Result<u64, StoreError>;
+
+    /// Stops accepting appends, commits those already queued, and stops the writer. Later
+    /// appends fail with [`StoreError::Closed`]; reads keep working.
+    async fn close(&self);
+}
+
+/// The version a stream must be at for an append to go ahead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpectedVersion {
+    /// No check: append after whatever is there (usage streams, which nothing decides on).
+    Any,
+    /// The stream must have no events yet.
+    NoStream,
+    /// The stream's last event must have this version (versions start at 0).
+    Exact(u64),
+}
+
+impl fmt::Display for ExpectedVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Any => f.write_str("any version"),
+            Self::NoStream => f.write_str("no stream"),
+            Self::Exact(version) => write!(f, "version {version}"),
+        }
+    }
+}
+
+/// An event as a decider produced it, before the log gives it a place.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    /// The idempotency key: a v7 UUID chosen by the caller.
+    pub event_id: EventId,
+    pub event_type: String,
+    pub schema_version: u32,
+    /// The organization whose sequence the event joins; `None` for server-wide events.
+    pub org_id: Option<OrgId>,
+    pub occurred_at: OffsetDateTime,
+    pub actor: Actor,
+    pub request: Option<RequestMeta>,
+    pub payload: serde_json::Value,
+}
+
+/// An event as the log holds it. Every field except `envelope` and `leaf_hash` is decoded from
+/// `envelope`, the exact bytes that were stored and hashed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordedEvent {
+    /// Global, gap-free, in commit order, from 1.
+    pub position: u64,
+    pub stream: String,
+    /// Per stream, from 0.
+    pub version: u64,
+    /// Contiguous per organization, from 1; `None` when `org_id` is `None`.
+    pub org_sequence: Option<u64>,
+    pub event_id: EventId,
+    pub event_type: String,
+    pub schema_version: u32,
+    pub org_id: Option<OrgId>,
+    pub occurred_at: OffsetDateTime,
+    /// The writer's clock when the event's batch was built.
+    pub recorded_at: OffsetDateTime,
+    pub actor: Actor,
+    pub request: Option<RequestMeta>,
+    pub payload: serde_json::Value,
+    /// [`leaf_hash`] of `envelope`, computed once at append.
+    pub leaf_hash: [u8; 32],
+    /// The exact stored bytes of the envelope.
+    pub envelope: Arc<[u8]>,
+}
+
+impl RecordedEvent {
+    /// Decodes an envelope as exported or stored, hashing its bytes: what an offline verifier
+    /// does with each line of an export.
+    pub fn from_envelope(envelope: &[u8]) -> Result<Self, StoreError> {
+        envelope::decode(Arc::from(envelope), leaf_hash(envelope))
+            .map_err(|error| StoreError::Corrupt { position: 0, reason: format!("undecodable envelope: {error}") })
+    }
+}
+
+/// Where an append landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendResult {
+    /// The position of the append's first event.
+    pub first_position: u64,
+    /// The position of the append's last event.
+    pub last_position: u64,
+    /// The version of the append's last event: the stream's version now, so the next append
+    /// passes `ExpectedVersion::Exact(next_expected_version)`.
+    pub next_expected_version: u64,
+}
+
+/// Why the store refused or failed an operation.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Another writer appended to the stream first. Reload the stream (its version is `actual`,
+    /// `None` when it has no events), decide again and retry; the API answers 409 when the
+    /// command no longer applies. Nothing was written.
+    #[error("stream `{stream}` expected at {expected}, but it is at {}", match actual {
+        Some(version) => format!("version {version}"),
+        None => "no stream".to_owned(),
+    })]
+    WrongExpectedVersion { stream: String, expected: ExpectedVersion, actual: Option<u64> },
+    /// An event id of the append is already recorded, but the append is not a retry of the one
+    /// that recorded it (another stream or type, another order, or only some of its ids). The
+    /// caller reused an id by mistake: mint fresh ids. Nothing was written.
+    #[error("event {event_id} is already recorded in stream `{stream}` by a different append")]
+    DuplicateEventId { event_id: EventId, stream: String },
+    /// An append without events: a caller bug, nothing to write.
+    #[error("an append needs at least one event")]
+    EmptyAppend,
+    /// A stream name that is empty, longer than 256 bytes, or holds whitespace or control
+    /// characters: a caller bug.
+    #[error("`{0}` is not a valid stream name")]
+    InvalidStreamName(String),
+    /// The store URL names a backend this build does not have; fix the configuration.
+    #[error("{0}")]
+    UnsupportedUrl(String),
+    /// An event could not be serialised into its envelope (e.g. `occurred_at` outside the years
+    /// 0..=9999). The append was refused; fix the event.
+    #[error("cannot serialise the event envelope: {0}")]
+    Encode(#[source] serde_json::Error),
+    /// The database failed. For a read, retry or report; the server keeps running.
+    #[error("event store database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// No read connection could be had in time: the store is overloaded or its file is gone.
+    #[error("event store connection pool: {0}")]
+    Pool(#[from] r2d2::Error),
+    /// The store's file or directory could not be created, or its writer could not be started.
+    #[error("event store: {0}")]
+    Io(#[from] std::io::Error),
+    /// The batch that carried this append failed to commit (disk full, I/O error, a damaged
+    /// file), so every append in it failed. Retry the same append: its event ids make the retry
+    /// safe even if the commit did reach the disk. If it keeps failing, stop and inspect the file.
+    #[error("the batch carrying this append failed: {0}")]
+    BatchFailed(Arc<StoreError>),
+    /// A stored event does not decode or does not match its row: the file was damaged or
+    /// written by something else. Stop and verify the log against its checkpoints.
+    #[error("event at position {position} is corrupt: {reason}")]
+    Corrupt { position: u64, reason: String },
+    /// The file was migrated by a newer release; run that release (or newer) instead.
+    #[error("event store schema version {found} is newer than this release supports ({supported})")]
+    SchemaTooNew { found: i64, supported: i64 },
+    /// The store was closed or its writer has stopped: nothing more can be appended. Shut down,
+    /// or reopen the store.
+    #[error("the event store is closed")]
+    Closed,
+}
+
+/// The Merkle leaf hash of an envelope (RFC 6962): SHA-256(0x00 ‖ envelope bytes). Public so that
+/// offline verification hashes exactly as the store did.
+pub fn leaf_hash(envelope: &[u8]) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    hasher.update([0x00]);
+    hasher.update(envelope);
+    hasher.finalize().into()
+}
+
+/// A stream name is chosen by code (`mt-{id}`, `usage-{id}`, `ledger`), never typed by a user;
+/// the check keeps a bug from writing a name nobody can read back or print.
+pub(crate) fn check_stream_name(stream: &str) -> Result<(), StoreError> {
+    let valid =
+        !stream.is_empty() && stream.len() <= 256 && !stream.chars().any(|c| c.is_whitespace() || c.is_control());
+    if valid { Ok(()) } else { Err(StoreError::InvalidStreamName(stream.chars().take(64).collect())) }
+}

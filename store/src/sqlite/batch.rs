@@ -1,0 +1,276 @@
+//! Admission of one group-commit batch: which of its appends go ahead, and where their events
+//! land.
+//!
+//! Every check runs inside the writer's immediate transaction, against the log as committed plus
+//! an overlay of what earlier appends of the same batch will add. So the appends of a batch are
+//! judged exactly as if they had been committed one by one in arrival order, and a refused append
+//! never touches the others. Positions, versions and organization sequences are handed out here,
+//! inside the transaction that commits them, which is what keeps them gap-free.
+
+use std::collections::HashMap;
+
+use credledger_domain::{EventId, OrgId};
+use rusqlite::{Connection, OptionalExtension};
+use time::OffsetDateTime;
+
+use crate::envelope::Envelope;
+use crate::{AppendResult, ExpectedVersion, NewEvent, StoreError, leaf_hash};
+
+/// Most event ids looked up by one `IN (...)` query.
+const LOOKUP_CHUNK: usize = 500;
+
+/// Where an already recorded (or already admitted) event sits.
+#[derive(Debug, Clone)]
+struct Recorded {
+    position: u64,
+    stream: String,
+    version: u64,
+    event_type: String,
+}
+
+/// One event ready to insert, borrowing from the append that carried it.
+#[derive(Debug)]
+pub(super) struct Row<'a> {
+    pub position: i64,
+    pub stream: &'a str,
+    pub version: i64,
+    pub org_id: Option<String>,
+    pub org_sequence: Option<i64>,
+    pub event_id: String,
+    pub event_type: &'a str,
+    pub envelope: Vec<u8>,
+    pub leaf_hash: [u8; 32],
+}
+
+/// The overlay of one batch over the committed log.
+#[derive(Debug)]
+pub(super) struct Batch<'a> {
+    /// The last position handed out so far.
+    head: u64,
+    recorded_at: OffsetDateTime,
+    /// Each stream's last version as the batch leaves it; `None` for a stream without events.
+    versions: HashMap<&'a str, Option<u64>>,
+    /// Each organization's last sequence number as the batch leaves it; 0 for none yet.
+    org_sequences: HashMap<OrgId, u64>,
+    /// The batch's event ids found in the log, plus those admitted so far in this batch.
+    recorded: HashMap<EventId, Recorded>,
+    rows: Vec<Row<'a>>,
+}
+
+impl<'a> Batch<'a> {
+    /// Starts a batch at the committed head, looking up which of `event_ids` are recorded.
+    pub(super) fn begin(
+        connection: &Connection,
+        event_ids: impl Iterator<Item = EventId>,
+        recorded_at: OffsetDateTime,
+    ) -> Result<Self, StoreError> {
+        let head: i64 = connection.prepare_cached(include_str!("head.sql"))?.query_row([], |row| row.get(0))?;
+        let head = unsigned(head, 0, "the head position is negative")?;
+        let mut ids: HashMap<String, EventId> = event_ids.map(|id| (id.to_string(), id)).collect();
+        let mut recorded = HashMap::new();
+        let wanted: Vec<String> = ids.keys().cloned().collect();
+        for chunk in wanted.chunks(LOOKUP_CHUNK) {
+            let sql = format!("{} ({})", include_str!("find_event_ids.sql").trim_end(), repeated("?", chunk.len()));
+            let mut statement = connection.prepare_cached(&sql)?;
+            let mut rows = statement.query(rusqlite::params_from_iter(chunk))?;
+            while let Some(row) = rows.next()? {
+                let (event_id, position, stream, version, event_type): (String, i64, String, i64, String) =
+                    (row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?);
+                let position = unsigned(position, 0, "negative position")?;
+                let version = unsigned(version, position, "negative stream version")?;
+                if let Some(id) = ids.remove(&event_id) {
+                    recorded.insert(id, Recorded { position, stream, version, event_type });
+                }
+            }
+        }
+        Ok(Self {
+            head,
+            recorded_at,
+            versions: HashMap::new(),
+            org_sequences: HashMap::new(),
+            recorded,
+            rows: Vec::new(),
+        })
+    }
+
+    /// Judges one append. The outer error fails the whole batch (the database failed); the inner
+    /// one refuses only this append.
+    pub(super) fn admit(
+        &mut self,
+        connection: &Connection,
+        stream: &'a str,
+        expected: ExpectedVersion,
+        events: &'a [NewEvent],
+    ) -> Result<Result<AppendResult, StoreError>, StoreError> {
+        if let Some(outcome) = self.earlier_append(stream, events) {
+            return Ok(outcome);
+        }
+        let current = self.stream_version(connection, stream)?;
+        let admitted = match expected {
+            ExpectedVersion::Any => true,
+            ExpectedVersion::NoStream => current.is_none(),
+            ExpectedVersion::Exact(version) => current == Some(version),
+        };
+        if !admitted {
+            return Ok(Err(StoreError::WrongExpectedVersion { stream: stream.to_owned(), expected, actual: current }));
+        }
+
+        // Build every row before changing the overlay, so that an event that cannot be encoded
+        // refuses its append without leaving half of it behind.
+        let first_version = current.map_or(0, |version| version + 1);
+        let mut sequences: Vec<(OrgId, u64)> = Vec::new();
+        let mut rows = Vec::with_capacity(events.len());
+        for (offset, event) in (0u64..).zip(events) {
+            let position = self.head + 1 + offset;
+            let version = first_version + offset;
+            let org_sequence = match event.org_id {
+                None => None,
+                Some(org) => Some(self.next_org_sequence(connection, &mut sequences, org)?),
+            };
+            let envelope = Envelope {
+                position,
+                stream,
+                version,
+                org_id: event.org_id,
+                org_sequence,
+                event_id: event.event_id,
+                event_type: &event.event_type,
+                schema_version: event.schema_version,
+                occurred_at: event.occurred_at,
+                recorded_at: self.recorded_at,
+                actor: &event.actor,
+                request: event.request.as_ref(),
+                payload: &event.payload,
+            }
+            .encode();
+            let envelope = match envelope {
+                Ok(envelope) => envelope,
+                Err(error) => return Ok(Err(StoreError::Encode(error))),
+            };
+            rows.push(Row {
+                position: position as i64,
+                stream,
+                version: version as i64,
+                org_id: event.org_id.map(|org| org.to_string()),
+                org_sequence: org_sequence.map(|sequence| sequence as i64),
+                event_id: event.event_id.to_string(),
+                event_type: &event.event_type,
+                leaf_hash: leaf_hash(&envelope),
+                envelope,
+            });
+        }
+
+        let count = events.len() as u64;
+        let result = AppendResult {
+            first_position: self.head + 1,
+            last_position: self.head + count,
+            next_expected_version: first_version + count - 1,
+        };
+        for (offset, event) in (0u64..).zip(events) {
+            let recorded = Recorded {
+                position: self.head + 1 + offset,
+                stream: stream.to_owned(),
+                version: first_version + offset,
+                event_type: event.event_type.clone(),
+            };
+            self.recorded.insert(event.event_id, recorded);
+        }
+        self.head = result.last_position;
+        self.versions.insert(stream, Some(result.next_expected_version));
+        self.org_sequences.extend(sequences);
+        self.rows.extend(rows);
+        Ok(Ok(result))
+    }
+
+    /// The rows to insert and the head they leave; `None` when every append was refused or was
+    /// a retry, so there is nothing to commit.
+    pub(super) fn into_rows(self) -> Option<(Vec<Row<'a>>, u64)> {
+        (!self.rows.is_empty()).then_some((self.rows, self.head))
+    }
+
+    /// `Some` when an event id of the append is already recorded: the original result when the
+    /// append is a retry of the one that recorded them (every id, same stream and types, same
+    /// order, consecutive), otherwise the refusal.
+    fn earlier_append(&self, stream: &str, events: &[NewEvent]) -> Option<Result<AppendResult, StoreError>> {
+        let hits: Vec<Option<&Recorded>> = events.iter().map(|event| self.recorded.get(&event.event_id)).collect();
+        let (index, first) = hits.iter().enumerate().find_map(|(index, hit)| hit.map(|hit| (index, hit)))?;
+        let retry = index == 0
+            && hits.iter().zip(events).zip(0u64..).all(|((hit, event), offset)| {
+                hit.is_some_and(|hit| {
+                    hit.stream == stream
+                        && hit.event_type == event.event_type
+                        && hit.position == first.position + offset
+                        && hit.version == first.version + offset
+                })
+            });
+        if !retry {
+            return Some(Err(StoreError::DuplicateEventId {
+                event_id: events[index].event_id,
+                stream: first.stream.clone(),
+            }));
+        }
+        let count = events.len() as u64;
+        Some(Ok(AppendResult {
+            first_position: first.position,
+            last_position: first.position + count - 1,
+            next_expected_version: first.version + count - 1,
+        }))
+    }
+
+    fn stream_version(&mut self, connection: &Connection, stream: &'a str) -> Result<Option<u64>, StoreError> {
+        if let Some(version) = self.versions.get(stream) {
+            return Ok(*version);
+        }
+        let version: Option<i64> = connection
+            .prepare_cached(include_str!("stream_version.sql"))?
+            .query_row([stream], |row| row.get(0))
+            .optional()?
+            .flatten();
+        let version = version.map(|version| unsigned(version, 0, "negative stream version")).transpose()?;
+        self.versions.insert(stream, version);
+        Ok(version)
+    }
+
+    /// The next sequence number of `org` for an event of the append being built. `pending` holds
+    /// the numbers the append has taken so far; they reach the overlay only if it is admitted.
+    fn next_org_sequence(
+        &mut self,
+        connection: &Connection,
+        pending: &mut Vec<(OrgId, u64)>,
+        org: OrgId,
+    ) -> Result<u64, StoreError> {
+        if let Some((_, last)) = pending.iter_mut().find(|(seen, _)| *seen == org) {
+            *last += 1;
+            return Ok(*last);
+        }
+        let next = self.org_sequence(connection, org)? + 1;
+        pending.push((org, next));
+        Ok(next)
+    }
+
+    /// The organization's last sequence number: the overlay's, or the log's (0 for none).
+    fn org_sequence(&mut self, connection: &Connection, org: OrgId) -> Result<u64, StoreError> {
+        if let Some(sequence) = self.org_sequences.get(&org) {
+            return Ok(*sequence);
+        }
+        let sequence: Option<i64> = connection
+            .prepare_cached(include_str!("org_sequence.sql"))?
+            .query_row([org.to_string()], |row| row.get(0))
+            .optional()?
+            .flatten();
+        let sequence = unsigned(sequence.unwrap_or(0), 0, "negative organization sequence")?;
+        self.org_sequences.insert(org, sequence);
+        Ok(sequence)
+    }
+}
+
+/// `count` copies of `item`, comma-separated: the variable part of a multi-row statement, whose
+/// fixed part stays in its `.sql` file.
+pub(super) fn repeated(item: &str, count: usize) -> String {
+    vec![item; count].join(", ")
+}
+
+/// A stored integer that must not be negative; a negative one means a damaged file.
+fn unsigned(value: i64, position: u64, reason: &str) -> Result<u64, StoreError> {
+    u64::try_from(value).map_err(|_| StoreError::Corrupt { position, reason: reason.to_owned() })
+}

@@ -1,0 +1,281 @@
+//! The SQLite backend, the embedded default: one file holds the whole log.
+//!
+//! Appends go through one writer thread (`writer`) that owns the only write connection and
+//! commits by group commit, in WAL mode with `synchronous=FULL` so that an acknowledged append
+//! survives a power cut. Reads go through a pool of read-only connections on blocking threads;
+//! WAL lets them run beside the writer, and each sees whole batches only, so no reader ever sees
+//! a position before the ones below it.
+
+mod batch;
+mod migrate;
+mod writer;
+
+use std::collections::{HashSet, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use r2d2_sqlite::SqliteConnectionManager;
+use rusqlite::Connection;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::{AppendResult, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError, envelope};
+use writer::{AppendRequest, Message, Writer};
+
+/// Appends that may wait for the writer before `append` itself waits: backpressure, not a limit
+/// on batch size.
+const QUEUE: usize = 16 * 1024;
+
+/// Events a subscription reads per page while catching up.
+const SUBSCRIBE_PAGE: usize = 512;
+
+/// How long a connection waits for SQLite's lock before reporting it busy. Only a checkpoint or
+/// another process competes with the writer, so a wait this long means something is wrong.
+const BUSY_TIMEOUT_MS: u32 = 5000;
+
+/// The log in one SQLite file. Cheap to share behind an `Arc`; dropping the last handle lets the
+/// writer commit what is queued and stop.
+#[derive(Debug)]
+pub struct SqliteStore {
+    path: PathBuf,
+    appends: mpsc::Sender<Message>,
+    reader: Arc<Reader>,
+    commits: Arc<AtomicU64>,
+}
+
+/// What reads need, shared with every subscription so a subscription outlives no borrow.
+#[derive(Debug)]
+struct Reader {
+    pool: r2d2::Pool<SqliteConnectionManager>,
+    head: watch::Receiver<u64>,
+}
+
+impl SqliteStore {
+    /// Opens the log at `path`, creating the file and its directory if missing, applies the
+    /// migrations and starts the writer.
+    pub async fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let path = path.as_ref().to_owned();
+        let opening = path.clone();
+        let (connection, pool, head) =
+            tokio::task::spawn_blocking(move || prepare(&opening)).await.map_err(|_| StoreError::Closed)??;
+        let (head_sender, head_receiver) = watch::channel(head);
+        let (appends, receiver) = mpsc::channel(QUEUE);
+        let commits = Arc::new(AtomicU64::new(0));
+        let writer = Writer { connection, head: head_sender, commits: commits.clone() };
+        std::thread::Builder::new().name("credledger-log-writer".to_owned()).spawn(move || writer.run(receiver))?;
+        tracing::debug!(path = %path.display(), head, "event store opened");
+        Ok(Self { path, appends, reader: Arc::new(Reader { pool, head: head_receiver }), commits })
+    }
+
+    /// The file this store writes.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Transactions the writer has committed since open. Fewer commits than appends is group
+    /// commit at work.
+    pub fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
+    }
+}
+
+/// Opens the write connection, migrates, reads the head and fills the read pool.
+fn prepare(path: &Path) -> Result<(Connection, r2d2::Pool<SqliteConnectionManager>, u64), StoreError> {
+    if let Some(parent) = path.parent().filter(|parent| !parent.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
+    }
+    let mut connection = Connection::open(path)?;
+    let mode: String = connection.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        // Still durable, but readers and the writer will block each other.
+        tracing::warn!(mode, "the event log is not in WAL mode");
+    }
+    // FULL: the WAL is synced at every commit, so an acknowledged append survives a power cut.
+    connection.pragma_update(None, "synchronous", "FULL")?;
+    connection.pragma_update(None, "busy_timeout", BUSY_TIMEOUT_MS)?;
+    // 32 MiB of page cache keeps the indexes' hot pages in memory as the log grows, so a big
+    // batch does not spill pages to the WAL before its commit.
+    connection.pragma_update(None, "cache_size", -32768)?;
+    connection.pragma_update(None, "temp_store", "MEMORY")?;
+    connection.set_prepared_statement_cache_capacity(64);
+    migrate::apply(&mut connection)?;
+    let head: i64 = connection.query_row(include_str!("head.sql"), [], |row| row.get(0))?;
+    let head = u64::try_from(head)
+        .map_err(|_| StoreError::Corrupt { position: 0, reason: "the head position is negative".to_owned() })?;
+    let manager = SqliteConnectionManager::file(path).with_init(|connection| {
+        connection.pragma_update(None, "busy_timeout", BUSY_TIMEOUT_MS)?;
+        connection.pragma_update(None, "query_only", true)
+    });
+    let pool = r2d2::Pool::builder()
+        .max_size(8)
+        .min_idle(Some(1))
+        .connection_timeout(Duration::from_secs(10))
+        .build(manager)?;
+    Ok((connection, pool, head))
+}
+
+#[async_trait::async_trait]
+impl EventStore for SqliteStore {
+    async fn append(
+        &self,
+        stream: &str,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendResult, StoreError> {
+        // What can be refused without the log is refused here, before taking the writer's time.
+        crate::check_stream_name(stream)?;
+        if events.is_empty() {
+            return Err(StoreError::EmptyAppend);
+        }
+        let mut seen = HashSet::with_capacity(events.len());
+        if let Some(event) = events.iter().find(|event| !seen.insert(event.event_id)) {
+            return Err(StoreError::DuplicateEventId { event_id: event.event_id, stream: stream.to_owned() });
+        }
+        let (reply, answer) = oneshot::channel();
+        let request = AppendRequest { stream: stream.to_owned(), expected, events, reply };
+        self.appends.send(Message::Append(request)).await.map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn read_stream(&self, stream: &str, from_version: u64) -> Result<Vec<RecordedEvent>, StoreError> {
+        crate::check_stream_name(stream)?;
+        let stream = stream.to_owned();
+        let from_version = i64::try_from(from_version).unwrap_or(i64::MAX);
+        self.reader
+            .query(move |connection| {
+                let mut statement = connection.prepare_cached(include_str!("read_stream.sql"))?;
+                decode_rows(statement.query((stream, from_version))?)
+            })
+            .await
+    }
+
+    async fn read_all(&self, from_position: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.reader.read_all(from_position, limit).await
+    }
+
+    fn subscribe(&self, from_position: u64) -> BoxStream<'static, Result<RecordedEvent, StoreError>> {
+        subscribe(self.reader.clone(), from_position)
+    }
+
+    async fn head(&self) -> Result<u64, StoreError> {
+        Ok(*self.reader.head.borrow())
+    }
+
+    async fn close(&self) {
+        // Fails only when the writer is already stopping; then there is just the wait.
+        let _ = self.appends.send(Message::Close).await;
+        // The writer drops the head sender last, after committing the queue and closing its
+        // connection; `changed` fails from then on.
+        let mut head = self.reader.head.clone();
+        while head.changed().await.is_ok() {}
+    }
+}
+
+impl Reader {
+    /// Runs a read on a pooled connection on a blocking thread.
+    async fn query<T, F>(&self, read: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let pool = self.pool.clone();
+        tokio::task::spawn_blocking(move || read(&*pool.get()?)).await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn read_all(&self, from_position: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let from_position = i64::try_from(from_position).unwrap_or(i64::MAX);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.query(move |connection| {
+            let mut statement = connection.prepare_cached(include_str!("read_all.sql"))?;
+            decode_rows(statement.query((from_position, limit))?)
+        })
+        .await
+    }
+}
+
+/// Decodes `(position, envelope, leaf_hash)` rows, checking each envelope against its row.
+fn decode_rows(mut rows: rusqlite::Rows<'_>) -> Result<Vec<RecordedEvent>, StoreError> {
+    let mut events = Vec::new();
+    while let Some(row) = rows.next()? {
+        let position: i64 = row.get(0)?;
+        let corrupt = |reason: String| StoreError::Corrupt { position: u64::try_from(position).unwrap_or(0), reason };
+        let envelope: Arc<[u8]> =
+            Arc::from(row.get_ref(1)?.as_blob().map_err(|_| corrupt("the envelope is not a blob".to_owned()))?);
+        let leaf_hash: [u8; 32] = row
+            .get_ref(2)?
+            .as_blob()
+            .ok()
+            .and_then(|hash| hash.try_into().ok())
+            .ok_or_else(|| corrupt("the leaf hash is not 32 bytes".to_owned()))?;
+        let event =
+            envelope::decode(envelope, leaf_hash).map_err(|error| corrupt(format!("undecodable envelope: {error}")))?;
+        if i64::try_from(event.position).ok() != Some(position) {
+            return Err(corrupt(format!("the envelope says position {}", event.position)));
+        }
+        events.push(event);
+    }
+    Ok(events)
+}
+
+/// Catch-up and live share one loop: wait until the head reaches the next wanted position, read
+/// a page from there, yield it. Positions are gap-free and the head is published only after the
+/// commit, so a read after the wait always starts exactly at `next`; nothing is skipped and
+/// nothing is yielded twice, whether the event was old or just committed.
+fn subscribe(reader: Arc<Reader>, from_position: u64) -> BoxStream<'static, Result<RecordedEvent, StoreError>> {
+    struct Follow {
+        reader: Arc<Reader>,
+        head: watch::Receiver<u64>,
+        next: u64,
+        page: VecDeque<RecordedEvent>,
+        failed: bool,
+    }
+    let head = reader.head.clone();
+    let state = Follow { reader, head, next: from_position.max(1), page: VecDeque::new(), failed: false };
+    futures::stream::unfold(state, |mut follow| async move {
+        loop {
+            if let Some(event) = follow.page.pop_front() {
+                follow.next = event.position + 1;
+                return Some((Ok(event), follow));
+            }
+            if follow.failed {
+                return None;
+            }
+            let next = follow.next;
+            // Fails only once the writer is gone and the head is still below `next`: the store
+            // is closed and everything committed has been yielded.
+            if follow.head.wait_for(|head| *head >= next).await.is_err() {
+                return None;
+            }
+            let page = match follow.reader.read_all(next, SUBSCRIBE_PAGE).await {
+                Ok(page) => page,
+                Err(error) => {
+                    follow.failed = true;
+                    return Some((Err(error), follow));
+                }
+            };
+            // The head said `next` is committed; a page that does not start there means the log
+            // has a hole, which must be reported, not skipped.
+            let hole = if page.is_empty() {
+                Some(next)
+            } else {
+                page.iter()
+                    .zip(next..)
+                    .find(|(event, expected)| event.position != *expected)
+                    .map(|(_, expected)| expected)
+            };
+            if let Some(position) = hole {
+                follow.failed = true;
+                let reason = "committed but missing from a read of the log".to_owned();
+                return Some((Err(StoreError::Corrupt { position, reason }), follow));
+            }
+            follow.page = page.into();
+        }
+    })
+    .boxed()
+}

@@ -1,0 +1,168 @@
+//! The single writer: a thread that owns the log's only write connection and commits appends by
+//! group commit.
+//!
+//! SQLite has one writer at a time and each durable commit costs an fsync, so committing appends
+//! one by one would cap throughput at the disk's sync rate. Instead the thread blocks for the
+//! first queued append, takes everything else already queued (up to [`MAX_BATCH_EVENTS`]),
+//! judges each append against the log (see `batch`), writes all admitted events with multi-row
+//! inserts in one transaction, and answers every caller only after that commit is durable. The
+//! more callers wait, the bigger the next batch: the fsync is shared.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rusqlite::{Connection, TransactionBehavior};
+use time::OffsetDateTime;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::batch::{Batch, Row, repeated};
+use crate::{AppendResult, ExpectedVersion, NewEvent, StoreError};
+
+/// Most events taken into one batch. A single larger append still goes in whole, alone.
+const MAX_BATCH_EVENTS: usize = 4096;
+
+/// Rows per multi-row INSERT: 9 parameters each, well under SQLite's limit of 32766.
+const INSERT_CHUNK: usize = 256;
+
+/// What the store asks of its writer.
+#[derive(Debug)]
+pub(super) enum Message {
+    Append(AppendRequest),
+    /// Stop accepting, commit what is queued, then stop.
+    Close,
+}
+
+/// What one append is answered: where it landed, or why it was refused.
+type Outcome = Result<AppendResult, StoreError>;
+
+#[derive(Debug)]
+pub(super) struct AppendRequest {
+    pub stream: String,
+    pub expected: ExpectedVersion,
+    pub events: Vec<NewEvent>,
+    pub reply: oneshot::Sender<Outcome>,
+}
+
+#[derive(Debug)]
+pub(super) struct Writer {
+    pub connection: Connection,
+    /// The last committed position, published after each commit: `head()` and every
+    /// subscription read it, so nobody learns of a position before it is durable.
+    pub head: watch::Sender<u64>,
+    /// Transactions committed, for observing group commit.
+    pub commits: Arc<AtomicU64>,
+}
+
+impl Writer {
+    /// Runs until the store is closed or dropped, then closes the connection and drops the head
+    /// sender, which tells `close()` and the subscriptions that the writer is gone.
+    pub(super) fn run(mut self, mut receiver: mpsc::Receiver<Message>) {
+        while let Some(first) = receiver.blocking_recv() {
+            let mut requests = Vec::new();
+            let mut events = 0;
+            let mut next = Some(first);
+            while let Some(message) = next {
+                match message {
+                    Message::Append(request) => {
+                        events += request.events.len();
+                        requests.push(request);
+                    }
+                    // Appends already queued are still taken (the receiver hands them out
+                    // until it is empty); new ones are refused from now on.
+                    Message::Close => receiver.close(),
+                }
+                if events >= MAX_BATCH_EVENTS {
+                    break;
+                }
+                next = receiver.try_recv().ok();
+            }
+            if !requests.is_empty() {
+                self.commit(requests);
+            }
+        }
+        let Self { connection, head, .. } = self;
+        if let Err((_, error)) = connection.close() {
+            tracing::warn!(%error, "closing the event log's write connection");
+        }
+        drop(head);
+        tracing::debug!("event store writer stopped");
+    }
+
+    /// Commits one batch and answers its callers.
+    fn commit(&mut self, requests: Vec<AppendRequest>) {
+        match self.write(&requests) {
+            Ok((outcomes, committed)) => {
+                if let Some(head) = committed {
+                    self.commits.fetch_add(1, Ordering::Relaxed);
+                    // Publish before answering, so a caller that reads `head()` after its
+                    // append returns sees its own events.
+                    self.head.send_replace(head);
+                }
+                for (request, outcome) in requests.into_iter().zip(outcomes) {
+                    // A caller that stopped waiting has nothing to be told; its retry with the
+                    // same event ids finds the original result.
+                    let _ = request.reply.send(outcome);
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, appends = requests.len(), "event store batch failed");
+                let error = Arc::new(error);
+                for request in requests {
+                    let _ = request.reply.send(Err(StoreError::BatchFailed(error.clone())));
+                }
+            }
+        }
+    }
+
+    /// Judges and writes a batch in one immediate transaction. Returns each append's outcome and,
+    /// when something was committed, the new head.
+    fn write(&mut self, requests: &[AppendRequest]) -> Result<(Vec<Outcome>, Option<u64>), StoreError> {
+        // IMMEDIATE takes the write lock before the first read, so the head and versions read
+        // below cannot change before the commit, even if another process opened the file.
+        let tx = self.connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let ids = requests.iter().flat_map(|request| request.events.iter().map(|event| event.event_id));
+        let mut batch = Batch::begin(&tx, ids, OffsetDateTime::now_utc())?;
+        let mut outcomes = Vec::with_capacity(requests.len());
+        for request in requests {
+            outcomes.push(batch.admit(&tx, &request.stream, request.expected, &request.events)?);
+        }
+        let Some((rows, head)) = batch.into_rows() else {
+            // Only refusals and retries: nothing to commit (dropping `tx` rolls back).
+            return Ok((outcomes, None));
+        };
+        insert(&tx, &rows)?;
+        tx.commit()?;
+        tracing::debug!(appends = requests.len(), events = rows.len(), head, "committed batch");
+        Ok((outcomes, Some(head)))
+    }
+}
+
+/// Writes rows with multi-row INSERTs, a few hundred rows per statement.
+fn insert(connection: &Connection, rows: &[Row<'_>]) -> rusqlite::Result<()> {
+    for chunk in rows.chunks(INSERT_CHUNK) {
+        let sql = format!(
+            "{} {}",
+            include_str!("insert_events.sql").trim_end(),
+            repeated("(?, ?, ?, ?, ?, ?, ?, ?, ?)", chunk.len())
+        );
+        let mut statement = connection.prepare_cached(&sql)?;
+        let mut index = 0;
+        let mut next = || {
+            index += 1;
+            index
+        };
+        for row in chunk {
+            statement.raw_bind_parameter(next(), row.position)?;
+            statement.raw_bind_parameter(next(), row.stream)?;
+            statement.raw_bind_parameter(next(), row.version)?;
+            statement.raw_bind_parameter(next(), row.org_id.as_deref())?;
+            statement.raw_bind_parameter(next(), row.org_sequence)?;
+            statement.raw_bind_parameter(next(), row.event_id.as_str())?;
+            statement.raw_bind_parameter(next(), row.event_type)?;
+            statement.raw_bind_parameter(next(), row.envelope.as_slice())?;
+            statement.raw_bind_parameter(next(), &row.leaf_hash[..])?;
+        }
+        statement.raw_execute()?;
+    }
+    Ok(())
+}
