@@ -90,7 +90,12 @@ impl Writer {
 
     /// Commits one batch and answers its callers.
     fn commit(&mut self, requests: Vec<AppendRequest>) {
-        match self.write(&requests) {
+        let started = std::time::Instant::now();
+        let appends = requests.len();
+        let written = self.write(&requests);
+        metrics::histogram!("credledger_store_batch_appends").record(appends as f64);
+        metrics::histogram!("credledger_store_batch_seconds").record(started.elapsed().as_secs_f64());
+        match written {
             Ok((outcomes, committed)) => {
                 if let Some(head) = committed {
                     self.commits.fetch_add(1, Ordering::Relaxed);
