@@ -36,7 +36,8 @@ async fn every_documented_operation_is_served_and_every_route_is_documented() {
             }
         }
     }
-    for family in ["/v1/orgs", "/v1/projects/{orgId}", "/v1/machine-tokens/{orgId}", "/healthz", "/readyz", "/metrics"] {
+    for family in ["/v1/orgs", "/v1/projects/{orgId}", "/v1/machine-tokens/{orgId}", "/healthz", "/readyz", "/metrics"]
+    {
         assert!(paths.contains_key(family), "{family} is not documented");
     }
     assert!(operations >= 25, "only {operations} operations documented");
