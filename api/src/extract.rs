@@ -60,12 +60,12 @@ impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalB
     type Rejection = Problem;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Problem> {
-        let has_body = request
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|value| value.to_str().ok())
-            .is_none_or(|length| length != "0")
-            && request.headers().contains_key(header::CONTENT_TYPE);
+        let has_body = request.headers().contains_key(header::TRANSFER_ENCODING)
+            || request
+                .headers()
+                .get(header::CONTENT_LENGTH)
+                .and_then(|value| value.to_str().ok())
+                .is_some_and(|length| length.trim() != "0");
         if has_body {
             Body::from_request(request, state).await.map(|Body(value)| Self(value))
         } else {

@@ -82,8 +82,7 @@ async fn create_org(
     let organization::State::Present(created) = outcome.state else {
         return Err(Problem::internal("creating an organization", &"no state after OrgCreated"));
     };
-    let (token, secret) = issue_pat(&app, &caller, org, owner_id, TokenName::parse("owner token")?, None).await?;
-    drop(token);
+    let (_, secret) = issue_pat(&app, &caller, org, owner_id, TokenName::parse("owner token")?, None).await?;
     let owner = app.projections.member(org, owner_id)?.map(MemberView::from);
     let view = OrgView {
         id: org,
