@@ -96,7 +96,12 @@ fn bearer(parts: &Parts) -> Option<&str> {
 
 /// The organization the route names, parsed so that a bad id is a 400 before any lookup.
 async fn route_org(parts: &mut Parts, app: &AppState) -> Result<Option<OrgId>, Problem> {
-    let Ok(params) = RawPathParams::from_request_parts(parts, app).await else { return Ok(None) };
+    let params = RawPathParams::from_request_parts(parts, app).await.map_err(|rejection| {
+        // The rejection names the parameter only in its text: "… Invalid UTF-8 in `orgId`".
+        let text = rejection.body_text();
+        let field = text.rsplit(' ').next().unwrap_or_default().trim_matches('`');
+        Problem::bad_request("invalid_id", "a path segment is not valid UTF-8").with_field(field)
+    })?;
     params.iter().find(|(name, _)| *name == "orgId").map(|(_, value)| path_id("orgId", value)).transpose()
 }
 

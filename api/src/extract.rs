@@ -8,6 +8,7 @@ use axum::http::{StatusCode, header};
 use serde::de::DeserializeOwned;
 
 use crate::problem::Problem;
+use crate::strict_json::Strict;
 
 /// Most bytes a request body may have: every body of this API is a small JSON object.
 pub const BODY_LIMIT: usize = 64 * 1024;
@@ -76,7 +77,7 @@ impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalB
 
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+    let value = serde_path_to_error::deserialize(Strict(&mut deserializer)).map_err(|error| {
         let path = error.path().to_string();
         let inner = error.into_inner();
         let (code, status) = match inner.classify() {
@@ -85,13 +86,35 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
             }
             _ => ("invalid_field", StatusCode::UNPROCESSABLE_ENTITY),
         };
-        let problem = Problem::new(status, code, strip_position(&inner.to_string()));
-        if path == "." || code == "malformed_json" { problem } else { problem.with_field(path) }
+        let message = strip_position(&inner.to_string());
+        let problem = Problem::new(status, code, message.clone());
+        if code == "malformed_json" {
+            return problem;
+        }
+        match field_path(&path, &message) {
+            Some(field) => problem.with_field(field),
+            None => problem,
+        }
     })?;
     deserializer
         .end()
         .map_err(|_| Problem::bad_request("malformed_json", "trailing characters after the JSON value"))?;
     Ok(value)
+}
+
+/// The offending field: serde reports a missing or repeated field at its parent's path, with
+/// the field's name only in the message.
+fn field_path(path: &str, message: &str) -> Option<String> {
+    let named = ["missing field `", "duplicate field `"]
+        .iter()
+        .find_map(|prefix| message.strip_prefix(prefix))
+        .and_then(|rest| rest.split('`').next());
+    match (path, named) {
+        (".", Some(name)) => Some(name.to_owned()),
+        (".", None) => None,
+        (parent, Some(name)) => Some(format!("{parent}.{name}")),
+        (path, None) => Some(path.to_owned()),
+    }
 }
 
 /// serde_json appends " at line 1 column 7"; the field path says more to a client.
@@ -110,9 +133,13 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
         let query = parts.uri.query().unwrap_or_default();
         let deserializer = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
         serde_path_to_error::deserialize(deserializer).map(Query).map_err(|error| {
-            let field = error.path().to_string();
-            let problem = Problem::bad_request("invalid_query", error.into_inner().to_string());
-            if field == "." { problem } else { problem.with_field(field) }
+            let path = error.path().to_string();
+            let message = error.into_inner().to_string();
+            let problem = Problem::bad_request("invalid_query", message.clone());
+            match field_path(&path, &message) {
+                Some(field) => problem.with_field(field),
+                None => problem,
+            }
         })
     }
 }

@@ -11,6 +11,7 @@ mod input;
 mod metrics_layer;
 pub mod problem;
 mod routes;
+mod strict_json;
 mod usage;
 mod views;
 

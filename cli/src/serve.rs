@@ -94,6 +94,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tokio::spawn(background::run_denial_writer(app.clone())),
     ];
 
+    let shutdown = shutdown_signal()?;
     let listener =
         tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
     let address = listener.local_addr()?;
@@ -102,7 +103,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!(%address, "credledger listening");
 
     let service = credledger_api::router(app.clone()).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, service).with_graceful_shutdown(shutdown_signal()).await?;
+    axum::serve(listener, service).with_graceful_shutdown(shutdown).await?;
     // In-flight requests are done; record what is still pending, then stop the writer.
     for job in jobs {
         job.abort();
@@ -136,23 +137,17 @@ fn show_admin_token(token: &str, file: Option<&Path>) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(signal) => signal,
-            Err(error) => {
-                tracing::warn!(%error, "cannot listen for SIGTERM");
-                let _ = interrupt.await;
-                return;
-            }
-        };
+/// Resolves on SIGTERM or SIGINT. The handlers are installed when this is called, not when the
+/// future is first polled, so a signal that arrives right after the "listening" line is not lost
+/// to the default action (which would kill the process without a graceful stop).
+fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
+    Ok(async move {
         tokio::select! {
-            _ = interrupt => {}
             _ = terminate.recv() => {}
+            _ = interrupt.recv() => {}
         }
-    }
-    #[cfg(not(unix))]
-    let _ = interrupt.await;
+    })
 }

@@ -377,7 +377,8 @@ pub(crate) fn resolve_member(app: &AppState, org: OrgId, field: &str, input: &st
 }
 
 fn existing_project(app: &AppState, org: OrgId, id: &str) -> Result<ProjectId, Problem> {
-    let id: ProjectId = path_id("projectId", id)?;
+    let id: ProjectId =
+        ProjectId::parse(id).map_err(|_| Problem::invalid("projectId", "invalid_id", "projectId must be a UUID"))?;
     let exists = app.projections.projects(org)?.iter().any(|project| project.project_id == id.to_string());
     if exists {
         Ok(id)

@@ -231,8 +231,8 @@ async fn create_pat(
     OptionalBody(body): OptionalBody<CreatePatRequest>,
 ) -> Result<(StatusCode, Json<WithSecret<PersonalTokenView>>), Problem> {
     let (org, member_id) = member_ids(&org, &member)?;
-    current_member(&app, org, member_id)?;
-    caller.require_manager_of(&app, org, member_id)?;
+    let target = current_member(&app, org, member_id)?;
+    require_pat_manager(&app, &caller, org, member_id, &target.role)?;
     let name = TokenName::parse(body.name.as_deref().unwrap_or("personal token"))?;
     let (token, secret) = issue_pat(&app, &caller, org, member_id, name, body.expires_in_days).await?;
     let view = PersonalTokenView::new(&token, app.clock.now());
@@ -274,7 +274,8 @@ async fn revoke_pat(
 ) -> Result<Json<PersonalTokenView>, Problem> {
     let (org, member_id) = member_ids(&org, &member)?;
     let id: CredentialId = path_id("tokenId", &token)?;
-    caller.require_manager_of(&app, org, member_id)?;
+    let role = app.projections.member(org, member_id)?.map(|row| row.role).unwrap_or_default();
+    require_pat_manager(&app, &caller, org, member_id, &role)?;
     let belongs = matches!(
         app.projections.credential(org, id)?.map(|record| record.credential),
         Some(Credential::PersonalToken(token)) if token.member_id == Some(member_id)
@@ -328,6 +329,22 @@ async fn issue_pat(
         personal_token::State::Present(token) => Ok((token, secret)),
         personal_token::State::Absent => Err(Problem::internal("creating a PAT", &"no state after creation")),
     }
+}
+
+/// A member manages its own PATs; owners and admins those of others, but an owner's PATs only
+/// owners: a PAT carries its member's role, so an admin minting one would become an owner.
+fn require_pat_manager(
+    app: &AppState,
+    caller: &Caller,
+    org: OrgId,
+    member: MemberId,
+    member_role: &str,
+) -> Result<(), Problem> {
+    caller.require_manager_of(app, org, member)?;
+    if member_role == "owner" && caller.member_id() != Some(member) {
+        caller.require_owner(app, org)?;
+    }
+    Ok(())
 }
 
 fn origin(caller: &Caller) -> Origin {
