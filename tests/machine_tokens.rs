@@ -549,18 +549,26 @@ async fn user_agent_pattern_is_a_glob_that_a_missing_agent_fails() {
 async fn a_member_and_its_tokens_manage_only_the_tokens_it_owns() {
     let server = Server::start().unwrap();
     let org = new_org(&server, "acme").await;
-    let bob = org.owner.add_member(&org.id, "bob@acme.example", "member").await;
-    let (_, bob_pat) = org.owner.create_pat(&org.id, &bob).await;
+    let (bob, bob_pat) = org.owner.add_member_with_token(&org.id, "bob@acme.example", "member").await;
     let bob_client = server.client(&bob_pat);
     let (owners, _) = org.token("owners", json!({})).await;
     let (bobs, bobs_value) = bob_client.create_token(&org.id, json!({ "name": "bobs", "environmentHint": "ci" })).await;
     assert_eq!(org.view(&bobs).await["owner"], bob.as_str());
 
     let bobs_machine = server.client(&bobs_value);
-    for client in [&bob_client, &bobs_machine] {
+    for (client, refusal) in [(&bob_client, "insufficient_role"), (&bobs_machine, "machine_credential_forbidden")] {
         assert_eq!(client.get(&org.path(&owners)).await.status, 200, "every member reads");
         let reply = client.post_empty(&format!("{}/disable", org.path(&owners))).await;
-        assert_problem(&reply, 403, "insufficient_role");
+        assert_problem(&reply, 403, refusal);
+    }
+    // A machine token cannot lift its own limits, nor act on the tokens of its owner.
+    for (method, path, body) in [
+        ("PATCH", org.path(&bobs), Some(json!({ "conditions": {} }))),
+        ("POST", format!("{}/enable", org.path(&bobs)), None),
+        ("POST", org.list_path(""), Some(json!({ "name": "escape", "environmentHint": "ci" }))),
+        ("POST", format!("{}/transfer", org.path(&bobs)), Some(json!({ "to": org.owner_id }))),
+    ] {
+        assert_problem(&bobs_machine.send(method, &path, body).await, 403, "machine_credential_forbidden");
     }
     assert_eq!(org.view(&owners).await["state"], "active");
     let disabled = bob_client.post_empty(&format!("{}/disable", org.path(&bobs))).await;
@@ -672,7 +680,8 @@ async fn every_accepted_request_records_exactly_one_credential_used() {
     assert_eq!(machine.get(&path).await.status, 200);
     assert_eq!(machine.get(&org.list_path("?state=active")).await.status, 200);
     let last = server.client(&value).with_user_agent("runner/2").with_forwarded_for("198.51.100.20");
-    assert_eq!(last.patch(&path, json!({ "name": "ci-renamed" })).await.status, 200);
+    // A machine token may disable itself (and nothing else but roll or revoke itself).
+    assert_eq!(last.post_empty(&format!("{path}/disable")).await.status, 200);
 
     // Answered only once durable: the events are in the log as soon as the replies are.
     let used = events_of(&server, &format!("usage-{id}"), "CredentialUsed");
@@ -686,8 +695,8 @@ async fn every_accepted_request_records_exactly_one_credential_used() {
             (&json!("GET"), &json!("/v1/machine-tokens/{orgId}/{tokenId}"), &json!("127.0.0.1"), &json!("runner/1")),
             (&json!("GET"), &json!("/v1/machine-tokens/{orgId}"), &json!("127.0.0.1"), &json!("runner/1")),
             (
-                &json!("PATCH"),
-                &json!("/v1/machine-tokens/{orgId}/{tokenId}"),
+                &json!("POST"),
+                &json!("/v1/machine-tokens/{orgId}/{tokenId}/disable"),
                 &json!("198.51.100.20"),
                 &json!("runner/2")
             ),
@@ -697,9 +706,9 @@ async fn every_accepted_request_records_exactly_one_credential_used() {
         assert_eq!(event["actor"], json!({ "kind": "machine_token", "id": id }), "{event}");
         assert_eq!(event["request"]["ip"], event["payload"]["ip"], "{event}");
     }
-    // The PATCH the token made is recorded as caused by it.
-    let renamed = &events_of(&server, &format!("mt-{id}"), "MachineTokenUpdated")[0];
-    assert_eq!(renamed["actor"]["kind"], "machine_token", "{renamed}");
+    // The command the token made is recorded as caused by it.
+    let disabled = &events_of(&server, &format!("mt-{id}"), "MachineTokenDisabled")[0];
+    assert_eq!(disabled["actor"]["kind"], "machine_token", "{disabled}");
 
     let view = eventually("the usage projection", Duration::from_secs(5), async || {
         Some(org.view(&id).await).filter(|view| view["useCount"] == 3)
@@ -998,5 +1007,25 @@ async fn cursor_pagination_returns_every_token_once() {
         assert_eq!(distinct.len(), seen.len(), "limit {limit}: a token came twice: {seen:?}");
         assert_eq!(sorted(seen), sorted(created.clone()), "limit {limit}");
         assert_eq!(pages, created.len().div_ceil(limit), "limit {limit}");
+    }
+}
+
+#[tokio::test]
+async fn only_owners_and_admins_transfer_and_the_server_admin_sees_no_organization() {
+    let server = Server::start().unwrap();
+    let org = new_org(&server, "acme").await;
+    let (bob, bob_pat) = org.owner.add_member_with_token(&org.id, "bob@acme.example", "member").await;
+    let bob_client = server.client(&bob_pat);
+    let (bobs, _) = bob_client.create_token(&org.id, json!({ "name": "bobs", "environmentHint": "ci" })).await;
+    // Handing a token to an owner would let its holder act with the owner's reach.
+    let handed = bob_client.post(&format!("{}/transfer", org.path(&bobs)), json!({ "to": org.owner_id })).await;
+    assert_problem(&handed, 403, "insufficient_role");
+    assert_eq!(org.view(&bobs).await["owner"], bob.as_str());
+    // The server admin creates organizations and nothing else.
+    assert_problem(&server.admin().get(&org.list_path("")).await, 404, "not_found");
+    assert_problem(&server.admin().get(&org.path(&bobs)).await, 404, "not_found");
+    // Durations too long to add to a time are refused, not a crash.
+    for filter in ["expiringWithin=52560000d", "unusedFor=99999999h"] {
+        assert_problem(&org.owner.get(&org.list_path(&format!("?{filter}"))).await, 400, "invalid_duration");
     }
 }

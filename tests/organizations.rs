@@ -84,11 +84,9 @@ async fn owners_and_admins_manage_members_and_an_organization_keeps_an_owner() {
     let owner = server.client(&owner_token);
     let members_path = format!("/v1/orgs/{org}/members");
 
-    let admin_id = owner.add_member(&org, "lead@acme.example", "admin").await;
-    let (_, admin_token) = owner.create_pat(&org, &admin_id).await;
+    let (admin_id, admin_token) = owner.add_member_with_token(&org, "lead@acme.example", "admin").await;
     let admin = server.client(&admin_token);
-    let dev_id = admin.add_member(&org, "dev@acme.example", "member").await;
-    let (_, dev_token) = owner.create_pat(&org, &dev_id).await;
+    let (dev_id, dev_token) = admin.add_member_with_token(&org, "dev@acme.example", "member").await;
     let dev = server.client(&dev_token);
 
     let listed = owner.get(&members_path).await;
@@ -154,10 +152,11 @@ async fn members_create_list_and_revoke_their_own_personal_tokens() {
     let server = Server::start().unwrap();
     let (org, owner_id, owner_token) = server.admin().create_org("acme", "ops@acme.example").await;
     let owner = server.client(&owner_token);
-    let dev_id = owner.add_member(&org, "dev@acme.example", "member").await;
-    let (first_id, first_token) = owner.create_pat(&org, &dev_id).await;
+    let (dev_id, first_token) = owner.add_member_with_token(&org, "dev@acme.example", "member").await;
     let dev = server.client(&first_token);
     let tokens_path = format!("/v1/orgs/{org}/members/{dev_id}/tokens");
+    // The initial token the invitation carried is the member's first PAT.
+    let first_id = ids(&dev.get(&tokens_path).await).pop().expect("the initial token is listed");
 
     let created = dev.post(&tokens_path, json!({ "name": "ci laptop", "expiresInDays": 30 })).await;
     assert_eq!(created.status, 201, "{created:?}");
@@ -188,7 +187,7 @@ async fn members_create_list_and_revoke_their_own_personal_tokens() {
 
     // A member manages only its own tokens.
     let for_owner = dev.post(&format!("/v1/orgs/{org}/members/{owner_id}/tokens"), json!({ "name": "x" })).await;
-    assert_problem(&for_owner, 403, "insufficient_role");
+    assert_problem(&for_owner, 403, "not_your_token");
     let owners_list = dev.get(&format!("/v1/orgs/{org}/members/{owner_id}/tokens")).await;
     assert_problem(&owners_list, 403, "insufficient_role");
 
@@ -216,8 +215,7 @@ async fn an_admin_cannot_mint_or_revoke_an_owners_personal_tokens() {
     let server = Server::start().unwrap();
     let (org, owner_id, owner_token) = server.admin().create_org("acme", "ops@acme.example").await;
     let owner = server.client(&owner_token);
-    let admin_id = owner.add_member(&org, "lead@acme.example", "admin").await;
-    let (_, admin_token) = owner.create_pat(&org, &admin_id).await;
+    let (_, admin_token) = owner.add_member_with_token(&org, "lead@acme.example", "admin").await;
     let admin = server.client(&admin_token);
     let owner_tokens = format!("/v1/orgs/{org}/members/{owner_id}/tokens");
     let owner_pat = items(&owner.get(&owner_tokens).await)[0]["id"].as_str().expect("id").to_owned();
@@ -226,13 +224,15 @@ async fn an_admin_cannot_mint_or_revoke_an_owners_personal_tokens() {
     let revoked = admin.delete(&format!("{owner_tokens}/{owner_pat}")).await;
     assert_eq!(
         [(minted.status, minted.code()), (revoked.status, revoked.code())],
-        [(403, "insufficient_role"), (403, "insufficient_role")],
+        [(403, "not_your_token"), (403, "insufficient_role")],
         "minted: {minted:?}\nrevoked: {revoked:?}"
     );
     assert_eq!(owner.get(&format!("/v1/orgs/{org}")).await.status, 200, "the owner keeps its access");
-    // Admins still issue PATs for admins and members (a first login, say).
-    let dev_id = admin.add_member(&org, "dev@acme.example", "member").await;
-    admin.create_pat(&org, &dev_id).await;
+    // Nobody mints a PAT for someone else: a new member's first PAT comes with its invitation.
+    let (dev_id, dev_token) = admin.add_member_with_token(&org, "dev@acme.example", "member").await;
+    let for_dev = admin.post(&format!("/v1/orgs/{org}/members/{dev_id}/tokens"), json!({ "name": "x" })).await;
+    assert_problem(&for_dev, 403, "not_your_token");
+    assert_eq!(server.client(&dev_token).get(&format!("/v1/orgs/{org}")).await.status, 200);
 }
 
 #[tokio::test]
@@ -270,8 +270,7 @@ async fn projects_are_created_listed_and_given_environments() {
     assert_eq!(ids(&listed).len(), 2);
 
     // Members read projects; only owners and admins create them.
-    let dev_id = owner.add_member(&org, "dev@acme.example", "member").await;
-    let (_, dev_token) = owner.create_pat(&org, &dev_id).await;
+    let (_, dev_token) = owner.add_member_with_token(&org, "dev@acme.example", "member").await;
     let dev = server.client(&dev_token);
     assert_eq!(ids(&dev.get(&projects_path).await).len(), 2);
     assert_problem(&dev.post(&projects_path, json!({ "name": "mine" })).await, 403, "insufficient_role");
@@ -308,8 +307,7 @@ async fn removing_a_member_flags_its_machine_tokens_and_revokes_its_personal_tok
     let owner_email = "ops@acme.example";
     let (org, owner_id, owner_token) = server.admin().create_org("acme", owner_email).await;
     let owner = server.client(&owner_token);
-    let dev_id = owner.add_member(&org, "dev@acme.example", "member").await;
-    let (_, dev_token) = owner.create_pat(&org, &dev_id).await;
+    let (dev_id, dev_token) = owner.add_member_with_token(&org, "dev@acme.example", "member").await;
     let dev = server.client(&dev_token);
     let (first, first_secret) = dev.create_token(&org, json!({ "name": "ci-1", "environmentHint": "prod" })).await;
     let (second, second_secret) = dev.create_token(&org, json!({ "name": "ci-2", "environmentHint": "prod" })).await;

@@ -12,10 +12,10 @@ use std::sync::Arc;
 use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath, RawPathParams};
 use axum::http::header;
 use axum::http::request::Parts;
-use credledger_domain::policy::{AccessRequest, CredentialView, RouteClass, evaluate};
+use credledger_domain::policy::{AccessRequest, CredentialView, DenyReason, Presented, RouteClass, evaluate};
 use credledger_domain::token::SecretToken;
-use credledger_domain::values::{Cidr, Role};
-use credledger_domain::{Actor, ActorKind, CredentialKind, MemberId, OrgId, RequestMeta};
+use credledger_domain::values::{Cidr, Role, Scopes};
+use credledger_domain::{Actor, ActorKind, CredentialId, CredentialKind, MemberId, OrgId, RequestMeta};
 
 use crate::AppState;
 use crate::extract::path_id;
@@ -44,21 +44,27 @@ impl FromRequestParts<AppState> for Caller {
             parts.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()),
             &app.config.trusted_proxies,
         );
-        let user_agent = parts.headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_owned);
-        let request_id = parts.headers.get("x-request-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let user_agent = header_text(&parts.headers, header::USER_AGENT.as_str());
+        let request_id = header_text(&parts.headers, "x-request-id");
         let request = RequestMeta { ip: Some(ip.to_string()), user_agent, request_id };
 
         let Some(bearer) = bearer(parts) else {
             count("missing");
             return Err(Problem::unauthorized("missing_credentials", "send `Authorization: Bearer <token>`"));
         };
-        let secret = SecretToken::parse(bearer).map_err(|error| {
-            count(error.code());
-            Problem::unauthorized(error.code(), error.to_string())
-        })?;
-        let Some((view, presented)) = app.projections.hot_index().lookup(&secret.digest()) else {
-            count("unknown");
-            return Err(Problem::unauthorized("invalid_token", "the token is not known"));
+        let (view, presented, token_scopes) = if is_jwt(bearer) {
+            let (view, scopes) = access_token(app, bearer)?;
+            (view, Presented::Current, Some(scopes))
+        } else {
+            let secret = SecretToken::parse(bearer).map_err(|error| {
+                count(error.code());
+                Problem::unauthorized(error.code(), error.to_string())
+            })?;
+            let Some((view, presented)) = app.projections.hot_index().lookup(&secret.digest()) else {
+                count("unknown");
+                return Err(Problem::unauthorized("invalid_token", "the token is not known"));
+            };
+            (view, presented, None)
         };
         let at = app.clock.now();
         let access = AccessRequest {
@@ -70,7 +76,12 @@ impl FromRequestParts<AppState> for Caller {
             required_scope: AccessRequest::scope_for_method(parts.method.as_str()),
         };
         let used = Use { method: parts.method.as_str(), route: &route, request: &request, ip: ip.to_string(), at };
-        if let Err(reason) = evaluate(&view, presented, &access) {
+        // An access token carries the scopes it was issued with, at most its credential's.
+        let decision = evaluate(&view, presented, &access).and_then(|()| match &token_scopes {
+            Some(scopes) if !scopes.contains(access.required_scope) => Err(DenyReason::InsufficientScope),
+            _ => Ok(()),
+        });
+        if let Err(reason) = decision {
             count(reason.as_str());
             app.usage.denied(&view, reason, &used);
             return Err(Problem::denied(reason));
@@ -82,6 +93,53 @@ impl FromRequestParts<AppState> for Caller {
         let actor = actor_of(&view);
         Ok(Self { view, actor, request })
     }
+}
+
+/// An access JWT has three dot-separated parts; our opaque tokens have none.
+fn is_jwt(bearer: &str) -> bool {
+    bearer.bytes().filter(|b| *b == b'.').count() == 2
+}
+
+/// Verifies an access JWT (EdDSA only, known `kid`, signature, times, issuer and audience) and
+/// returns its credential's *current* view, so that revoking the credential stops its tokens at
+/// once, and the scopes the token carries.
+fn access_token(app: &AppState, token: &str) -> Result<(Arc<CredentialView>, Scopes), Problem> {
+    let claims = app.keys.verify(token).map_err(|error| {
+        count(error.code());
+        Problem::unauthorized(error.code(), error.to_string())
+    })?;
+    let unknown = || {
+        count("unknown");
+        Problem::unauthorized("invalid_token", "the access token's credential is not known")
+    };
+    let id = CredentialId::parse(&claims.sub).map_err(|_| unknown())?;
+    let view = app.projections.hot_index().view(id).ok_or_else(unknown)?;
+    if view.org_id.map(|org| org.to_string()).as_deref() != Some(claims.org.as_str()) {
+        return Err(unknown());
+    }
+    let scopes = Scopes::parse_space_separated(&claims.scope).map_err(|_| unknown())?;
+    Ok((view, scopes))
+}
+
+/// The socket peer's address, where the server was started with connect info.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub Option<IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Peer {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip())))
+    }
+}
+
+/// Longest header value copied into an event: clients choose these, the log keeps them forever.
+const MAX_HEADER_CHARS: usize = 512;
+
+/// A header's text, cut to [`MAX_HEADER_CHARS`].
+pub fn header_text(headers: &axum::http::HeaderMap, name: &str) -> Option<String> {
+    let value = headers.get(name)?.to_str().ok()?;
+    Some(value.chars().take(MAX_HEADER_CHARS).collect())
 }
 
 fn count(outcome: &str) {
@@ -150,17 +208,31 @@ impl Caller {
         self.view.owner
     }
 
+    /// The origin of the events this caller's commands append.
+    pub fn origin(&self) -> crate::command::Origin {
+        crate::command::Origin {
+            actor: self.actor.clone(),
+            request: Some(self.request.clone()),
+            idempotency_seed: None,
+        }
+    }
+
     pub fn is_server_admin(&self) -> bool {
         self.view.server_admin
     }
 
-    /// The caller's role in the organization: the server admin counts as an owner, a machine
-    /// credential acts with its owner's role.
+    /// The caller's role in the organization. The server admin has none: it creates
+    /// organizations and nothing else (DESIGN.md §2). A machine credential acts with its owner's
+    /// role but never above `member`, so that a token handed to an owner cannot act as one.
     pub fn role(&self, app: &AppState, org: OrgId) -> Result<Option<Role>, Problem> {
         if self.is_server_admin() {
-            return Ok(Some(Role::Owner));
+            return Ok(None);
         }
         let Some(member) = self.member_id() else { return Ok(None) };
+        if self.view.kind.is_machine() {
+            let current = app.projections.member(org, member)?.filter(|row| !row.removed);
+            return Ok(current.map(|_| Role::Member));
+        }
         let row = app.projections.member(org, member)?;
         Ok(row.filter(|row| !row.removed).and_then(|row| Role::parse(&row.role).ok()))
     }
@@ -178,6 +250,24 @@ impl Caller {
             Some(Role::Owner) => Ok(()),
             _ => Err(Problem::forbidden("insufficient_role", "only owners may do this")),
         }
+    }
+
+    /// Refuses machine credentials: some commands change what a credential may do, and a
+    /// credential must not be able to lift its own limits (conditions, expiry, scopes) by
+    /// minting, updating or re-enabling credentials.
+    pub fn require_human(&self) -> Result<(), Problem> {
+        if self.view.kind.is_machine() {
+            return Err(Problem::denied(DenyReason::MachineCredentialForbidden));
+        }
+        Ok(())
+    }
+
+    /// A machine credential may act on itself (roll, disable, revoke) and on nothing else.
+    pub fn require_self_or_human(&self, id: CredentialId) -> Result<(), Problem> {
+        if self.view.kind.is_machine() && self.view.id != id {
+            return Err(Problem::denied(DenyReason::MachineCredentialForbidden));
+        }
+        Ok(())
     }
 
     /// Owners and admins manage every credential of the organization; a member manages the

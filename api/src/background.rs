@@ -7,6 +7,7 @@
 use std::time::Duration as StdDuration;
 
 use credledger_domain::personal_token::{self, NewPersonalToken};
+use credledger_domain::service_credential;
 use credledger_domain::token::SecretToken;
 use credledger_domain::values::TokenName;
 use credledger_domain::{Actor, CredentialId, DomainEvent, FlagReason, MemberId, OrgId, machine_token, organization};
@@ -53,44 +54,46 @@ pub async fn bootstrap_server_admin(app: &AppState) -> Result<Option<SecretToken
 /// that it also happens for removals appended by another node, and after a crash.
 pub async fn run_member_removals(app: AppState) {
     const JOB: &str = "member-removals";
-    let from = match app.projections.job_checkpoint(JOB) {
-        Ok(position) => position + 1,
-        Err(error) => {
-            tracing::error!(%error, "the member-removal job cannot read its checkpoint");
-            return;
-        }
-    };
-    let mut events = app.store.subscribe(from);
-    while let Some(event) = events.next().await {
-        let event = match event {
-            Ok(event) => event,
+    loop {
+        // Resume after the last removal handled; on a lost subscription, start over from there.
+        let from = match app.projections.job_checkpoint(JOB) {
+            Ok(position) => position + 1,
             Err(error) => {
-                tracing::error!(%error, "the member-removal job lost the log");
-                return;
+                tracing::error!(%error, "the member-removal job cannot read its checkpoint; retrying");
+                tokio::time::sleep(StdDuration::from_secs(1)).await;
+                continue;
             }
         };
-        if event.event_type != "MemberRemoved" {
-            continue;
-        }
-        let Ok(DomainEvent::Organization(organization::Event::MemberRemoved(removed))) =
-            DomainEvent::decode(&event.event_type, &event.payload)
-        else {
-            continue;
-        };
-        let Some(org) = event.org_id else { continue };
-        // Retry until done: a failure here must not skip the member's credentials.
-        loop {
-            match flag_credentials_of(&app, org, removed.member_id, event.position, &event.event_id.to_string()).await {
-                Ok(()) => break,
-                Err(problem) => {
-                    tracing::warn!(code = problem.code, detail = %problem.detail, "flagging a removed member's credentials failed; retrying");
-                    tokio::time::sleep(StdDuration::from_secs(1)).await;
+        let mut events = app.store.subscribe(from);
+        while let Some(event) = events.next().await {
+            let event = match event {
+                Ok(event) => event,
+                Err(error) => {
+                    tracing::error!(%error, "the member-removal job lost the log; resubscribing");
+                    break;
                 }
+            };
+            if event.event_type != "MemberRemoved" {
+                continue;
+            }
+            let Ok(DomainEvent::Organization(organization::Event::MemberRemoved(removed))) =
+                DomainEvent::decode(&event.event_type, &event.payload)
+            else {
+                continue;
+            };
+            let Some(org) = event.org_id else { continue };
+            // Retry until done: a failure here must not skip the member's credentials.
+            while let Err(problem) =
+                flag_credentials_of(&app, org, removed.member_id, event.position, &event.event_id.to_string()).await
+            {
+                tracing::warn!(code = problem.code, detail = %problem.detail, "flagging a removed member's credentials failed; retrying");
+                tokio::time::sleep(StdDuration::from_secs(1)).await;
+            }
+            if let Err(error) = app.projections.save_job_checkpoint(JOB, event.position) {
+                tracing::error!(%error, "the member-removal job cannot save its checkpoint");
             }
         }
-        if let Err(error) = app.projections.save_job_checkpoint(JOB, event.position) {
-            tracing::error!(%error, "the member-removal job cannot save its checkpoint");
-        }
+        tokio::time::sleep(StdDuration::from_secs(1)).await;
     }
 }
 
@@ -122,6 +125,20 @@ async fn flag_credentials_of(
                     command::execute::<command::MachineToken>(
                         app,
                         &machine_token::stream(id),
+                        Some(org),
+                        &origin,
+                        command,
+                    )
+                    .await
+                    .map(|_| ())
+                }
+                Credential::ServiceCredential(credential)
+                    if credential.status != credledger_domain::Status::Revoked =>
+                {
+                    let command = service_credential::Command::Flag { reason: FlagReason::OwnerRemoved };
+                    command::execute::<command::ServiceCredential>(
+                        app,
+                        &service_credential::stream(id),
                         Some(org),
                         &origin,
                         command,
@@ -187,17 +204,25 @@ pub async fn sweep_expired(app: &AppState) -> Result<usize, Problem> {
             Ok(_) => swept += 1,
             // Revoked, rolled or already expired meanwhile.
             Err(problem) if matches!(problem.code, "invalid_transition" | "not_yet_expired") => {}
-            Err(problem) => return Err(problem),
+            // One stuck token must not hold up the others: report it and go on.
+            Err(problem) => {
+                tracing::warn!(credential = %token.id, code = problem.code, detail = %problem.detail, "recording an expiry failed");
+            }
         }
     }
     Ok(swept)
 }
 
-/// Writes coalesced denials once their second has passed.
-pub async fn run_denial_writer(app: AppState) {
+/// Writes coalesced denials once their second has passed, until `stop` turns true; then writes
+/// every denial still pending. It stops only between flushes, so none is lost half-written.
+pub async fn run_denial_writer(app: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(StdDuration::from_millis(500));
     loop {
-        tick.tick().await;
-        app.usage.flush_denials(app.clock.now(), false).await;
+        tokio::select! {
+            _ = tick.tick() => app.usage.flush_denials(app.clock.now(), false).await,
+            // A closed channel (the server is gone) stops the writer too.
+            changed = stop.changed() => if changed.is_err() || *stop.borrow() { break },
+        }
     }
+    app.usage.flush_denials(app.clock.now(), true).await;
 }

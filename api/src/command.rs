@@ -5,6 +5,7 @@
 //! A concurrent append to the same stream makes the append fail; the command is then decided
 //! again on the new state, a few times, before the caller gets 409.
 
+use credledger_domain::service_credential;
 use credledger_domain::{
     Actor, DomainError, EventId, OrgId, RequestMeta, SCHEMA_VERSION, event, machine_token, organization, personal_token,
 };
@@ -89,6 +90,25 @@ impl Aggregate for MachineToken {
     }
 }
 
+#[derive(Debug)]
+pub struct ServiceCredential;
+
+impl Aggregate for ServiceCredential {
+    type State = service_credential::State;
+    type Event = service_credential::Event;
+    type Command = service_credential::Command;
+    fn evolve(state: Self::State, event: &Self::Event) -> Self::State {
+        service_credential::evolve(state, event)
+    }
+    fn decide(
+        state: &Self::State,
+        command: Self::Command,
+        now: OffsetDateTime,
+    ) -> Result<Vec<Self::Event>, DomainError> {
+        service_credential::decide(state, command, &service_credential::Context { now })
+    }
+}
+
 /// Who runs a command, and how its events are identified.
 #[derive(Debug, Clone)]
 pub struct Origin {
@@ -130,7 +150,9 @@ pub async fn execute<A: Aggregate>(
     origin: &Origin,
     command: A::Command,
 ) -> Result<Outcome<A::State>, Problem> {
-    for attempt in 1..=ATTEMPTS {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
         let (state, version) = load::<A>(app, stream).await?;
         let now = app.clock.now();
         let events = A::decide(&state, command.clone(), now)?;
@@ -165,11 +187,6 @@ pub async fn execute<A: Aggregate>(
             Err(error) => return Err(error.into()),
         }
     }
-    Err(Problem::from(StoreError::WrongExpectedVersion {
-        stream: stream.to_owned(),
-        expected: ExpectedVersion::Any,
-        actual: None,
-    }))
 }
 
 fn event_id(origin: &Origin, stream: &str, index: usize) -> EventId {

@@ -80,14 +80,16 @@ pub fn parse_duration(field: &str, input: &str) -> Result<Duration, Problem> {
         _ => (input, 'd'),
     };
     let number: i64 = number.parse().map_err(|_| invalid())?;
-    if !(0..=36_500 * 24 * 60).contains(&number) {
-        return Err(invalid());
+    let minutes = match unit {
+        'h' => number.checked_mul(60),
+        'm' => Some(number),
+        _ => number.checked_mul(24 * 60),
+    };
+    // A hundred years is longer than any credential lives; beyond it, times would overflow.
+    match minutes {
+        Some(minutes @ 0..=52_560_000) => Ok(Duration::minutes(minutes)),
+        _ => Err(invalid()),
     }
-    Ok(match unit {
-        'h' => Duration::hours(number),
-        'm' => Duration::minutes(number),
-        _ => Duration::days(number),
-    })
 }
 
 #[cfg(test)]
@@ -100,7 +102,7 @@ mod tests {
         assert_eq!(parse_duration("f", "12h").unwrap(), Duration::hours(12));
         assert_eq!(parse_duration("f", "30m").unwrap(), Duration::minutes(30));
         assert_eq!(parse_duration("f", "7").unwrap(), Duration::days(7));
-        for bad in ["", "d", "-1d", "1w", "1.5d", "99999999999d"] {
+        for bad in ["", "d", "-1d", "1w", "1.5d", "99999999999d", "52560000d", "876001h"] {
             assert!(parse_duration("f", bad).is_err(), "{bad:?}");
         }
     }

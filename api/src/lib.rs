@@ -8,9 +8,11 @@ mod clock;
 mod command;
 mod extract;
 mod input;
+mod limiter;
 mod metrics_layer;
 pub mod problem;
 mod routes;
+pub mod signing;
 mod strict_json;
 mod usage;
 mod views;
@@ -32,6 +34,7 @@ use utoipa_axum::routes;
 
 pub use clock::Clock;
 pub use problem::Problem;
+pub use signing::SigningKeys;
 pub use usage::UsageRecorder;
 
 /// Settings of the API that come from the server's configuration.
@@ -39,6 +42,8 @@ pub use usage::UsageRecorder;
 pub struct Config {
     /// Peers whose `X-Forwarded-For` is believed (DESIGN.md §5, item 4).
     pub trusted_proxies: Vec<Cidr>,
+    /// The URL clients reach this server at: the base of the OAuth2 metadata's endpoints.
+    pub public_url: String,
 }
 
 /// What every handler shares. Cheap to clone.
@@ -49,11 +54,27 @@ pub struct AppState {
     pub usage: UsageRecorder,
     pub clock: Clock,
     pub config: Arc<Config>,
+    pub keys: SigningKeys,
+    pub(crate) limiter: Arc<limiter::Limiter>,
 }
 
 impl AppState {
-    pub fn new(store: Arc<dyn EventStore>, projections: Projections, clock: Clock, config: Config) -> Self {
-        Self { usage: UsageRecorder::new(store.clone()), store, projections, clock, config: Arc::new(config) }
+    pub fn new(
+        store: Arc<dyn EventStore>,
+        projections: Projections,
+        clock: Clock,
+        config: Config,
+        keys: SigningKeys,
+    ) -> Self {
+        Self {
+            usage: UsageRecorder::new(store.clone()),
+            store,
+            projections,
+            clock,
+            config: Arc::new(config),
+            keys,
+            limiter: Arc::default(),
+        }
     }
 }
 
@@ -91,6 +112,9 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(routes::orgs::routes())
         .merge(routes::projects::routes())
         .merge(routes::machine_tokens::routes())
+        .merge(routes::oauth::routes())
+        .merge(routes::service_credentials::routes())
+        .merge(routes::signing_keys::routes())
         .split_for_parts()
 }
 
@@ -111,9 +135,12 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 
 pub fn router(state: AppState) -> Router {
     let (routes, _) = api();
-    let document = Arc::new(openapi());
+    let document: axum::body::Bytes = serde_json::to_vec(&openapi()).unwrap_or_default().into();
     routes
-        .route("/openapi.json", get(move || async move { Json(document.as_ref().clone()) }))
+        .route(
+            "/openapi.json",
+            get(move || async move { ([(axum::http::header::CONTENT_TYPE, "application/json")], document) }),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn(metrics_layer::record))

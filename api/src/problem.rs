@@ -81,7 +81,11 @@ impl Problem {
     pub fn denied(reason: DenyReason) -> Self {
         match reason {
             DenyReason::WrongOrganization => Self::not_found("resource"),
-            DenyReason::Disabled | DenyReason::Expired | DenyReason::Revoked => {
+            DenyReason::Disabled
+            | DenyReason::Expired
+            | DenyReason::Revoked
+            | DenyReason::InvalidSecret
+            | DenyReason::Locked => {
                 Self::unauthorized(reason.as_str(), format!("the credential is {}", reason.as_str()))
             }
             DenyReason::IpNotAllowed => Self::forbidden(reason.as_str(), "the request's IP address is not allowed"),

@@ -10,7 +10,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use credledger_domain::policy::{CredentialView, DenyReason};
-use credledger_domain::usage::{self, CredentialAccessDenied, CredentialUsed};
+use credledger_domain::usage::{self, AccessTokenIssued, CredentialAccessDenied, CredentialUsed};
+use credledger_domain::values::Scopes;
 use credledger_domain::{Actor, ActorKind, CredentialId, EventId, RequestMeta, SCHEMA_VERSION, event};
 use credledger_store::{EventStore, ExpectedVersion, NewEvent, StoreError};
 use time::OffsetDateTime;
@@ -19,13 +20,17 @@ use time::OffsetDateTime;
 #[derive(Debug, Clone)]
 pub struct UsageRecorder {
     store: Arc<dyn EventStore>,
-    pending: Arc<Mutex<HashMap<(CredentialId, DenyReason), PendingDenial>>>,
+    /// Keyed by credential, reason and second: a denial in a new second starts a new entry, and
+    /// the writer takes entries only once their second is over.
+    pending: Arc<Mutex<HashMap<DenialKey, PendingDenial>>>,
 }
+
+/// Credential, reason, and the second (unix time) of the denials an event counts.
+type DenialKey = (CredentialId, DenyReason, i64);
 
 #[derive(Debug)]
 struct PendingDenial {
     view: Arc<CredentialView>,
-    second: i64,
     event: CredentialAccessDenied,
     request: RequestMeta,
 }
@@ -60,44 +65,52 @@ impl UsageRecorder {
         self.append(view, &event, used.at, used.request.clone()).await
     }
 
+    /// Appends AccessTokenIssued and returns once it is durable.
+    pub async fn issued(
+        &self,
+        view: &CredentialView,
+        issued: &Use<'_>,
+        jti: String,
+        scopes: Scopes,
+        expires_at: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let event = usage::Event::AccessTokenIssued(AccessTokenIssued {
+            credential_id: view.id,
+            kind: view.kind,
+            org_id: view.org_id,
+            jti,
+            scopes,
+            expires_at,
+            ip: issued.ip.clone(),
+            user_agent: issued.request.user_agent.clone(),
+            at: issued.at,
+        });
+        self.append(view, &event, issued.at, issued.request.clone()).await
+    }
+
     /// Counts a denial; the first of its credential, reason and second starts a new event.
     pub fn denied(&self, view: &Arc<CredentialView>, reason: DenyReason, denied: &Use<'_>) {
         let second = denied.at.unix_timestamp();
-        let flushed = {
-            let mut pending = self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            let key = (view.id, reason);
-            match pending.get_mut(&key) {
-                Some(entry) if entry.second == second => {
-                    entry.event.count = entry.event.count.saturating_add(1);
-                    None
-                }
-                _ => pending.insert(
-                    key,
-                    PendingDenial {
-                        view: Arc::clone(view),
-                        second,
-                        event: CredentialAccessDenied {
-                            credential_id: view.id,
-                            kind: view.kind,
-                            org_id: view.org_id,
-                            reason,
-                            count: 1,
-                            method: denied.method.to_owned(),
-                            route: denied.route.to_owned(),
-                            ip: denied.ip.clone(),
-                            user_agent: denied.request.user_agent.clone(),
-                            at: denied.at,
-                        },
-                        request: denied.request.clone(),
-                    },
-                ),
-            }
-        };
-        // A denial of an earlier second was still waiting: write it now rather than lose it.
-        if let Some(earlier) = flushed {
-            let recorder = self.clone();
-            tokio::spawn(async move { recorder.write_denial(earlier).await });
-        }
+        let mut pending = self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        pending
+            .entry((view.id, reason, second))
+            .and_modify(|entry| entry.event.count = entry.event.count.saturating_add(1))
+            .or_insert_with(|| PendingDenial {
+                view: Arc::clone(view),
+                event: CredentialAccessDenied {
+                    credential_id: view.id,
+                    kind: view.kind,
+                    org_id: view.org_id,
+                    reason,
+                    count: 1,
+                    method: denied.method.to_owned(),
+                    route: denied.route.to_owned(),
+                    ip: denied.ip.clone(),
+                    user_agent: denied.request.user_agent.clone(),
+                    at: denied.at,
+                },
+                request: denied.request.clone(),
+            });
     }
 
     /// Writes every coalesced denial of a second that has ended (all of them when `all`).
@@ -106,14 +119,13 @@ impl UsageRecorder {
             let mut pending = self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             let keys: Vec<_> = pending
                 .iter()
-                .filter(|(_, entry)| all || entry.second < now.unix_timestamp())
+                .filter(|((_, _, second), _)| all || *second < now.unix_timestamp())
                 .map(|(key, _)| *key)
                 .collect();
             keys.into_iter().filter_map(|key| pending.remove(&key)).collect()
         };
-        for denial in ready {
-            self.write_denial(denial).await;
-        }
+        // Each append waits for its own durable commit; issued together they share one.
+        futures::future::join_all(ready.into_iter().map(|denial| self.write_denial(denial))).await;
     }
 
     async fn write_denial(&self, denial: PendingDenial) {

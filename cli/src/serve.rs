@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
-use credledger_api::{AppState, Clock, Config, background};
+use credledger_api::{AppState, Clock, Config, SigningKeys, background};
 use credledger_domain::values::Cidr;
 use credledger_projections::Projections;
 
@@ -37,6 +37,14 @@ pub struct ServeArgs {
     /// How often the expiry sweeper records tokens whose expiry has passed, in seconds.
     #[arg(long, env = "CREDLEDGER_EXPIRY_SWEEP_SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
     expiry_sweep_seconds: u64,
+    /// The URL clients reach this server at (the OAuth2 issuer and the base of its endpoints);
+    /// defaults to `http://LISTEN_ADDRESS`.
+    #[arg(long, env = "CREDLEDGER_PUBLIC_URL")]
+    public_url: Option<String>,
+    /// The access-token signing keys (created 0600 on first start); defaults to
+    /// `DATA_DIR/signing-keys.json`. Point several nodes at one file to share the keys.
+    #[arg(long, env = "CREDLEDGER_SIGNING_KEY_FILE")]
+    signing_key_file: Option<PathBuf>,
     /// Tests only: shift the clock by the number of seconds this file holds.
     #[arg(long, env = "CREDLEDGER_CLOCK_SHIFT_FILE", hide = true)]
     clock_shift_file: Option<PathBuf>,
@@ -78,63 +86,73 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let projections = Projections::open(&args.data_dir.join("read.db")).context("opening the read models")?;
     let runner = projections.start(store.clone());
     let clock = args.clock_shift_file.clone().map_or(Clock::System, |path| Clock::ShiftedByFile(Arc::new(path)));
-    let config = Config { trusted_proxies: args.trusted_proxies.clone() };
-    let app = AppState::new(store.clone(), projections, clock, config);
-    credledger_api::metrics_handle();
-
-    if let Some(secret) = background::bootstrap_server_admin(&app)
-        .await
-        .map_err(|problem| anyhow::anyhow!("creating the server-admin token: {}", problem.detail))?
-    {
-        show_admin_token(secret.expose(), args.admin_token_file.as_deref())?;
-    }
-    let jobs = [
-        tokio::spawn(background::run_member_removals(app.clone())),
-        tokio::spawn(background::run_expiry_sweeper(app.clone(), Duration::from_secs(args.expiry_sweep_seconds))),
-        tokio::spawn(background::run_denial_writer(app.clone())),
-    ];
 
     let shutdown = shutdown_signal()?;
     let listener =
         tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
     let address = listener.local_addr()?;
+    let public_url = args.public_url.clone().unwrap_or_else(|| format!("http://{address}"));
+    let keys_path = args.signing_key_file.clone().unwrap_or_else(|| args.data_dir.join("signing-keys.json"));
+    let keys = SigningKeys::load_or_create(&keys_path, &public_url, clock.now()).context("loading the signing keys")?;
+    let config = Config { trusted_proxies: args.trusted_proxies.clone(), public_url };
+    let app = AppState::new(store.clone(), projections, clock, config, keys);
+    credledger_api::metrics_handle();
+
+    // Open the admin token's file before the token exists, so that a file that cannot be
+    // created never leaves a token nobody has seen.
+    let mut admin_token_file = args.admin_token_file.as_deref().map(create_secret_file).transpose()?;
+    if let Some(secret) = background::bootstrap_server_admin(&app)
+        .await
+        .map_err(|problem| anyhow::anyhow!("creating the server-admin token: {}", problem.detail))?
+    {
+        match (&mut admin_token_file, args.admin_token_file.as_deref()) {
+            (Some(file), Some(path)) => {
+                writeln!(file, "{}", secret.expose())?;
+                file.sync_all()?;
+                println!("server-admin token written to {} (shown nowhere else)", path.display());
+            }
+            _ => println!("server-admin token (shown once, store it now): {}", secret.expose()),
+        }
+    } else if let Some(path) = args.admin_token_file.as_deref() {
+        // The ledger already had its admin token: the empty file would only mislead.
+        drop(admin_token_file.take());
+        let _ = std::fs::remove_file(path);
+    }
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let denial_writer = tokio::spawn(background::run_denial_writer(app.clone(), stopped));
+    let jobs = [
+        tokio::spawn(background::run_member_removals(app.clone())),
+        tokio::spawn(background::run_expiry_sweeper(app.clone(), Duration::from_secs(args.expiry_sweep_seconds))),
+    ];
+
     // Scripts and tests read this line to find the port.
     println!("credledger listening on http://{address}");
     tracing::info!(%address, "credledger listening");
 
     let service = credledger_api::router(app.clone()).into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, service).with_graceful_shutdown(shutdown).await?;
-    // In-flight requests are done; record what is still pending, then stop the writer.
+    // In-flight requests are done. Background commands are idempotent and may stop anywhere;
+    // pending denials are written; then the store commits what is queued and stops.
     for job in jobs {
         job.abort();
     }
-    app.usage.flush_denials(app.clock.now(), true).await;
+    let _ = stop.send(true);
+    if let Err(error) = denial_writer.await {
+        tracing::warn!(%error, "the denial writer did not finish");
+    }
     store.close().await;
     runner.abort();
     tracing::info!("credledger stopped");
     Ok(())
 }
 
-/// Shows the server-admin token once: in the file asked for, or on standard output. Never in a
-/// log line.
-fn show_admin_token(token: &str, file: Option<&Path>) -> anyhow::Result<()> {
-    match file {
-        Some(path) => {
-            let mut options = std::fs::OpenOptions::new();
-            options.write(true).create_new(true);
-            #[cfg(unix)]
-            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-            let mut file = options
-                .open(path)
-                .with_context(|| format!("creating the admin token file {} (it must not exist)", path.display()))?;
-            writeln!(file, "{token}")?;
-            println!("server-admin token written to {} (shown nowhere else)", path.display());
-        }
-        None => {
-            println!("server-admin token (shown once, store it now): {token}");
-        }
-    }
-    Ok(())
+/// Creates a file only its owner can read (0600), refusing to overwrite one.
+fn create_secret_file(path: &Path) -> anyhow::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path).with_context(|| format!("creating the admin token file {} (it must not exist)", path.display()))
 }
 
 /// Resolves on SIGTERM or SIGINT. The handlers are installed when this is called, not when the

@@ -3,7 +3,7 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::{machine_token, organization, personal_token, usage};
+use crate::{machine_token, organization, personal_token, service_credential, usage};
 
 /// The version of every payload schema this release writes. A payload whose schema changes
 /// gets a new version and an upcaster here.
@@ -18,6 +18,7 @@ pub enum DomainEvent {
     Organization(organization::Event),
     PersonalToken(personal_token::Event),
     MachineToken(machine_token::Event),
+    ServiceCredential(service_credential::Event),
     Usage(usage::Event),
 }
 
@@ -41,6 +42,8 @@ impl DomainEvent {
             decode_as(event_type, payload).map(Self::PersonalToken)
         } else if machine_token::Event::TYPES.contains(&event_type) {
             decode_as(event_type, payload).map(Self::MachineToken)
+        } else if service_credential::Event::TYPES.contains(&event_type) {
+            decode_as(event_type, payload).map(Self::ServiceCredential)
         } else if usage::Event::TYPES.contains(&event_type) {
             decode_as(event_type, payload).map(Self::Usage)
         } else {

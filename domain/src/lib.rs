@@ -14,6 +14,7 @@ pub mod names;
 pub mod organization;
 pub mod personal_token;
 pub mod policy;
+pub mod service_credential;
 pub mod token;
 pub mod usage;
 pub mod values;

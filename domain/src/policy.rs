@@ -27,6 +27,11 @@ pub enum DenyReason {
     InsufficientScope,
     MachineCredentialForbidden,
     WrongOrganization,
+    /// A known OAuth2 client presented a wrong secret (recorded by the token endpoint, not
+    /// decided by [`evaluate`]).
+    InvalidSecret,
+    /// The client is locked after too many consecutive failed authentications.
+    Locked,
 }
 
 impl DenyReason {
@@ -41,6 +46,8 @@ impl DenyReason {
             Self::InsufficientScope => "insufficient_scope",
             Self::MachineCredentialForbidden => "machine_credential_forbidden",
             Self::WrongOrganization => "wrong_organization",
+            Self::InvalidSecret => "invalid_secret",
+            Self::Locked => "locked",
         }
     }
 }
@@ -54,6 +61,8 @@ pub struct CredentialView {
     pub org_id: Option<OrgId>,
     pub owner: Option<MemberId>,
     pub project_id: Option<ProjectId>,
+    /// The environment hint of a machine token.
+    pub environment_hint: Option<String>,
     pub status: Status,
     pub expires_at: Option<OffsetDateTime>,
     pub scopes: Scopes,

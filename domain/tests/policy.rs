@@ -22,6 +22,7 @@ fn machine_token() -> CredentialView {
         org_id: Some(org(1)),
         owner: None,
         project_id: None,
+        environment_hint: Some("prod".to_owned()),
         status: Status::Active,
         expires_at: Some(NOW + Duration::days(1)),
         scopes: Scopes::all(),

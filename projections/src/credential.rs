@@ -4,6 +4,7 @@
 use credledger_domain::machine_token::{self, MachineToken};
 use credledger_domain::personal_token::{self, PersonalToken};
 use credledger_domain::policy::{CredentialView, Presented};
+use credledger_domain::service_credential::{self, ServiceCredential};
 use credledger_domain::token::TokenDigest;
 use credledger_domain::values::{Conditions, Scopes};
 use credledger_domain::{CredentialId, CredentialKind, Status};
@@ -15,6 +16,7 @@ use serde::{Deserialize, Serialize};
 pub enum Credential {
     PersonalToken(Box<PersonalToken>),
     MachineToken(Box<MachineToken>),
+    ServiceCredential(Box<ServiceCredential>),
 }
 
 impl Credential {
@@ -22,6 +24,7 @@ impl Credential {
         match self {
             Self::PersonalToken(t) => t.id,
             Self::MachineToken(t) => t.id,
+            Self::ServiceCredential(c) => c.id,
         }
     }
 
@@ -29,6 +32,7 @@ impl Credential {
         match self {
             Self::PersonalToken(_) => CredentialKind::PersonalToken,
             Self::MachineToken(_) => CredentialKind::MachineToken,
+            Self::ServiceCredential(_) => CredentialKind::ServiceCredential,
         }
     }
 
@@ -40,6 +44,7 @@ impl Credential {
                 org_id: t.org_id,
                 owner: t.member_id,
                 project_id: None,
+                environment_hint: None,
                 status: t.status,
                 expires_at: t.expires_at,
                 scopes: Scopes::all(),
@@ -52,10 +57,24 @@ impl Credential {
                 org_id: Some(t.org_id),
                 owner: Some(t.owner),
                 project_id: t.project_id,
+                environment_hint: Some(t.environment_hint.to_string()),
                 status: t.status,
                 expires_at: t.expires_at,
                 scopes: t.scopes.clone(),
                 conditions: t.conditions.clone(),
+                server_admin: false,
+            },
+            Self::ServiceCredential(c) => CredentialView {
+                id: c.id,
+                kind: CredentialKind::ServiceCredential,
+                org_id: Some(c.org_id),
+                owner: Some(c.owner),
+                project_id: None,
+                environment_hint: None,
+                status: c.status,
+                expires_at: c.expires_at,
+                scopes: c.scopes.clone(),
+                conditions: c.conditions.clone(),
                 server_admin: false,
             },
         }
@@ -66,6 +85,7 @@ impl Credential {
         match self {
             Self::PersonalToken(t) => t.secret_hash,
             Self::MachineToken(t) => t.secret_hash,
+            Self::ServiceCredential(c) => c.secret_hash,
         }
     }
 
@@ -73,16 +93,25 @@ impl Credential {
     pub fn previous_secret(&self) -> Option<(TokenDigest, Presented)> {
         match self {
             Self::PersonalToken(_) => None,
-            Self::MachineToken(t) => t.previous_secret.map(|previous| {
-                (previous.secret_hash, Presented::Previous { valid_until: Some(previous.valid_until) })
-            }),
+            Self::MachineToken(t) => t.previous_secret,
+            Self::ServiceCredential(c) => c.previous_secret,
         }
+        .map(|previous| (previous.secret_hash, Presented::Previous { valid_until: Some(previous.valid_until) }))
     }
 
     pub fn status(&self) -> Status {
         match self {
             Self::PersonalToken(t) => t.status,
             Self::MachineToken(t) => t.status,
+            Self::ServiceCredential(c) => c.status,
+        }
+    }
+
+    /// The OAuth2 client id, for service credentials.
+    pub fn client_id(&self) -> Option<&credledger_domain::token::ClientId> {
+        match self {
+            Self::ServiceCredential(c) => Some(&c.client_id),
+            _ => None,
         }
     }
 
@@ -90,6 +119,13 @@ impl Credential {
         match state {
             machine_token::State::Present(token) => Some(Self::MachineToken(token)),
             machine_token::State::Absent => None,
+        }
+    }
+
+    pub(crate) fn from_service_credential(state: service_credential::State) -> Option<Self> {
+        match state {
+            service_credential::State::Present(credential) => Some(Self::ServiceCredential(credential)),
+            service_credential::State::Absent => None,
         }
     }
 

@@ -17,9 +17,12 @@ pub struct HotIndex {
 }
 
 #[derive(Debug, Default)]
+#[allow(clippy::struct_field_names)] // "by_…" reads as what each map is keyed by.
 struct Inner {
     by_secret: HashMap<TokenDigest, (CredentialId, Presented)>,
     by_id: HashMap<CredentialId, Entry>,
+    /// OAuth2 client ids of service credentials.
+    by_client_id: HashMap<String, CredentialId>,
 }
 
 #[derive(Debug)]
@@ -46,6 +49,12 @@ impl HotIndex {
     pub fn view(&self, id: CredentialId) -> Option<Arc<CredentialView>> {
         let inner = self.inner.read().unwrap_or_else(std::sync::PoisonError::into_inner);
         inner.by_id.get(&id).map(|entry| Arc::clone(&entry.view))
+    }
+
+    /// The service credential an OAuth2 client id names.
+    pub fn client(&self, client_id: &str) -> Option<CredentialId> {
+        let inner = self.inner.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        inner.by_client_id.get(client_id).copied()
     }
 
     /// How many credentials the index holds.
@@ -90,6 +99,9 @@ impl Inner {
             self.by_secret.insert(digest, (id, presented));
         }
         self.by_secret.insert(current, (id, Presented::Current));
+        if let Some(client_id) = credential.client_id() {
+            self.by_client_id.insert(client_id.as_str().to_owned(), id);
+        }
         let entry = Entry { view: Arc::new(credential.view()), current, in_grace: previous.map(|(digest, _)| digest) };
         self.by_id.insert(id, entry);
     }

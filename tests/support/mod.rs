@@ -267,7 +267,17 @@ impl Client {
         reply.body["id"].as_str().expect("id").to_owned()
     }
 
-    /// Creates a PAT for a member and returns (token id, plaintext).
+    /// Adds a member and returns its id and its initial PAT (shown once, in the answer).
+    pub async fn add_member_with_token(&self, org: &str, email: &str, role: &str) -> (String, String) {
+        let reply = self.post(&format!("/v1/orgs/{org}/members"), json!({ "email": email, "role": role })).await;
+        assert_eq!(reply.status, 201, "{reply:?}");
+        (
+            reply.body["id"].as_str().expect("id").to_owned(),
+            reply.body["initialToken"].as_str().expect("initial token").to_owned(),
+        )
+    }
+
+    /// Creates a PAT for the caller's own member and returns (token id, plaintext).
     pub async fn create_pat(&self, org: &str, member: &str) -> (String, String) {
         let reply = self.post(&format!("/v1/orgs/{org}/members/{member}/tokens"), json!({ "name": "laptop" })).await;
         assert_eq!(reply.status, 201, "{reply:?}");

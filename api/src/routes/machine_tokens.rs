@@ -18,7 +18,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::auth::Caller;
-use crate::command::{self, Origin};
+use crate::command;
 use crate::extract::{Body, OptionalBody, Query, path_id};
 use crate::input::{ConditionsInput, double_option, parse_duration, parse_scopes};
 use crate::problem::{Problem, ProblemDocument};
@@ -64,6 +64,7 @@ async fn create(
     Body(body): Body<CreateMachineTokenRequest>,
 ) -> Result<(StatusCode, Json<WithSecret<MachineTokenView>>), Problem> {
     let org: OrgId = path_id("orgId", &org)?;
+    caller.require_human()?;
     let name = TokenName::parse(&body.name)?;
     let environment_hint = EnvHint::parse(&body.environment_hint)?;
     let scopes = body.scopes.as_deref().map(parse_scopes).transpose()?.unwrap_or_else(Scopes::all);
@@ -76,10 +77,6 @@ async fn create(
             .ok_or_else(|| Problem::invalid("owner", "owner_required", "name the member who will own the token"))?,
     };
     caller.require_manager_of(&app, org, owner)?;
-    // A machine credential cannot mint a token stronger than itself.
-    if caller.view.kind.is_machine() && !scopes.is_subset(&caller.view.scopes) {
-        return Err(Problem::forbidden("insufficient_scope", "a token may not have scopes its creator lacks"));
-    }
     let secret = SecretToken::machine_token(&environment_hint, random_bytes()?);
     let id = CredentialId::from_uuid(uuid::Uuid::now_v7());
     let new = NewMachineToken {
@@ -99,7 +96,7 @@ async fn create(
         &app,
         &machine_token::stream(id),
         Some(org),
-        &origin(&caller),
+        &caller.origin(),
         Command::Create(Box::new(new)),
     )
     .await?;
@@ -165,7 +162,7 @@ async fn list(
         .take(limit)
         .filter_map(|record| match &record.credential {
             Credential::MachineToken(token) => Some(MachineTokenView::new(token, &record.usage, now)),
-            Credential::PersonalToken(_) => None,
+            _ => None,
         })
         .collect();
     let next_cursor = if more { items.last().map(|item| item.id.to_string()) } else { None };
@@ -216,9 +213,7 @@ async fn update(
         conditions: body.conditions.as_ref().map(ConditionsInput::parse).transpose()?,
         expires_in_days: body.expires_in_days,
     };
-    if caller.view.kind.is_machine() && update.scopes.as_ref().is_some_and(|s| !s.is_subset(&caller.view.scopes)) {
-        return Err(Problem::forbidden("insufficient_scope", "a token may not get scopes its manager lacks"));
-    }
+    caller.require_human()?;
     run(&app, &caller, org, id, Command::Update(update)).await.map(|(view, _)| Json(view))
 }
 
@@ -239,6 +234,7 @@ async fn roll(
     OptionalBody(body): OptionalBody<RollMachineTokenRequest>,
 ) -> Result<Json<WithSecret<MachineTokenView>>, Problem> {
     let (org, id) = ids(&org, &id)?;
+    caller.require_self_or_human(id)?;
     let (current, _) = find(&app, org, id)?;
     let secret = SecretToken::machine_token(&current.environment_hint, random_bytes()?);
     let command = Command::Roll {
@@ -258,6 +254,7 @@ async fn disable(
     Path((org, id)): Path<(String, String)>,
 ) -> Result<Json<MachineTokenView>, Problem> {
     let (org, id) = ids(&org, &id)?;
+    caller.require_self_or_human(id)?;
     run(&app, &caller, org, id, Command::Disable).await.map(|(view, _)| Json(view))
 }
 
@@ -269,6 +266,7 @@ async fn enable(
     Path((org, id)): Path<(String, String)>,
 ) -> Result<Json<MachineTokenView>, Problem> {
     let (org, id) = ids(&org, &id)?;
+    caller.require_human()?;
     run(&app, &caller, org, id, Command::Enable).await.map(|(view, _)| Json(view))
 }
 
@@ -288,6 +286,7 @@ async fn revoke(
     Query(query): Query<RevokeQuery>,
 ) -> Result<Json<MachineTokenView>, Problem> {
     let (org, id) = ids(&org, &id)?;
+    caller.require_self_or_human(id)?;
     let reason = query.reason.map(|reason| reason.chars().filter(|c| !c.is_control()).take(500).collect());
     run(&app, &caller, org, id, Command::Revoke { reason }).await.map(|(view, _)| Json(view))
 }
@@ -308,6 +307,10 @@ async fn transfer(
     Body(body): Body<TransferRequest>,
 ) -> Result<Json<MachineTokenView>, Problem> {
     let (org, id) = ids(&org, &id)?;
+    // Ownership decides who may manage a token, so only owners and admins move it: a member
+    // handing its token to an owner would otherwise gain the owner's reach.
+    caller.require_human()?;
+    caller.require_admin(&app, org)?;
     let to = resolve_member(&app, org, "to", &body.to)?;
     run(&app, &caller, org, id, Command::Transfer { to }).await.map(|(view, _)| Json(view))
 }
@@ -322,15 +325,16 @@ async fn run(
 ) -> Result<(MachineTokenView, Option<u64>), Problem> {
     let (current, usage) = find(app, org, id)?;
     caller.require_manager_of(app, org, current.owner)?;
-    let outcome =
-        command::execute::<command::MachineToken>(app, &machine_token::stream(id), Some(org), &origin(caller), command)
-            .await?;
+    let outcome = command::execute::<command::MachineToken>(
+        app,
+        &machine_token::stream(id),
+        Some(org),
+        &caller.origin(),
+        command,
+    )
+    .await?;
     let token = present(outcome.state)?;
     Ok((MachineTokenView::new(&token, &usage, app.clock.now()), outcome.position))
-}
-
-fn origin(caller: &Caller) -> Origin {
-    Origin { actor: caller.actor.clone(), request: Some(caller.request.clone()), idempotency_seed: None }
 }
 
 fn ids(org: &str, id: &str) -> Result<(OrgId, CredentialId), Problem> {
@@ -349,7 +353,7 @@ fn find(app: &AppState, org: OrgId, id: CredentialId) -> Result<(Box<MachineToke
     match app.projections.credential(org, id)? {
         Some(record) => match record.credential {
             Credential::MachineToken(token) => Ok((token, record.usage)),
-            Credential::PersonalToken(_) => Err(Problem::not_found("machine token")),
+            _ => Err(Problem::not_found("machine token")),
         },
         None => Err(Problem::not_found("machine token")),
     }

@@ -18,7 +18,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::auth::Caller;
-use crate::command::{self, Origin};
+use crate::command;
 use crate::extract::{Body, OptionalBody, path_id};
 use crate::problem::{Problem, ProblemDocument};
 use crate::views::{MemberView, Page, PersonalTokenView, WithSecret};
@@ -75,7 +75,7 @@ async fn create_org(
         &app,
         &organization::stream(org),
         Some(org),
-        &origin(&caller),
+        &caller.origin(),
         command,
     )
     .await?;
@@ -142,13 +142,13 @@ fn default_role() -> String {
 }
 
 #[utoipa::path(post, path = "/v1/orgs/{orgId}/members", tag = TAG, params(("orgId" = String, Path, description = "The organization")), request_body = AddMemberRequest,
-    responses((status = 201, body = MemberView), (status = "4XX", description = "Refused", body = ProblemDocument, content_type = "application/problem+json")))]
+    responses((status = 201, description = "Added; `initialToken` is the member's first PAT, shown once", body = AddedMember), (status = "4XX", description = "Refused", body = ProblemDocument, content_type = "application/problem+json")))]
 async fn add_member(
     State(app): State<AppState>,
     caller: Caller,
     Path(org): Path<String>,
     Body(body): Body<AddMemberRequest>,
-) -> Result<(StatusCode, Json<MemberView>), Problem> {
+) -> Result<(StatusCode, Json<AddedMember>), Problem> {
     let org: OrgId = path_id("orgId", &org)?;
     let email = Email::parse(&body.email)?;
     let role = Role::parse(&body.role)?;
@@ -158,10 +158,26 @@ async fn add_member(
     }
     let member_id = MemberId::from_uuid(uuid::Uuid::now_v7());
     let command = organization::Command::AddMember { member_id, email, role };
-    command::execute::<command::Organization>(&app, &organization::stream(org), Some(org), &origin(&caller), command)
+    command::execute::<command::Organization>(&app, &organization::stream(org), Some(org), &caller.origin(), command)
         .await?;
+    // The new member's first credential, for the person who invites it to hand over. It is
+    // short-lived: the member should create its own PATs and revoke this one.
+    let name = TokenName::parse("initial token")?;
+    let (_, secret) = issue_pat(&app, &caller, org, member_id, name, Some(INITIAL_TOKEN_DAYS)).await?;
     let member = app.projections.member(org, member_id)?.ok_or_else(|| Problem::not_found("member"))?;
-    Ok((StatusCode::CREATED, Json(member.into())))
+    Ok((StatusCode::CREATED, Json(AddedMember { member: member.into(), initial_token: secret.expose().to_owned() })))
+}
+
+/// How long a new member's initial PAT lives.
+const INITIAL_TOKEN_DAYS: u32 = 7;
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct AddedMember {
+    #[serde(flatten)]
+    member: MemberView,
+    /// A PAT for the new member, valid 7 days, shown once.
+    initial_token: String,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -186,7 +202,7 @@ async fn change_role(
         return Err(Problem::forbidden("insufficient_role", "only owners may grant or take the owner role"));
     }
     let command = organization::Command::ChangeRole { member_id, role };
-    command::execute::<command::Organization>(&app, &organization::stream(org), Some(org), &origin(&caller), command)
+    command::execute::<command::Organization>(&app, &organization::stream(org), Some(org), &caller.origin(), command)
         .await?;
     Ok(Json(current_member(&app, org, member_id)?.into()))
 }
@@ -205,7 +221,7 @@ async fn remove_member(
         return Err(Problem::forbidden("insufficient_role", "only owners may remove owners"));
     }
     let command = organization::Command::RemoveMember { member_id };
-    command::execute::<command::Organization>(&app, &organization::stream(org), Some(org), &origin(&caller), command)
+    command::execute::<command::Organization>(&app, &organization::stream(org), Some(org), &caller.origin(), command)
         .await?;
     let member = app.projections.member(org, member_id)?.ok_or_else(|| Problem::not_found("member"))?;
     Ok(Json(member.into()))
@@ -220,8 +236,8 @@ struct CreatePatRequest {
     expires_in_days: Option<u32>,
 }
 
-/// A member creates its own PATs; owners and admins may create one for another member (for
-/// its first login, say).
+/// A member creates its own PATs, and nobody else does: a PAT acts as its member, so one minted
+/// by someone else would let them act (and be recorded) as that member.
 #[utoipa::path(post, path = "/v1/orgs/{orgId}/members/{memberId}/tokens", tag = TAG, params(("orgId" = String, Path, description = "The organization"), ("memberId" = String, Path, description = "The member")), request_body(content = Option<CreatePatRequest>),
     responses((status = 201, description = "Created; `token` is the plaintext, shown once", body = WithSecret<PersonalTokenView>), (status = "4XX", description = "Refused", body = ProblemDocument, content_type = "application/problem+json")))]
 async fn create_pat(
@@ -231,8 +247,10 @@ async fn create_pat(
     OptionalBody(body): OptionalBody<CreatePatRequest>,
 ) -> Result<(StatusCode, Json<WithSecret<PersonalTokenView>>), Problem> {
     let (org, member_id) = member_ids(&org, &member)?;
-    let target = current_member(&app, org, member_id)?;
-    require_pat_manager(&app, &caller, org, member_id, &target.role)?;
+    current_member(&app, org, member_id)?;
+    if caller.member_id() != Some(member_id) || caller.view.kind.is_machine() {
+        return Err(Problem::forbidden("not_your_token", "members create their own personal tokens"));
+    }
     let name = TokenName::parse(body.name.as_deref().unwrap_or("personal token"))?;
     let (token, secret) = issue_pat(&app, &caller, org, member_id, name, body.expires_in_days).await?;
     let view = PersonalTokenView::new(&token, app.clock.now());
@@ -259,7 +277,7 @@ async fn list_pats(
         .into_iter()
         .filter_map(|record| match record.credential {
             Credential::PersonalToken(token) => Some(PersonalTokenView::new(&token, now)),
-            Credential::MachineToken(_) => None,
+            _ => None,
         })
         .collect();
     Ok(Json(Page { items, next_cursor: None }))
@@ -288,7 +306,7 @@ async fn revoke_pat(
         &app,
         &personal_token::stream(id),
         Some(org),
-        &origin(&caller),
+        &caller.origin(),
         command,
     )
     .await?;
@@ -321,7 +339,7 @@ async fn issue_pat(
         app,
         &personal_token::stream(id),
         Some(org),
-        &origin(caller),
+        &caller.origin(),
         command,
     )
     .await?;
@@ -345,10 +363,6 @@ fn require_pat_manager(
         caller.require_owner(app, org)?;
     }
     Ok(())
-}
-
-fn origin(caller: &Caller) -> Origin {
-    Origin { actor: caller.actor.clone(), request: Some(caller.request.clone()), idempotency_seed: None }
 }
 
 fn member_ids(org: &str, member: &str) -> Result<(OrgId, MemberId), Problem> {

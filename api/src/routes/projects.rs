@@ -13,7 +13,7 @@ use utoipa_axum::routes;
 
 use crate::AppState;
 use crate::auth::Caller;
-use crate::command::{self, Origin};
+use crate::command;
 use crate::extract::{Body, path_id};
 use crate::problem::{Problem, ProblemDocument};
 use crate::views::{Page, ProjectView};
@@ -92,8 +92,8 @@ async fn add_environment(
 }
 
 async fn run(app: &AppState, caller: &Caller, org: OrgId, command: organization::Command) -> Result<(), Problem> {
-    let origin = Origin { actor: caller.actor.clone(), request: Some(caller.request.clone()), idempotency_seed: None };
-    command::execute::<command::Organization>(app, &organization::stream(org), Some(org), &origin, command).await?;
+    command::execute::<command::Organization>(app, &organization::stream(org), Some(org), &caller.origin(), command)
+        .await?;
     Ok(())
 }
 

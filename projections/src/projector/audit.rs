@@ -1,7 +1,7 @@
 //! The audit trail: one indexed row per event of the log, with a human summary and the leaf
 //! hash, so a trail entry can be checked against the verifiable ledger.
 
-use credledger_domain::{DomainEvent, machine_token, organization, personal_token, usage};
+use credledger_domain::{DomainEvent, machine_token, organization, personal_token, service_credential, usage};
 use credledger_store::RecordedEvent;
 use rusqlite::{Transaction, params};
 
@@ -70,6 +70,7 @@ impl Projector for Audit {
 fn summary(event: &RecordedEvent, decoded: Option<&DomainEvent>) -> String {
     use machine_token::Event as Mt;
     use organization::Event as Org;
+    use service_credential::Event as Sc;
     match decoded {
         Some(DomainEvent::Organization(e)) => match e {
             Org::OrgCreated(c) => format!("organization {} created", c.name),
@@ -100,6 +101,18 @@ fn summary(event: &RecordedEvent, decoded: Option<&DomainEvent>) -> String {
             Mt::MachineTokenFlagged(f) => format!("machine token flagged: {}", f.reason.as_str()),
             Mt::MachineTokenExpired(_) => "machine token expired".to_owned(),
             Mt::MachineTokenRevoked(_) => "machine token revoked".to_owned(),
+        },
+        Some(DomainEvent::ServiceCredential(e)) => match e {
+            Sc::ServiceCredentialCreated(c) => format!("service credential {} ({}) created", c.name, c.client_id),
+            Sc::ServiceCredentialSecretRotated(r) => match r.previous_valid_until {
+                Some(until) => {
+                    format!("service credential secret rotated to {}; old secret valid until {until}", r.secret_prefix)
+                }
+                None => format!("service credential secret rotated to {}; old secret revoked", r.secret_prefix),
+            },
+            Sc::ServiceCredentialTransferred(t) => format!("service credential transferred to {}", t.to),
+            Sc::ServiceCredentialFlagged(f) => format!("service credential flagged: {}", f.reason.as_str()),
+            Sc::ServiceCredentialRevoked(_) => "service credential revoked".to_owned(),
         },
         Some(DomainEvent::Usage(e)) => match e {
             usage::Event::CredentialUsed(u) => format!("{} {} from {}", u.method, u.route, u.ip),

@@ -2,7 +2,7 @@
 //! it, so the projector folds the next event with the domain's own rules, plus the columns that
 //! lists filter on. Revoked and expired credentials stay listed: nothing vanishes.
 
-use credledger_domain::{CredentialId, DomainEvent, machine_token, personal_token};
+use credledger_domain::{CredentialId, DomainEvent, machine_token, personal_token, service_credential};
 use credledger_store::RecordedEvent;
 use rusqlite::{OptionalExtension, Transaction, params};
 
@@ -39,6 +39,13 @@ impl Projector for Credentials {
                     _ => personal_token::State::Absent,
                 };
                 Credential::from_personal_token(personal_token::evolve(state, pat_event))
+            }
+            Some(DomainEvent::ServiceCredential(sc_event)) => {
+                let state = match load(tx, credential_id(event)?)? {
+                    Some(Credential::ServiceCredential(credential)) => service_credential::State::Present(credential),
+                    _ => service_credential::State::Absent,
+                };
+                Credential::from_service_credential(service_credential::evolve(state, sc_event))
             }
             _ => return Ok(()),
         };
@@ -78,6 +85,9 @@ fn save(tx: &Transaction<'_>, credential: &Credential, event: &RecordedEvent) ->
         ),
         Credential::PersonalToken(t) => {
             (t.name.as_str().to_owned(), None, t.token_prefix.as_str().to_owned(), t.created_at, None)
+        }
+        Credential::ServiceCredential(c) => {
+            (c.name.as_str().to_owned(), None, c.secret_prefix.as_str().to_owned(), c.created_at, c.flagged)
         }
     };
     let scopes = serde_json::to_string(&view.scopes).map_err(|e| ProjectionError::Decode(e.to_string()))?;

@@ -1,0 +1,514 @@
+//! The OAuth2 authorization server: the token endpoint (RFC 6749 §4.4, client_credentials),
+//! introspection (RFC 7662), the JWKS and the server metadata (RFC 8414).
+//!
+//! Errors here are RFC 6749 §5.2 documents (`{"error", "error_description"}`), not problem+json:
+//! OAuth2 client libraries expect them.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use credledger_domain::policy::{AccessRequest, CredentialView, DenyReason, Presented, RouteClass, evaluate};
+use credledger_domain::token::{ClientId, SecretToken, TokenKind};
+use credledger_domain::values::{Scope, Scopes};
+use credledger_domain::{CredentialId, CredentialKind, RequestMeta};
+use serde::Serialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::AppState;
+use crate::auth::{Peer, client_ip, header_text};
+use crate::limiter::{Failure, Verdict};
+use crate::signing::{ACCESS_TOKEN_LIFETIME, AUDIENCE, Claims, Jwks};
+use crate::usage::Use;
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(token))
+        .routes(routes!(introspect))
+        .routes(routes!(jwks))
+        .routes(routes!(metadata))
+}
+
+const TAG: &str = "oauth2";
+const CLIENT_CREDENTIALS: &str = "client_credentials";
+
+/// An RFC 6749 §5.2 error.
+#[derive(Debug)]
+pub struct OAuthError {
+    status: StatusCode,
+    error: &'static str,
+    description: String,
+    retry_after: Option<i64>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+struct ErrorDocument {
+    error: String,
+    error_description: String,
+}
+
+impl OAuthError {
+    fn new(status: StatusCode, error: &'static str, description: impl Into<String>) -> Self {
+        Self { status, error, description: description.into(), retry_after: None }
+    }
+
+    fn invalid_request(description: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_request", description)
+    }
+
+    fn invalid_client(description: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "invalid_client", description)
+    }
+}
+
+impl IntoResponse for OAuthError {
+    fn into_response(self) -> Response {
+        metrics::counter!("credledger_oauth_errors_total", "error" => self.error).increment(1);
+        let document = ErrorDocument { error: self.error.to_owned(), error_description: self.description };
+        let mut response = (self.status, Json(document)).into_response();
+        let headers = response.headers_mut();
+        no_store(headers);
+        if self.status == StatusCode::UNAUTHORIZED {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"credledger\""));
+        }
+        if let Some(seconds) = self.retry_after
+            && let Ok(value) = HeaderValue::from_str(&seconds.to_string())
+        {
+            headers.insert(header::RETRY_AFTER, value);
+        }
+        response
+    }
+}
+
+fn no_store(headers: &mut HeaderMap) {
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+}
+
+/// The token endpoint's answer.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct TokenResponse {
+    access_token: String,
+    token_type: &'static str,
+    expires_in: i64,
+    scope: String,
+}
+
+/// The request as the endpoints see it.
+struct Caller {
+    ip: IpAddr,
+    request: RequestMeta,
+}
+
+fn caller(app: &AppState, peer: Peer, headers: &HeaderMap) -> Caller {
+    let ip = client_ip(
+        peer.0.unwrap_or(IpAddr::from([127, 0, 0, 1])),
+        headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()),
+        &app.config.trusted_proxies,
+    );
+    let user_agent = header_text(headers, header::USER_AGENT.as_str());
+    let request_id = header_text(headers, "x-request-id");
+    Caller { ip, request: RequestMeta { ip: Some(ip.to_string()), user_agent, request_id } }
+}
+
+/// Parses an `application/x-www-form-urlencoded` body; a repeated parameter is an error
+/// (RFC 6749 §3.2).
+fn form(headers: &HeaderMap, body: &[u8]) -> Result<HashMap<String, String>, OAuthError> {
+    let is_form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"));
+    if !is_form {
+        return Err(OAuthError::invalid_request("send the parameters as application/x-www-form-urlencoded"));
+    }
+    let mut parameters = HashMap::new();
+    for (name, value) in form_urlencoded::parse(body) {
+        if parameters.insert(name.clone().into_owned(), value.into_owned()).is_some() {
+            return Err(OAuthError::invalid_request(format!("the parameter `{name}` is repeated")));
+        }
+    }
+    Ok(parameters)
+}
+
+/// Client authentication by HTTP Basic (`client_secret_basic`) or by form fields
+/// (`client_secret_post`), never both. Returns the service credential and which of its secrets
+/// was presented.
+fn authenticate_client(
+    app: &AppState,
+    headers: &HeaderMap,
+    parameters: &HashMap<String, String>,
+    caller: &Caller,
+    route: &str,
+) -> Result<(Arc<CredentialView>, Presented, String), OAuthError> {
+    let basic = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| {
+        let (scheme, credentials) = v.split_once(' ')?;
+        scheme.eq_ignore_ascii_case("basic").then(|| credentials.trim().to_owned())
+    });
+    let posted = (parameters.get("client_id"), parameters.get("client_secret"));
+    let (client_id, secret) = match (basic, posted) {
+        (Some(_), (Some(_), _) | (_, Some(_))) => {
+            return Err(OAuthError::invalid_request("authenticate the client by one method only"));
+        }
+        (Some(basic), _) => decode_basic(&basic)
+            .ok_or_else(|| OAuthError::invalid_client("the Basic credentials are not base64 of `id:secret`"))?,
+        (None, (Some(id), Some(secret))) => (id.clone(), secret.clone()),
+        (None, _) => return Err(OAuthError::invalid_client("authenticate the client (client_id and client_secret)")),
+    };
+    let now = app.clock.now();
+    match app.limiter.check(&client_id, caller.ip, now) {
+        Verdict::Allowed => {}
+        Verdict::Throttled { retry_after } => {
+            return Err(OAuthError {
+                retry_after: Some(retry_after),
+                ..OAuthError::new(StatusCode::TOO_MANY_REQUESTS, "slow_down", "too many failed client authentications")
+            });
+        }
+        Verdict::Locked { retry_after } => {
+            return Err(OAuthError {
+                retry_after: Some(retry_after),
+                ..OAuthError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "slow_down",
+                    "the client is locked after repeated failed authentications",
+                )
+            });
+        }
+    }
+    let known = ClientId::parse(&client_id).ok().and_then(|id| app.projections.hot_index().client(id.as_str()));
+    let presented = SecretToken::parse(&secret)
+        .ok()
+        .filter(|secret| secret.kind() == TokenKind::ClientSecret)
+        .and_then(|secret| app.projections.hot_index().lookup(&secret.digest()))
+        .filter(|(view, _)| Some(view.id) == known);
+    if let Some((view, presented)) = presented {
+        app.limiter.succeeded(&client_id);
+        return Ok((view, presented, client_id));
+    }
+    let failure = app.limiter.failed(&client_id, caller.ip, now);
+    // A wrong secret for a known client is recorded against it; an unknown client only counts.
+    if let Some(view) = known.and_then(|id| app.projections.hot_index().view(id)) {
+        let used = Use { method: "POST", route, request: &caller.request, ip: caller.ip.to_string(), at: now };
+        app.usage.denied(&view, DenyReason::InvalidSecret, &used);
+        if failure == Failure::LockedNow {
+            app.usage.denied(&view, DenyReason::Locked, &used);
+        }
+    }
+    metrics::counter!("credledger_auth_total", "outcome" => "invalid_client").increment(1);
+    Err(OAuthError::invalid_client("unknown client or wrong secret"))
+}
+
+fn decode_basic(encoded: &str) -> Option<(String, String)> {
+    let bytes = base64::engine::general_purpose::STANDARD.decode(encoded).ok()?;
+    let text = String::from_utf8(bytes).ok()?;
+    let (id, secret) = text.split_once(':')?;
+    // RFC 6749 §2.3.1: both parts are form-urlencoded before they are joined.
+    let decode =
+        |part: &str| form_urlencoded::parse(format!("x={part}").as_bytes()).next().map(|(_, v)| v.into_owned());
+    Some((decode(id)?, decode(secret)?))
+}
+
+/// The client_credentials grant: a service credential's id and secret for a 15-minute EdDSA
+/// access token. Each issuance is recorded (AccessTokenIssued) before the token is returned.
+#[utoipa::path(post, path = "/oauth2/token", tag = TAG, security(()),
+    request_body(content = String, content_type = "application/x-www-form-urlencoded",
+        description = "grant_type=client_credentials[&scope=…]; client authentication by HTTP Basic or client_id/client_secret"),
+    responses((status = 200, body = TokenResponse), (status = "4XX", description = "RFC 6749 §5.2 error", body = ErrorDocument)))]
+async fn token(
+    State(app): State<AppState>,
+    peer: Peer,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, OAuthError> {
+    let route = "/oauth2/token";
+    let caller = caller(&app, peer, &headers);
+    let parameters = form(&headers, &body)?;
+    let grant_type =
+        parameters.get("grant_type").ok_or_else(|| OAuthError::invalid_request("grant_type is required"))?;
+    if grant_type != CLIENT_CREDENTIALS {
+        return Err(OAuthError::new(
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            format!("grant_type `{}` is not supported", grant_type.chars().take(80).collect::<String>()),
+        ));
+    }
+    let (view, presented, client_id) = authenticate_client(&app, &headers, &parameters, &caller, route)?;
+    let now = app.clock.now();
+    let used = Use { method: "POST", route, request: &caller.request, ip: caller.ip.to_string(), at: now };
+    let any_scope = view.scopes.iter().next().unwrap_or(Scope::Read);
+    let access = AccessRequest {
+        org_id: None,
+        ip: caller.ip,
+        user_agent: caller.request.user_agent.as_deref(),
+        at: now,
+        route_class: RouteClass::Open,
+        required_scope: any_scope,
+    };
+    if let Err(reason) = evaluate(&view, presented, &access) {
+        app.usage.denied(&view, reason, &used);
+        return Err(match reason {
+            DenyReason::Disabled | DenyReason::Expired | DenyReason::Revoked => {
+                OAuthError::invalid_client(format!("the client is {}", reason.as_str()))
+            }
+            other => OAuthError::new(StatusCode::BAD_REQUEST, "unauthorized_client", other.as_str()),
+        });
+    }
+    let scopes = match parameters.get("scope").map(|scope| scope.trim()).filter(|scope| !scope.is_empty()) {
+        None => view.scopes.clone(),
+        Some(requested) => {
+            let requested = Scopes::parse_space_separated(requested)
+                .map_err(|e| OAuthError::new(StatusCode::BAD_REQUEST, "invalid_scope", e.to_string()))?;
+            if !requested.is_subset(&view.scopes) {
+                return Err(OAuthError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_scope",
+                    "the requested scope exceeds the client's allowed scopes",
+                ));
+            }
+            requested
+        }
+    };
+    let jti = uuid::Uuid::now_v7().to_string();
+    let expires_at = now + ACCESS_TOKEN_LIFETIME;
+    let claims = Claims {
+        iss: app.keys.issuer().to_owned(),
+        sub: view.id.to_string(),
+        aud: AUDIENCE.to_owned(),
+        org: view.org_id.map(|org| org.to_string()).unwrap_or_default(),
+        scope: scopes.to_space_separated(),
+        jti: jti.clone(),
+        iat: now.unix_timestamp(),
+        nbf: now.unix_timestamp(),
+        exp: expires_at.unix_timestamp(),
+        kind: CredentialKind::ServiceCredential.as_str().to_owned(),
+        client_id: Some(client_id),
+    };
+    let access_token = app.keys.sign(&claims);
+    app.usage.issued(&view, &used, jti, scopes.clone(), expires_at).await.map_err(|error| {
+        tracing::error!(%error, "recording an issued access token failed");
+        OAuthError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "temporarily_unavailable",
+            "the issuance could not be recorded; retry",
+        )
+    })?;
+    metrics::counter!("credledger_access_tokens_issued_total").increment(1);
+    let body = TokenResponse {
+        access_token,
+        token_type: "Bearer",
+        expires_in: ACCESS_TOKEN_LIFETIME.whole_seconds(),
+        scope: claims.scope,
+    };
+    let mut response = Json(body).into_response();
+    no_store(response.headers_mut());
+    Ok(response)
+}
+
+/// An RFC 7662 introspection answer; inactive tokens carry only `active: false`.
+#[derive(Debug, Default, Serialize, utoipa::ToSchema)]
+struct Introspection {
+    active: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scope: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sub: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    exp: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    iat: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    org: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token_type: Option<&'static str>,
+    /// The kind of credential behind the token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kind: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    environment_hint: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    project: Option<String>,
+}
+
+/// RFC 7662 introspection for resource servers, which authenticate with their own service
+/// credential. Answers for access JWTs and machine tokens of the caller's organization; the
+/// optional `client_ip` and `user_agent` have the token's conditions evaluated for the resource
+/// server's own caller, and that check is recorded as a use or a denial.
+#[utoipa::path(post, path = "/oauth2/introspect", tag = TAG, security(()),
+    request_body(content = String, content_type = "application/x-www-form-urlencoded",
+        description = "token=…[&client_ip=…][&user_agent=…]; client authentication as for the token endpoint"),
+    responses((status = 200, body = Introspection), (status = "4XX", description = "RFC 6749 §5.2 error", body = ErrorDocument)))]
+async fn introspect(
+    State(app): State<AppState>,
+    peer: Peer,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, OAuthError> {
+    let route = "/oauth2/introspect";
+    let caller = caller(&app, peer, &headers);
+    let parameters = form(&headers, &body)?;
+    let (resource_server, presented, _) = authenticate_client(&app, &headers, &parameters, &caller, route)?;
+    let now = app.clock.now();
+    if resource_server.status.effective(resource_server.expires_at, now) != credledger_domain::Status::Active
+        || matches!(presented, Presented::Previous { valid_until } if valid_until.is_none_or(|until| until <= now))
+    {
+        return Err(OAuthError::invalid_client("the client is not active"));
+    }
+    let token = parameters.get("token").ok_or_else(|| OAuthError::invalid_request("token is required"))?;
+    let subject_ip = match parameters.get("client_ip") {
+        Some(ip) => {
+            Some(ip.parse::<IpAddr>().map_err(|_| OAuthError::invalid_request("client_ip is not an IP address"))?)
+        }
+        None => None,
+    };
+    let subject_agent = parameters.get("user_agent").cloned();
+    let answer = introspect_token(&app, &resource_server, token, subject_ip, subject_agent, now).await;
+    let mut response = Json(answer).into_response();
+    no_store(response.headers_mut());
+    Ok(response)
+}
+
+async fn introspect_token(
+    app: &AppState,
+    resource_server: &CredentialView,
+    token: &str,
+    subject_ip: Option<IpAddr>,
+    subject_agent: Option<String>,
+    now: time::OffsetDateTime,
+) -> Introspection {
+    let inactive = Introspection::default();
+    // Which credential, which of its values, and what the token itself says.
+    let (view, presented, claims) = if token.contains('.') {
+        let Ok(claims) = app.keys.verify(token) else { return inactive };
+        let Some(view) = CredentialId::parse(&claims.sub).ok().and_then(|id| app.projections.hot_index().view(id))
+        else {
+            return inactive;
+        };
+        (view, Presented::Current, Some(claims))
+    } else {
+        let Some((view, presented)) = SecretToken::parse(token)
+            .ok()
+            .filter(|secret| secret.kind() == TokenKind::MachineToken)
+            .and_then(|secret| app.projections.hot_index().lookup(&secret.digest()))
+        else {
+            return inactive;
+        };
+        (view, presented, None)
+    };
+    if view.org_id != resource_server.org_id {
+        return inactive;
+    }
+    let checks_conditions = subject_ip.is_some() || subject_agent.is_some();
+    let scopes = claims
+        .as_ref()
+        .and_then(|claims| Scopes::parse_space_separated(&claims.scope).ok())
+        .unwrap_or_else(|| view.scopes.clone());
+    let mut conditions_view;
+    let evaluated: &CredentialView = if checks_conditions {
+        &view
+    } else {
+        // Without the subject's request, only the state is evaluated.
+        conditions_view = (*view).clone();
+        conditions_view.conditions = credledger_domain::values::Conditions::none();
+        &conditions_view
+    };
+    let access = AccessRequest {
+        org_id: view.org_id,
+        ip: subject_ip.unwrap_or(IpAddr::from([127, 0, 0, 1])),
+        user_agent: subject_agent.as_deref(),
+        at: now,
+        route_class: RouteClass::Open,
+        required_scope: scopes.iter().next().unwrap_or(Scope::Read),
+    };
+    let decision = evaluate(evaluated, presented, &access);
+    if checks_conditions {
+        let request = RequestMeta {
+            ip: subject_ip.map(|ip| ip.to_string()),
+            user_agent: subject_agent.clone(),
+            request_id: None,
+        };
+        let used = Use {
+            method: "POST",
+            route: "/oauth2/introspect",
+            request: &request,
+            ip: subject_ip.map_or_else(String::new, |ip| ip.to_string()),
+            at: now,
+        };
+        match decision {
+            Ok(()) => {
+                if let Err(error) = app.usage.used(&view, &used).await {
+                    tracing::error!(%error, "recording an introspected use failed");
+                    return inactive;
+                }
+            }
+            Err(reason) => app.usage.denied(&view, reason, &used),
+        }
+    }
+    if decision.is_err() {
+        return inactive;
+    }
+    match claims {
+        Some(claims) => Introspection {
+            active: true,
+            scope: Some(claims.scope),
+            client_id: claims.client_id,
+            sub: Some(claims.sub),
+            exp: Some(claims.exp),
+            iat: Some(claims.iat),
+            org: Some(claims.org),
+            token_type: Some("Bearer"),
+            kind: Some(kind_name(view.kind)),
+            environment_hint: None,
+            project: view.project_id.map(|id| id.to_string()),
+        },
+        None => Introspection {
+            active: true,
+            scope: Some(view.scopes.to_space_separated()),
+            client_id: None,
+            sub: Some(view.id.to_string()),
+            exp: view.expires_at.map(time::OffsetDateTime::unix_timestamp),
+            iat: None,
+            org: view.org_id.map(|org| org.to_string()),
+            token_type: Some("Bearer"),
+            kind: Some(kind_name(view.kind)),
+            environment_hint: view.environment_hint.clone(),
+            project: view.project_id.map(|id| id.to_string()),
+        },
+    }
+}
+
+fn kind_name(kind: CredentialKind) -> &'static str {
+    kind.as_str()
+}
+
+/// The public keys that verify access tokens (RFC 7517).
+#[utoipa::path(get, path = "/.well-known/jwks.json", tag = TAG, security(()), responses((status = 200, body = Jwks)))]
+async fn jwks(State(app): State<AppState>) -> Json<Jwks> {
+    Json(app.keys.jwks())
+}
+
+/// Authorization server metadata (RFC 8414).
+#[utoipa::path(get, path = "/.well-known/oauth-authorization-server", tag = TAG, security(()), responses((status = 200, description = "RFC 8414 metadata")))]
+async fn metadata(State(app): State<AppState>) -> Json<serde_json::Value> {
+    let base = app.config.public_url.trim_end_matches('/');
+    Json(serde_json::json!({
+        "issuer": app.keys.issuer(),
+        "token_endpoint": format!("{base}/oauth2/token"),
+        "introspection_endpoint": format!("{base}/oauth2/introspect"),
+        "jwks_uri": format!("{base}/.well-known/jwks.json"),
+        "grant_types_supported": [CLIENT_CREDENTIALS],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "token_endpoint_auth_signing_alg_values_supported": ["EdDSA"],
+        "scopes_supported": [Scope::Read.as_str(), Scope::Write.as_str()],
+        "response_types_supported": [],
+    }))
+}

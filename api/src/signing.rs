@@ -1,0 +1,298 @@
+//! The server's access-token signing keys: Ed25519, kept parsed in memory, persisted in the data
+//! directory (mode 0600), published as a JWKS.
+//!
+//! Tokens are signed directly with the parsed key (DESIGN.md §10: no per-request key parsing);
+//! they are verified with `jsonwebtoken`, which checks the algorithm (EdDSA only), the `kid`, the
+//! signature, `exp`/`nbf` with 30 s of leeway, `iss` and `aud`. After a rotation the old key stays
+//! published, and keeps verifying, until every token it signed has expired.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use ed25519_dalek::{Signer as _, SigningKey};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+use time::{Duration, OffsetDateTime};
+
+/// How long an access token lives.
+pub const ACCESS_TOKEN_LIFETIME: Duration = Duration::minutes(15);
+/// Clock skew tolerated on `exp` and `nbf`.
+pub const LEEWAY_SECONDS: u64 = 30;
+/// The audience of every access token: this API.
+pub const AUDIENCE: &str = "credledger-api";
+
+/// Why the keys could not be loaded or saved.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("signing key file {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("signing key file {path} is damaged: {reason}")]
+    Damaged { path: PathBuf, reason: String },
+    #[error("the system's random source failed: {0}")]
+    Random(getrandom::Error),
+}
+
+/// Why a presented JWT is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum JwtError {
+    #[error("the access token is malformed")]
+    Malformed,
+    #[error("the access token's algorithm is not EdDSA")]
+    Algorithm,
+    #[error("the access token names an unknown key")]
+    UnknownKey,
+    #[error("the access token's signature does not verify")]
+    Signature,
+    #[error("the access token has expired or is not yet valid")]
+    Expired,
+    #[error("the access token was issued for another issuer or audience")]
+    WrongAudience,
+}
+
+impl JwtError {
+    pub const fn code(self) -> &'static str {
+        match self {
+            Self::Malformed => "malformed_token",
+            Self::Algorithm => "unsupported_algorithm",
+            Self::UnknownKey => "unknown_key",
+            Self::Signature => "bad_signature",
+            Self::Expired => "token_expired",
+            Self::WrongAudience => "wrong_audience",
+        }
+    }
+}
+
+/// The claims of an access token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    pub iss: String,
+    /// The credential the token was issued to.
+    pub sub: String,
+    pub aud: String,
+    pub org: String,
+    /// Space-separated scopes.
+    pub scope: String,
+    pub jti: String,
+    pub iat: i64,
+    pub nbf: i64,
+    pub exp: i64,
+    /// The kind of credential: `service_credential` or `machine`.
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StoredKey {
+    kid: String,
+    /// The 32-byte Ed25519 seed, hex.
+    seed: String,
+    #[serde(with = "time::serde::rfc3339")]
+    created_at: OffsetDateTime,
+    /// When a newer key replaced it; `None` for the current key.
+    #[serde(with = "time::serde::rfc3339::option")]
+    retired_at: Option<OffsetDateTime>,
+}
+
+struct Key {
+    stored: StoredKey,
+    signing: SigningKey,
+    decoding: DecodingKey,
+    x: String,
+}
+
+struct KeySet {
+    current: Arc<Key>,
+    by_kid: HashMap<String, Arc<Key>>,
+}
+
+/// The signing keys; cheap to clone.
+#[derive(Clone)]
+pub struct SigningKeys {
+    path: Arc<PathBuf>,
+    issuer: Arc<str>,
+    keys: Arc<RwLock<KeySet>>,
+}
+
+impl std::fmt::Debug for SigningKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningKeys").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+/// The JWKS document (RFC 7517) of the published keys.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Jwks {
+    pub keys: Vec<Jwk>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Jwk {
+    pub kty: &'static str,
+    pub crv: &'static str,
+    pub x: String,
+    pub kid: String,
+    pub alg: &'static str,
+    #[serde(rename = "use")]
+    pub key_use: &'static str,
+}
+
+impl SigningKeys {
+    /// Loads the keys from `path`, creating a first key (and the file, mode 0600) if missing.
+    pub fn load_or_create(path: &Path, issuer: &str, now: OffsetDateTime) -> Result<Self, KeyError> {
+        let stored: Vec<StoredKey> = match std::fs::read(path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| KeyError::Damaged { path: path.to_owned(), reason: e.to_string() })?,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                let first = vec![new_key(now)?];
+                save(path, &first)?;
+                first
+            }
+            Err(source) => return Err(KeyError::Io { path: path.to_owned(), source }),
+        };
+        let set = key_set(path, stored)?;
+        Ok(Self { path: Arc::new(path.to_owned()), issuer: Arc::from(issuer), keys: Arc::new(RwLock::new(set)) })
+    }
+
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// Signs claims with the current key: `base64url(header).base64url(claims).base64url(sig)`.
+    pub fn sign(&self, claims: &Claims) -> String {
+        let key = Arc::clone(&self.read().current);
+        let header = serde_json::json!({ "alg": "EdDSA", "typ": "at+jwt", "kid": key.stored.kid });
+        let mut token = URL_SAFE_NO_PAD.encode(header.to_string());
+        token.push('.');
+        token.push_str(&URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).unwrap_or_default()));
+        let signature = key.signing.sign(token.as_bytes());
+        token.push('.');
+        token.push_str(&URL_SAFE_NO_PAD.encode(signature.to_bytes()));
+        token
+    }
+
+    /// Verifies a presented token and returns its claims.
+    pub fn verify(&self, token: &str) -> Result<Claims, JwtError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| JwtError::Malformed)?;
+        if header.alg != Algorithm::EdDSA {
+            return Err(JwtError::Algorithm);
+        }
+        let kid = header.kid.ok_or(JwtError::UnknownKey)?;
+        let key = self.read().by_kid.get(&kid).cloned().ok_or(JwtError::UnknownKey)?;
+        let mut validation = Validation::new(Algorithm::EdDSA);
+        validation.leeway = LEEWAY_SECONDS;
+        validation.validate_nbf = true;
+        validation.set_audience(&[AUDIENCE]);
+        validation.set_issuer(&[&*self.issuer]);
+        validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
+        jsonwebtoken::decode::<Claims>(token, &key.decoding, &validation).map(|data| data.claims).map_err(|error| {
+            use jsonwebtoken::errors::ErrorKind;
+            match error.kind() {
+                ErrorKind::InvalidSignature => JwtError::Signature,
+                ErrorKind::ExpiredSignature | ErrorKind::ImmatureSignature => JwtError::Expired,
+                ErrorKind::InvalidAudience | ErrorKind::InvalidIssuer => JwtError::WrongAudience,
+                ErrorKind::InvalidAlgorithm => JwtError::Algorithm,
+                _ => JwtError::Malformed,
+            }
+        })
+    }
+
+    /// The published keys: the current one, and retired ones whose tokens may not have expired.
+    pub fn jwks(&self) -> Jwks {
+        let set = self.read();
+        let mut keys: Vec<&Arc<Key>> = set.by_kid.values().collect();
+        keys.sort_by_key(|key| std::cmp::Reverse(key.stored.created_at));
+        Jwks {
+            keys: keys
+                .into_iter()
+                .map(|key| Jwk {
+                    kty: "OKP",
+                    crv: "Ed25519",
+                    x: key.x.clone(),
+                    kid: key.stored.kid.clone(),
+                    alg: "EdDSA",
+                    key_use: "sig",
+                })
+                .collect(),
+        }
+    }
+
+    /// Makes a new key current. The old one keeps verifying until its last token has expired;
+    /// keys retired longer ago than that are dropped. Returns the new key's id.
+    pub fn rotate(&self, now: OffsetDateTime) -> Result<String, KeyError> {
+        let mut set = self.keys.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let fresh = new_key(now)?;
+        let kid = fresh.kid.clone();
+        let horizon = now - ACCESS_TOKEN_LIFETIME - Duration::seconds(LEEWAY_SECONDS as i64);
+        let mut stored: Vec<StoredKey> = set
+            .by_kid
+            .values()
+            .map(|key| {
+                let mut stored = key.stored.clone();
+                stored.retired_at.get_or_insert(now);
+                stored
+            })
+            .filter(|stored| stored.retired_at.is_none_or(|at| at > horizon))
+            .collect();
+        stored.push(fresh);
+        save(&self.path, &stored)?;
+        *set = key_set(&self.path, stored)?;
+        Ok(kid)
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, KeySet> {
+        self.keys.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+fn new_key(now: OffsetDateTime) -> Result<StoredKey, KeyError> {
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed).map_err(KeyError::Random)?;
+    let public = SigningKey::from_bytes(&seed).verifying_key();
+    // RFC 7638-style: a short, stable name derived from the public key.
+    let kid = URL_SAFE_NO_PAD.encode(&Sha256::digest(public.as_bytes())[..12]);
+    Ok(StoredKey { kid, seed: hex::encode(seed), created_at: now, retired_at: None })
+}
+
+fn key_set(path: &Path, stored: Vec<StoredKey>) -> Result<KeySet, KeyError> {
+    let damaged = |reason: &str| KeyError::Damaged { path: path.to_owned(), reason: reason.to_owned() };
+    let mut by_kid = HashMap::new();
+    let mut current = None;
+    for stored in stored {
+        let mut seed = [0u8; 32];
+        hex::decode_to_slice(&stored.seed, &mut seed).map_err(|_| damaged("a seed is not 32 bytes of hex"))?;
+        let signing = SigningKey::from_bytes(&seed);
+        let x = URL_SAFE_NO_PAD.encode(signing.verifying_key().as_bytes());
+        let decoding = DecodingKey::from_ed_components(&x).map_err(|_| damaged("a public key does not parse"))?;
+        let is_current = stored.retired_at.is_none();
+        let key = Arc::new(Key { stored, signing, decoding, x });
+        if is_current {
+            current = Some(Arc::clone(&key));
+        }
+        by_kid.insert(key.stored.kid.clone(), key);
+    }
+    let current = current.ok_or_else(|| damaged("no current key"))?;
+    Ok(KeySet { current, by_kid })
+}
+
+fn save(path: &Path, keys: &[StoredKey]) -> Result<(), KeyError> {
+    let io = |source| KeyError::Io { path: path.to_owned(), source };
+    let bytes = serde_json::to_vec_pretty(keys)
+        .map_err(|e| KeyError::Damaged { path: path.to_owned(), reason: e.to_string() })?;
+    // Write a sibling file and rename it over the old one, so a crash never leaves half a key.
+    let temporary = path.with_extension("tmp");
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(&temporary).map_err(io)?;
+    std::io::Write::write_all(&mut file, &bytes).map_err(io)?;
+    file.sync_all().map_err(io)?;
+    std::fs::rename(&temporary, path).map_err(io)?;
+    Ok(())
+}
