@@ -29,3 +29,27 @@ async fn serve_restarts_on_its_own_data_directory() {
     assert_eq!(health.status(), 200);
     assert!(second.stop().unwrap().success());
 }
+
+#[tokio::test]
+async fn the_signing_key_rotate_command_publishes_a_second_key() {
+    let server = Server::start().unwrap();
+    let admin = server.admin_token.clone().unwrap();
+    let rotate = |token: &str| {
+        std::process::Command::new(support::binary())
+            .args(["signing-key", "rotate", "--url", &server.base_url, "--token", token])
+            .env_remove("CREDLEDGER_TOKEN")
+            .output()
+            .unwrap()
+    };
+    let output = rotate(&admin);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("✓ Signing key rotated"), "{stdout}");
+    let jwks: serde_json::Value = reqwest::get(server.url("/.well-known/jwks.json")).await.unwrap().json().await.unwrap();
+    assert_eq!(jwks["keys"].as_array().map(Vec::len), Some(2), "{jwks}");
+
+    let refused = rotate("cl_pat_0000");
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("refused"), "{refused:?}");
+    assert!(server.stop().unwrap().success());
+}

@@ -1,6 +1,7 @@
 //! The `credledger` binary: `serve` runs the server; client subcommands drive its API.
 
 mod serve;
+mod signing_key;
 
 use clap::{Parser, Subcommand};
 
@@ -15,11 +16,14 @@ struct Cli {
 enum Command {
     /// Run the server: the ledger, its projections and the HTTP API.
     Serve(serve::ServeArgs),
+    /// Manage the key that signs access tokens.
+    SigningKey(signing_key::SigningKeyArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve::run(args),
+        Command::SigningKey(args) => signing_key::run(args),
     }
 }
