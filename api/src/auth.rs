@@ -15,7 +15,7 @@ use axum::http::request::Parts;
 use credledger_domain::policy::{AccessRequest, CredentialView, DenyReason, Presented, RouteClass, evaluate};
 use credledger_domain::token::SecretToken;
 use credledger_domain::values::{Cidr, Role, Scopes};
-use credledger_domain::{Actor, ActorKind, CredentialId, CredentialKind, MemberId, OrgId, RequestMeta};
+use credledger_domain::{Actor, ActorKind, CredentialId, CredentialKind, MemberId, OrgId, ProjectId, RequestMeta};
 
 use crate::AppState;
 use crate::extract::path_id;
@@ -104,7 +104,7 @@ fn is_jwt(bearer: &str) -> bool {
 /// returns its credential's *current* view, so that revoking the credential stops its tokens at
 /// once, and the scopes the token carries.
 fn access_token(app: &AppState, token: &str) -> Result<(Arc<CredentialView>, Scopes), Problem> {
-    let claims = app.keys.verify(token).map_err(|error| {
+    let claims = app.keys.verify(token, app.clock.now()).map_err(|error| {
         count(error.code());
         Problem::unauthorized(error.code(), error.to_string())
     })?;
@@ -268,6 +268,21 @@ impl Caller {
             return Err(Problem::denied(DenyReason::MachineCredentialForbidden));
         }
         Ok(())
+    }
+
+    /// A machine reads only what belongs to its project and environment: anything else is 403
+    /// `wrong_scope`. Other callers pass.
+    pub fn require_in_scope(&self, project: Option<ProjectId>, environment: Option<&str>) -> Result<(), Problem> {
+        if self.view.kind != CredentialKind::Machine {
+            return Ok(());
+        }
+        let in_scope = project.is_some_and(|project| self.view.project_id == Some(project))
+            && environment.is_some_and(|environment| self.view.environment_hint.as_deref() == Some(environment));
+        if in_scope {
+            Ok(())
+        } else {
+            Err(Problem::forbidden("wrong_scope", "a machine reads only its own project and environment"))
+        }
     }
 
     /// Owners and admins manage every credential of the organization; a member manages the

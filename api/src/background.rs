@@ -7,10 +7,10 @@
 use std::time::Duration as StdDuration;
 
 use credledger_domain::personal_token::{self, NewPersonalToken};
-use credledger_domain::service_credential;
 use credledger_domain::token::SecretToken;
 use credledger_domain::values::TokenName;
 use credledger_domain::{Actor, CredentialId, DomainEvent, FlagReason, MemberId, OrgId, machine_token, organization};
+use credledger_domain::{machine_identity, service_credential};
 use credledger_projections::Credential;
 use credledger_projections::queries::CredentialFilter;
 use futures::StreamExt;
@@ -139,6 +139,18 @@ async fn flag_credentials_of(
                     command::execute::<command::ServiceCredential>(
                         app,
                         &service_credential::stream(id),
+                        Some(org),
+                        &origin,
+                        command,
+                    )
+                    .await
+                    .map(|_| ())
+                }
+                Credential::Machine(machine) if machine.status != credledger_domain::Status::Revoked => {
+                    let command = machine_identity::Command::Flag { reason: FlagReason::OwnerRemoved };
+                    command::execute::<command::MachineIdentity>(
+                        app,
+                        &machine_identity::stream(id),
                         Some(org),
                         &origin,
                         command,

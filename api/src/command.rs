@@ -5,10 +5,10 @@
 //! A concurrent append to the same stream makes the append fail; the command is then decided
 //! again on the new state, a few times, before the caller gets 409.
 
-use credledger_domain::service_credential;
 use credledger_domain::{
     Actor, DomainError, EventId, OrgId, RequestMeta, SCHEMA_VERSION, event, machine_token, organization, personal_token,
 };
+use credledger_domain::{machine_identity, service_credential};
 use credledger_store::{ExpectedVersion, NewEvent, StoreError};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -106,6 +106,25 @@ impl Aggregate for ServiceCredential {
         now: OffsetDateTime,
     ) -> Result<Vec<Self::Event>, DomainError> {
         service_credential::decide(state, command, &service_credential::Context { now })
+    }
+}
+
+#[derive(Debug)]
+pub struct MachineIdentity;
+
+impl Aggregate for MachineIdentity {
+    type State = machine_identity::State;
+    type Event = machine_identity::Event;
+    type Command = machine_identity::Command;
+    fn evolve(state: Self::State, event: &Self::Event) -> Self::State {
+        machine_identity::evolve(state, event)
+    }
+    fn decide(
+        state: &Self::State,
+        command: Self::Command,
+        now: OffsetDateTime,
+    ) -> Result<Vec<Self::Event>, DomainError> {
+        machine_identity::decide(state, command, &machine_identity::Context { now })
     }
 }
 

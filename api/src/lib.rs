@@ -114,6 +114,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(routes::machine_tokens::routes())
         .merge(routes::oauth::routes())
         .merge(routes::service_credentials::routes())
+        .merge(routes::machines::routes())
         .merge(routes::signing_keys::routes())
         .split_for_parts()
 }

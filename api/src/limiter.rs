@@ -59,7 +59,15 @@ pub enum Failure {
     LockedNow,
 }
 
+/// Client ids and addresses tracked before idle ones are forgotten.
+const MAX_TRACKED: usize = 100_000;
+
 impl Counter {
+    /// Whether forgetting this counter would lose anything: a lock, or a window still open.
+    fn is_live(&self, now: OffsetDateTime) -> bool {
+        self.locked_until.is_some_and(|until| until > now) || now - self.window_start < WINDOW
+    }
+
     fn new(now: OffsetDateTime) -> Self {
         Self { window_start: now, failures_in_window: 0, consecutive: 0, locked_until: None }
     }
@@ -104,6 +112,12 @@ impl Limiter {
 
     pub fn failed(&self, client_id: &str, ip: IpAddr, now: OffsetDateTime) -> Failure {
         let mut inner = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Attackers choose client ids and addresses freely: forget the idle ones before the maps
+        // grow without bound.
+        if inner.by_client.len() + inner.by_ip.len() > MAX_TRACKED {
+            inner.by_client.retain(|_, counter| counter.is_live(now));
+            inner.by_ip.retain(|_, counter| counter.is_live(now));
+        }
         let by_ip = inner.by_ip.entry(ip).or_insert_with(|| Counter::new(now));
         by_ip.roll_window(now);
         by_ip.failures_in_window += 1;

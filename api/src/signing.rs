@@ -84,6 +84,13 @@ pub struct Claims {
     pub kind: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_id: Option<String>,
+    /// Machine tokens: the project, environment and machine they are scoped to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub machine: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -176,8 +183,8 @@ impl SigningKeys {
         token
     }
 
-    /// Verifies a presented token and returns its claims.
-    pub fn verify(&self, token: &str) -> Result<Claims, JwtError> {
+    /// Verifies a presented token at `now` (the server's clock) and returns its claims.
+    pub fn verify(&self, token: &str, now: OffsetDateTime) -> Result<Claims, JwtError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| JwtError::Malformed)?;
         if header.alg != Algorithm::EdDSA {
             return Err(JwtError::Algorithm);
@@ -185,21 +192,29 @@ impl SigningKeys {
         let kid = header.kid.ok_or(JwtError::UnknownKey)?;
         let key = self.read().by_kid.get(&kid).cloned().ok_or(JwtError::UnknownKey)?;
         let mut validation = Validation::new(Algorithm::EdDSA);
-        validation.leeway = LEEWAY_SECONDS;
-        validation.validate_nbf = true;
         validation.set_audience(&[AUDIENCE]);
         validation.set_issuer(&[&*self.issuer]);
         validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
-        jsonwebtoken::decode::<Claims>(token, &key.decoding, &validation).map(|data| data.claims).map_err(|error| {
-            use jsonwebtoken::errors::ErrorKind;
-            match error.kind() {
-                ErrorKind::InvalidSignature => JwtError::Signature,
-                ErrorKind::ExpiredSignature | ErrorKind::ImmatureSignature => JwtError::Expired,
-                ErrorKind::InvalidAudience | ErrorKind::InvalidIssuer => JwtError::WrongAudience,
-                ErrorKind::InvalidAlgorithm => JwtError::Algorithm,
-                _ => JwtError::Malformed,
-            }
-        })
+        // Times are checked against the server's clock below, not the library's.
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
+        let claims = jsonwebtoken::decode::<Claims>(token, &key.decoding, &validation)
+            .map(|data| data.claims)
+            .map_err(|error| {
+                use jsonwebtoken::errors::ErrorKind;
+                match error.kind() {
+                    ErrorKind::InvalidSignature => JwtError::Signature,
+                    ErrorKind::ExpiredSignature | ErrorKind::ImmatureSignature => JwtError::Expired,
+                    ErrorKind::InvalidAudience | ErrorKind::InvalidIssuer => JwtError::WrongAudience,
+                    ErrorKind::InvalidAlgorithm => JwtError::Algorithm,
+                    _ => JwtError::Malformed,
+                }
+            })?;
+        let (now, leeway) = (now.unix_timestamp(), LEEWAY_SECONDS as i64);
+        if claims.exp + leeway <= now || claims.nbf - leeway > now {
+            return Err(JwtError::Expired);
+        }
+        Ok(claims)
     }
 
     /// The published keys: the current one, and retired ones whose tokens may not have expired.

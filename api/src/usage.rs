@@ -66,26 +66,27 @@ impl UsageRecorder {
     }
 
     /// Appends AccessTokenIssued and returns once it is durable.
-    pub async fn issued(
-        &self,
-        view: &CredentialView,
-        issued: &Use<'_>,
-        jti: String,
-        scopes: Scopes,
-        expires_at: OffsetDateTime,
-    ) -> Result<(), StoreError> {
+    pub async fn issued(&self, view: &CredentialView, issued: &Use<'_>, token: IssuedToken) -> Result<(), StoreError> {
+        let IssuedToken { jti, assertion_jti, scopes, expires_at } = token;
+        // An exchanged assertion gets a stream of its own, which must not exist yet: the store's
+        // optimistic concurrency makes every assertion usable once, durably and on every node.
+        let (stream, expected) = match &assertion_jti {
+            Some(assertion) => (assertion_stream(view.id, assertion), ExpectedVersion::NoStream),
+            None => (usage::stream(view.id), ExpectedVersion::Any),
+        };
         let event = usage::Event::AccessTokenIssued(AccessTokenIssued {
             credential_id: view.id,
             kind: view.kind,
             org_id: view.org_id,
             jti,
+            assertion_jti,
             scopes,
             expires_at,
             ip: issued.ip.clone(),
             user_agent: issued.request.user_agent.clone(),
             at: issued.at,
         });
-        self.append(view, &event, issued.at, issued.request.clone()).await
+        self.append_to(&stream, expected, view, &event, issued.at, issued.request.clone()).await
     }
 
     /// Counts a denial; the first of its credential, reason and second starts a new event.
@@ -143,6 +144,18 @@ impl UsageRecorder {
         at: OffsetDateTime,
         request: RequestMeta,
     ) -> Result<(), StoreError> {
+        self.append_to(&usage::stream(view.id), ExpectedVersion::Any, view, event, at, request).await
+    }
+
+    async fn append_to(
+        &self,
+        stream: &str,
+        expected: ExpectedVersion,
+        view: &CredentialView,
+        event: &usage::Event,
+        at: OffsetDateTime,
+        request: RequestMeta,
+    ) -> Result<(), StoreError> {
         let (event_type, payload) = event::encode(event).map_err(StoreError::Encode)?;
         let new = NewEvent {
             event_id: EventId::from_uuid(uuid::Uuid::now_v7()),
@@ -154,8 +167,26 @@ impl UsageRecorder {
             request: Some(request),
             payload,
         };
-        self.store.append(&usage::stream(view.id), ExpectedVersion::Any, vec![new]).await.map(|_| ())
+        self.store.append(stream, expected, vec![new]).await.map(|_| ())
     }
+}
+
+/// What an issuance records.
+#[derive(Debug)]
+pub struct IssuedToken {
+    pub jti: String,
+    /// The exchanged assertion's `jti` (jwt-bearer grant).
+    pub assertion_jti: Option<String>,
+    pub scopes: Scopes,
+    pub expires_at: OffsetDateTime,
+}
+
+/// The stream that records the one use of an assertion: named by the machine and a digest of
+/// the assertion's `jti` (which the client chose, so it is not used raw in a stream name).
+pub fn assertion_stream(machine: CredentialId, jti: &str) -> String {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(jti.as_bytes());
+    format!("assertion-{machine}-{}", hex::encode(&digest[..16]))
 }
 
 fn actor_kind(view: &CredentialView) -> ActorKind {

@@ -3,7 +3,7 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::{machine_token, organization, personal_token, service_credential, usage};
+use crate::{machine_identity, machine_token, organization, personal_token, service_credential, usage};
 
 /// The version of every payload schema this release writes. A payload whose schema changes
 /// gets a new version and an upcaster here.
@@ -19,6 +19,7 @@ pub enum DomainEvent {
     PersonalToken(personal_token::Event),
     MachineToken(machine_token::Event),
     ServiceCredential(service_credential::Event),
+    Machine(machine_identity::Event),
     Usage(usage::Event),
 }
 
@@ -44,6 +45,8 @@ impl DomainEvent {
             decode_as(event_type, payload).map(Self::MachineToken)
         } else if service_credential::Event::TYPES.contains(&event_type) {
             decode_as(event_type, payload).map(Self::ServiceCredential)
+        } else if machine_identity::Event::TYPES.contains(&event_type) {
+            decode_as(event_type, payload).map(Self::Machine)
         } else if usage::Event::TYPES.contains(&event_type) {
             decode_as(event_type, payload).map(Self::Usage)
         } else {

@@ -9,6 +9,8 @@ pub mod credential;
 mod error;
 pub mod event;
 mod ids;
+pub mod machine_identity;
+pub mod machine_key;
 pub mod machine_token;
 pub mod names;
 pub mod organization;

@@ -65,6 +65,10 @@ pub struct AccessTokenIssued {
     pub kind: CredentialKind,
     pub org_id: Option<OrgId>,
     pub jti: String,
+    /// The `jti` of the assertion exchanged for the token (jwt-bearer grant), so that a replayed
+    /// assertion is recognised.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assertion_jti: Option<String>,
     pub scopes: Scopes,
     #[serde(with = "time::serde::rfc3339")]
     pub expires_at: OffsetDateTime,

@@ -1,6 +1,7 @@
 //! A credential of any kind as the read models and the hot index see it: the domain's aggregate
 //! state, and the authentication view derived from it.
 
+use credledger_domain::machine_identity::{self, Machine};
 use credledger_domain::machine_token::{self, MachineToken};
 use credledger_domain::personal_token::{self, PersonalToken};
 use credledger_domain::policy::{CredentialView, Presented};
@@ -17,6 +18,7 @@ pub enum Credential {
     PersonalToken(Box<PersonalToken>),
     MachineToken(Box<MachineToken>),
     ServiceCredential(Box<ServiceCredential>),
+    Machine(Box<Machine>),
 }
 
 impl Credential {
@@ -25,6 +27,7 @@ impl Credential {
             Self::PersonalToken(t) => t.id,
             Self::MachineToken(t) => t.id,
             Self::ServiceCredential(c) => c.id,
+            Self::Machine(m) => m.id,
         }
     }
 
@@ -33,6 +36,7 @@ impl Credential {
             Self::PersonalToken(_) => CredentialKind::PersonalToken,
             Self::MachineToken(_) => CredentialKind::MachineToken,
             Self::ServiceCredential(_) => CredentialKind::ServiceCredential,
+            Self::Machine(_) => CredentialKind::Machine,
         }
     }
 
@@ -77,6 +81,20 @@ impl Credential {
                 conditions: c.conditions.clone(),
                 server_admin: false,
             },
+            // Machines are pull-only: whatever they ask for, they read.
+            Self::Machine(m) => CredentialView {
+                id: m.id,
+                kind: CredentialKind::Machine,
+                org_id: Some(m.org_id),
+                owner: Some(m.owner),
+                project_id: Some(m.project_id),
+                environment_hint: Some(m.environment.to_string()),
+                status: m.status,
+                expires_at: None,
+                scopes: Scopes::read_only(),
+                conditions: m.conditions.clone(),
+                server_admin: false,
+            },
         }
     }
 
@@ -86,13 +104,16 @@ impl Credential {
             Self::PersonalToken(t) => t.secret_hash,
             Self::MachineToken(t) => t.secret_hash,
             Self::ServiceCredential(c) => c.secret_hash,
+            // A machine has no secret the server knows: index it by a digest of its public key,
+            // which no bearer value can ever hash to.
+            Self::Machine(m) => TokenDigest::from_bytes(*m.public_key.as_bytes()),
         }
     }
 
     /// The value replaced by the last roll, with how long it keeps working.
     pub fn previous_secret(&self) -> Option<(TokenDigest, Presented)> {
         match self {
-            Self::PersonalToken(_) => None,
+            Self::PersonalToken(_) | Self::Machine(_) => None,
             Self::MachineToken(t) => t.previous_secret,
             Self::ServiceCredential(c) => c.previous_secret,
         }
@@ -104,6 +125,7 @@ impl Credential {
             Self::PersonalToken(t) => t.status,
             Self::MachineToken(t) => t.status,
             Self::ServiceCredential(c) => c.status,
+            Self::Machine(m) => m.status,
         }
     }
 
@@ -126,6 +148,13 @@ impl Credential {
         match state {
             service_credential::State::Present(credential) => Some(Self::ServiceCredential(credential)),
             service_credential::State::Absent => None,
+        }
+    }
+
+    pub(crate) fn from_machine(state: machine_identity::State) -> Option<Self> {
+        match state {
+            machine_identity::State::Present(machine) => Some(Self::Machine(machine)),
+            machine_identity::State::Absent => None,
         }
     }
 

@@ -134,6 +134,16 @@ impl Projections {
         row.map(|(state, usage)| Ok(CredentialRecord { credential: decode(&state)?, usage })).transpose()
     }
 
+    /// A credential by id alone, whatever its organization: for a caller that learns the
+    /// organization from the credential (a machine's signed assertion names only the machine).
+    pub fn credential_by_id(&self, id: CredentialId) -> Result<Option<Credential>, ProjectionError> {
+        let connection = self.reader()?;
+        let state: Option<String> = connection
+            .query_row("SELECT state FROM credentials WHERE credential_id = ?1", [id.to_string()], |row| row.get(0))
+            .optional()?;
+        state.map(|state| decode(&state)).transpose()
+    }
+
     /// A page of an organization's credentials in id order (ids are v7 UUIDs: creation order),
     /// starting after `after`.
     pub fn credentials(

@@ -152,6 +152,7 @@ async fn list(
         expiring_within: query.expiring_within.as_deref().map(|d| parse_duration("expiringWithin", d)).transpose()?,
         unused_for: query.unused_for.as_deref().map(|d| parse_duration("unusedFor", d)).transpose()?,
     };
+    caller.require_in_scope(filter.project_id, filter.environment_hint.as_deref())?;
     let after = query.cursor.as_deref().map(|cursor| path_id::<CredentialId>("cursor", cursor)).transpose()?;
     let limit = query.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
     let now = app.clock.now();
@@ -179,6 +180,7 @@ async fn show(
     let (org, id) = ids(&org, &id)?;
     require_reader(&caller, &app, org)?;
     let (token, usage) = find(&app, org, id)?;
+    caller.require_in_scope(token.project_id, Some(token.environment_hint.as_str()))?;
     Ok(Json(MachineTokenView::new(&token, &usage, app.clock.now())))
 }
 

@@ -1,6 +1,8 @@
 //! The HTTP routes, one module per resource.
 
+mod assertion;
 pub mod machine_tokens;
+pub mod machines;
 pub mod oauth;
 pub mod orgs;
 pub mod projects;

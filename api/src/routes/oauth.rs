@@ -22,11 +22,12 @@ use serde::Serialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::assertion;
 use crate::AppState;
 use crate::auth::{Peer, client_ip, header_text};
 use crate::limiter::{Failure, Verdict};
 use crate::signing::{ACCESS_TOKEN_LIFETIME, AUDIENCE, Claims, Jwks};
-use crate::usage::Use;
+use crate::usage::{IssuedToken, Use};
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -55,7 +56,7 @@ struct ErrorDocument {
 }
 
 impl OAuthError {
-    fn new(status: StatusCode, error: &'static str, description: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, error: &'static str, description: impl Into<String>) -> Self {
         Self { status, error, description: description.into(), retry_after: None }
     }
 
@@ -219,7 +220,7 @@ fn decode_basic(encoded: &str) -> Option<(String, String)> {
 /// access token. Each issuance is recorded (AccessTokenIssued) before the token is returned.
 #[utoipa::path(post, path = "/oauth2/token", tag = TAG, security(()),
     request_body(content = String, content_type = "application/x-www-form-urlencoded",
-        description = "grant_type=client_credentials[&scope=…]; client authentication by HTTP Basic or client_id/client_secret"),
+        description = "grant_type=client_credentials[&scope=…] with client authentication by HTTP Basic or client_id/client_secret; or grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer&assertion=… (a machine's signed assertion)"),
     responses((status = 200, body = TokenResponse), (status = "4XX", description = "RFC 6749 §5.2 error", body = ErrorDocument)))]
 async fn token(
     State(app): State<AppState>,
@@ -232,6 +233,15 @@ async fn token(
     let parameters = form(&headers, &body)?;
     let grant_type =
         parameters.get("grant_type").ok_or_else(|| OAuthError::invalid_request("grant_type is required"))?;
+    if grant_type == assertion::JWT_BEARER {
+        let assertion = parameters
+            .get("assertion")
+            .ok_or_else(|| OAuthError::invalid_request("the jwt-bearer grant needs an assertion"))?;
+        let now = app.clock.now();
+        let used = Use { method: "POST", route, request: &caller.request, ip: caller.ip.to_string(), at: now };
+        let (access_token, scope) = assertion::exchange(&app, assertion, &used).await?;
+        return Ok(token_response(access_token, scope));
+    }
     if grant_type != CLIENT_CREDENTIALS {
         return Err(OAuthError::new(
             StatusCode::BAD_REQUEST,
@@ -289,9 +299,13 @@ async fn token(
         exp: expires_at.unix_timestamp(),
         kind: CredentialKind::ServiceCredential.as_str().to_owned(),
         client_id: Some(client_id),
+        project: None,
+        environment: None,
+        machine: None,
     };
     let access_token = app.keys.sign(&claims);
-    app.usage.issued(&view, &used, jti, scopes.clone(), expires_at).await.map_err(|error| {
+    let issued = IssuedToken { jti, assertion_jti: None, scopes: scopes.clone(), expires_at };
+    app.usage.issued(&view, &used, issued).await.map_err(|error| {
         tracing::error!(%error, "recording an issued access token failed");
         OAuthError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -299,16 +313,16 @@ async fn token(
             "the issuance could not be recorded; retry",
         )
     })?;
+    Ok(token_response(access_token, claims.scope))
+}
+
+fn token_response(access_token: String, scope: String) -> Response {
     metrics::counter!("credledger_access_tokens_issued_total").increment(1);
-    let body = TokenResponse {
-        access_token,
-        token_type: "Bearer",
-        expires_in: ACCESS_TOKEN_LIFETIME.whole_seconds(),
-        scope: claims.scope,
-    };
+    let body =
+        TokenResponse { access_token, token_type: "Bearer", expires_in: ACCESS_TOKEN_LIFETIME.whole_seconds(), scope };
     let mut response = Json(body).into_response();
     no_store(response.headers_mut());
-    Ok(response)
+    response
 }
 
 /// An RFC 7662 introspection answer; inactive tokens carry only `active: false`.
@@ -387,7 +401,7 @@ async fn introspect_token(
     let inactive = Introspection::default();
     // Which credential, which of its values, and what the token itself says.
     let (view, presented, claims) = if token.contains('.') {
-        let Ok(claims) = app.keys.verify(token) else { return inactive };
+        let Ok(claims) = app.keys.verify(token, app.clock.now()) else { return inactive };
         let Some(view) = CredentialId::parse(&claims.sub).ok().and_then(|id| app.projections.hot_index().view(id))
         else {
             return inactive;
@@ -504,10 +518,9 @@ async fn metadata(State(app): State<AppState>) -> Json<serde_json::Value> {
         "token_endpoint": format!("{base}/oauth2/token"),
         "introspection_endpoint": format!("{base}/oauth2/introspect"),
         "jwks_uri": format!("{base}/.well-known/jwks.json"),
-        "grant_types_supported": [CLIENT_CREDENTIALS],
+        "grant_types_supported": [CLIENT_CREDENTIALS, assertion::JWT_BEARER],
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-        "token_endpoint_auth_signing_alg_values_supported": ["EdDSA"],
         "scopes_supported": [Scope::Read.as_str(), Scope::Write.as_str()],
         "response_types_supported": [],
     }))

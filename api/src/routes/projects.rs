@@ -34,7 +34,15 @@ async fn list(
     if !caller.view.kind.is_machine() && caller.role(&app, org)?.is_none() {
         return Err(Problem::not_found("organization"));
     }
-    let items = app.projections.projects(org)?.into_iter().map(ProjectView::from).collect();
+    // A machine sees its own project only.
+    let own = (caller.view.kind == credledger_domain::CredentialKind::Machine).then(|| caller.view.project_id);
+    let items = app
+        .projections
+        .projects(org)?
+        .into_iter()
+        .filter(|project| own.is_none_or(|own| own.is_some_and(|id| id.to_string() == project.project_id)))
+        .map(ProjectView::from)
+        .collect();
     Ok(Json(Page { items, next_cursor: None }))
 }
 

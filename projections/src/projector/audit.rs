@@ -1,7 +1,9 @@
 //! The audit trail: one indexed row per event of the log, with a human summary and the leaf
 //! hash, so a trail entry can be checked against the verifiable ledger.
 
-use credledger_domain::{DomainEvent, machine_token, organization, personal_token, service_credential, usage};
+use credledger_domain::{
+    DomainEvent, machine_identity, machine_token, organization, personal_token, service_credential, usage,
+};
 use credledger_store::RecordedEvent;
 use rusqlite::{Transaction, params};
 
@@ -23,11 +25,16 @@ impl Projector for Audit {
         decoded: Option<&DomainEvent>,
         _effects: &mut Effects,
     ) -> Result<(), ProjectionError> {
-        let credential_id = event
-            .stream
-            .split_once('-')
-            .filter(|(prefix, _)| ["pat", "mt", "sc", "mi", "usage"].contains(prefix))
-            .map(|(_, id)| id.to_owned());
+        // Usage events name their credential (some live in per-assertion streams); lifecycle
+        // streams are named after theirs.
+        let credential_id = match decoded {
+            Some(DomainEvent::Usage(usage)) => Some(usage.credential_id().to_string()),
+            _ => event
+                .stream
+                .split_once('-')
+                .filter(|(prefix, _)| ["pat", "mt", "sc", "mi"].contains(prefix))
+                .map(|(_, id)| id.to_owned()),
+        };
         let (mut ip, mut user_agent) =
             event.request.as_ref().map_or((None, None), |request| (request.ip.clone(), request.user_agent.clone()));
         let outcome = match decoded {
@@ -68,6 +75,7 @@ impl Projector for Audit {
 
 /// One line a human reads in the trail.
 fn summary(event: &RecordedEvent, decoded: Option<&DomainEvent>) -> String {
+    use machine_identity::Event as Mi;
     use machine_token::Event as Mt;
     use organization::Event as Org;
     use service_credential::Event as Sc;
@@ -113,6 +121,15 @@ fn summary(event: &RecordedEvent, decoded: Option<&DomainEvent>) -> String {
             Sc::ServiceCredentialTransferred(t) => format!("service credential transferred to {}", t.to),
             Sc::ServiceCredentialFlagged(f) => format!("service credential flagged: {}", f.reason.as_str()),
             Sc::ServiceCredentialRevoked(_) => "service credential revoked".to_owned(),
+        },
+        Some(DomainEvent::Machine(e)) => match e {
+            Mi::MachineCreated(c) => {
+                format!("machine {} created for {} (key {})", c.name, c.environment, c.public_key.to_base64url())
+            }
+            Mi::MachineKeyRotated(r) => format!("machine key rotated to {}", r.public_key.to_base64url()),
+            Mi::MachineTransferred(t) => format!("machine transferred to {}", t.to),
+            Mi::MachineFlagged(f) => format!("machine flagged: {}", f.reason.as_str()),
+            Mi::MachineRevoked(_) => "machine revoked".to_owned(),
         },
         Some(DomainEvent::Usage(e)) => match e {
             usage::Event::CredentialUsed(u) => format!("{} {} from {}", u.method, u.route, u.ip),

@@ -2,7 +2,9 @@
 //! it, so the projector folds the next event with the domain's own rules, plus the columns that
 //! lists filter on. Revoked and expired credentials stay listed: nothing vanishes.
 
-use credledger_domain::{CredentialId, DomainEvent, machine_token, personal_token, service_credential};
+use credledger_domain::{
+    CredentialId, DomainEvent, machine_identity, machine_token, personal_token, service_credential,
+};
 use credledger_store::RecordedEvent;
 use rusqlite::{OptionalExtension, Transaction, params};
 
@@ -47,6 +49,13 @@ impl Projector for Credentials {
                 };
                 Credential::from_service_credential(service_credential::evolve(state, sc_event))
             }
+            Some(DomainEvent::Machine(mi_event)) => {
+                let state = match load(tx, credential_id(event)?)? {
+                    Some(Credential::Machine(machine)) => machine_identity::State::Present(machine),
+                    _ => machine_identity::State::Absent,
+                };
+                Credential::from_machine(machine_identity::evolve(state, mi_event))
+            }
             _ => return Ok(()),
         };
         let Some(credential) = credential else { return Ok(()) };
@@ -89,6 +98,13 @@ fn save(tx: &Transaction<'_>, credential: &Credential, event: &RecordedEvent) ->
         Credential::ServiceCredential(c) => {
             (c.name.as_str().to_owned(), None, c.secret_prefix.as_str().to_owned(), c.created_at, c.flagged)
         }
+        Credential::Machine(m) => (
+            m.name.as_str().to_owned(),
+            Some(m.environment.as_str().to_owned()),
+            format!("ed25519:{}", &m.public_key.to_base64url()[..8]),
+            m.created_at,
+            m.flagged,
+        ),
     };
     let scopes = serde_json::to_string(&view.scopes).map_err(|e| ProjectionError::Decode(e.to_string()))?;
     let conditions = serde_json::to_string(&view.conditions).map_err(|e| ProjectionError::Decode(e.to_string()))?;
