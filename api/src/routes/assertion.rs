@@ -34,6 +34,8 @@ struct AssertionClaims {
     sub: String,
     exp: i64,
     iat: i64,
+    #[serde(default)]
+    nbf: Option<i64>,
     jti: String,
 }
 
@@ -160,6 +162,12 @@ fn check_times(claims: &AssertionClaims, now: OffsetDateTime) -> Result<(), OAut
     }
     if claims.iat - skew > now {
         return Err(invalid_grant("the assertion is issued in the future"));
+    }
+    if claims.nbf.is_some_and(|nbf| nbf - skew > now) {
+        return Err(invalid_grant("the assertion is not valid yet (nbf)"));
+    }
+    if claims.exp <= claims.iat {
+        return Err(invalid_grant("the assertion expires before it is issued"));
     }
     if claims.exp - claims.iat > MAX_ASSERTION_LIFETIME.whole_seconds() {
         return Err(invalid_grant("an assertion may be valid for at most 5 minutes"));

@@ -126,14 +126,8 @@ async fn create(
             .member_id()
             .ok_or_else(|| Problem::invalid("owner", "owner_required", "name the member who will own the machine"))?,
     };
-    let taken =
-        machines(&app, org)?.iter().any(|(machine, _)| machine.name == name && machine.status != Status::Revoked);
-    if taken {
-        return Err(
-            Problem::new(StatusCode::CONFLICT, "machine_exists", "a machine with this name exists").with_field("name")
-        );
-    }
     let id = CredentialId::from_uuid(uuid::Uuid::now_v7());
+    reserve_name(&app, &caller, org, &name, id).await?;
     let new = NewMachine { id, org_id: org, name, project_id, environment, public_key, owner, conditions };
     let machine = run(&app, &caller, org, id, Command::Create(Box::new(new))).await?;
     Ok((StatusCode::CREATED, Json(MachineView::new(&machine, &UsageSummary::default()))))
@@ -232,6 +226,56 @@ async fn transfer(
     let (_, usage) = find(&app, org, id)?;
     let machine = run(&app, &caller, org, id, Command::Transfer { to }).await?;
     Ok(Json(MachineView::new(&machine, &usage)))
+}
+
+const NAME_RESERVED: &str = "MachineNameReserved";
+
+/// Claims a machine name in the organization for `machine`, or answers 409 while a machine that
+/// is not revoked holds it. The claim is an event on a stream named after the name, appended
+/// with the stream's version as the expected one, so two concurrent creations cannot both win,
+/// on one node or several. A revoked holder's name is free again (revocation is terminal).
+async fn reserve_name(
+    app: &AppState,
+    caller: &Caller,
+    org: OrgId,
+    name: &Slug,
+    machine: CredentialId,
+) -> Result<(), Problem> {
+    let taken = || Problem::new(StatusCode::CONFLICT, "machine_exists", "a machine with this name exists").with_field("name");
+    let stream = format!("machine-name-{org}-{name}");
+    let recorded = app.store.read_stream(&stream, 0).await?;
+    if let Some(last) = recorded.last() {
+        let holder = last.payload["machineId"].as_str().and_then(|id| CredentialId::parse(id).ok());
+        // A holder not (yet) in the read models may still be being created: its claim stands
+        // for a minute, after which a failed creation no longer blocks the name.
+        let recent = last.recorded_at > app.clock.now() - time::Duration::minutes(1);
+        let live = match holder.map(|holder| find(app, org, holder)) {
+            Some(Ok((machine, _))) => machine.status != Status::Revoked,
+            Some(Err(_)) => recent,
+            None => false,
+        };
+        if live {
+            return Err(taken());
+        }
+    }
+    let event = credledger_store::NewEvent {
+        event_id: credledger_domain::EventId::from_uuid(uuid::Uuid::now_v7()),
+        event_type: NAME_RESERVED.to_owned(),
+        schema_version: credledger_domain::SCHEMA_VERSION,
+        org_id: Some(org),
+        occurred_at: app.clock.now(),
+        actor: caller.actor.clone(),
+        request: Some(caller.request.clone()),
+        payload: serde_json::json!({ "machineId": machine, "name": name }),
+    };
+    let expected = recorded.last().map_or(credledger_store::ExpectedVersion::NoStream, |last| {
+        credledger_store::ExpectedVersion::Exact(last.version)
+    });
+    match app.store.append(&stream, expected, vec![event]).await {
+        Ok(_) => Ok(()),
+        Err(credledger_store::StoreError::WrongExpectedVersion { .. }) => Err(taken()),
+        Err(error) => Err(error.into()),
+    }
 }
 
 /// An Ed25519 public key given as base64url of its 32 bytes or as an SPKI PEM; it must be a
