@@ -35,98 +35,42 @@ pub trait Aggregate {
     ) -> Result<Vec<Self::Event>, DomainError>;
 }
 
-#[derive(Debug)]
-pub struct Organization;
-#[derive(Debug)]
-pub struct PersonalToken;
-#[derive(Debug)]
-pub struct MachineToken;
+/// Declares a marker type for a domain module's decider: every aggregate module has the same
+/// `State`, `Event`, `Command`, `Context { now }`, `decide` and `evolve`.
+macro_rules! aggregate {
+    ($($name:ident => $module:ident),* $(,)?) => {
+        $(
+            #[derive(Debug)]
+            pub struct $name;
 
-impl Aggregate for Organization {
-    type State = organization::State;
-    type Event = organization::Event;
-    type Command = organization::Command;
-    fn evolve(state: Self::State, event: &Self::Event) -> Self::State {
-        organization::evolve(state, event)
-    }
-    fn decide(
-        state: &Self::State,
-        command: Self::Command,
-        now: OffsetDateTime,
-    ) -> Result<Vec<Self::Event>, DomainError> {
-        organization::decide(state, command, &organization::Context { now })
-    }
+            impl Aggregate for $name {
+                type State = $module::State;
+                type Event = $module::Event;
+                type Command = $module::Command;
+
+                fn evolve(state: Self::State, event: &Self::Event) -> Self::State {
+                    $module::evolve(state, event)
+                }
+
+                fn decide(
+                    state: &Self::State,
+                    command: Self::Command,
+                    now: OffsetDateTime,
+                ) -> Result<Vec<Self::Event>, DomainError> {
+                    $module::decide(state, command, &$module::Context { now })
+                }
+            }
+        )*
+    };
 }
 
-impl Aggregate for PersonalToken {
-    type State = personal_token::State;
-    type Event = personal_token::Event;
-    type Command = personal_token::Command;
-    fn evolve(state: Self::State, event: &Self::Event) -> Self::State {
-        personal_token::evolve(state, event)
-    }
-    fn decide(
-        state: &Self::State,
-        command: Self::Command,
-        now: OffsetDateTime,
-    ) -> Result<Vec<Self::Event>, DomainError> {
-        personal_token::decide(state, command, &personal_token::Context { now })
-    }
-}
-
-impl Aggregate for MachineToken {
-    type State = machine_token::State;
-    type Event = machine_token::Event;
-    type Command = machine_token::Command;
-    fn evolve(state: Self::State, event: &Self::Event) -> Self::State {
-        machine_token::evolve(state, event)
-    }
-    fn decide(
-        state: &Self::State,
-        command: Self::Command,
-        now: OffsetDateTime,
-    ) -> Result<Vec<Self::Event>, DomainError> {
-        machine_token::decide(state, command, &machine_token::Context { now })
-    }
-}
-
-#[derive(Debug)]
-pub struct ServiceCredential;
-
-impl Aggregate for ServiceCredential {
-    type State = service_credential::State;
-    type Event = service_credential::Event;
-    type Command = service_credential::Command;
-    fn evolve(state: Self::State, event: &Self::Event) -> Self::State {
-        service_credential::evolve(state, event)
-    }
-    fn decide(
-        state: &Self::State,
-        command: Self::Command,
-        now: OffsetDateTime,
-    ) -> Result<Vec<Self::Event>, DomainError> {
-        service_credential::decide(state, command, &service_credential::Context { now })
-    }
-}
-
-#[derive(Debug)]
-pub struct MachineIdentity;
-
-impl Aggregate for MachineIdentity {
-    type State = machine_identity::State;
-    type Event = machine_identity::Event;
-    type Command = machine_identity::Command;
-    fn evolve(state: Self::State, event: &Self::Event) -> Self::State {
-        machine_identity::evolve(state, event)
-    }
-    fn decide(
-        state: &Self::State,
-        command: Self::Command,
-        now: OffsetDateTime,
-    ) -> Result<Vec<Self::Event>, DomainError> {
-        machine_identity::decide(state, command, &machine_identity::Context { now })
-    }
-}
+aggregate!(
+    Organization => organization,
+    PersonalToken => personal_token,
+    MachineToken => machine_token,
+    ServiceCredential => service_credential,
+    MachineIdentity => machine_identity,
+);
 
 /// Who runs a command, and how its events are identified.
 #[derive(Debug, Clone)]
