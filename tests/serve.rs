@@ -45,7 +45,8 @@ async fn the_signing_key_rotate_command_publishes_a_second_key() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
     assert!(stdout.contains("✓ Signing key rotated"), "{stdout}");
-    let jwks: serde_json::Value = reqwest::get(server.url("/.well-known/jwks.json")).await.unwrap().json().await.unwrap();
+    let jwks: serde_json::Value =
+        reqwest::get(server.url("/.well-known/jwks.json")).await.unwrap().json().await.unwrap();
     assert_eq!(jwks["keys"].as_array().map(Vec::len), Some(2), "{jwks}");
 
     let refused = rotate("cl_pat_0000");

@@ -313,3 +313,171 @@ pub fn log_events(data_dir: &Path) -> Vec<Value> {
 pub fn log_len(data_dir: &Path) -> usize {
     log_events(data_dir).len()
 }
+
+// OAuth2: the token and introspection endpoints take forms and answer RFC 6749 documents.
+
+/// The User-Agent of every request to the OAuth2 endpoints made through [`Server::oauth_form`].
+pub const OAUTH_USER_AGENT: &str = "release-pipeline/1.0 (credledger tests)";
+
+/// An answer of an OAuth2 endpoint, headers kept: they say `no-store`, and a 401 or a 429 carries
+/// a challenge or a `Retry-After`.
+#[derive(Debug, Clone)]
+pub struct OAuthReply {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl OAuthReply {
+    /// A header's value, empty when absent.
+    pub fn header(&self, name: &str) -> &str {
+        self.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default()
+    }
+
+    /// The RFC 6749 §5.2 `error` of a refusal.
+    pub fn error(&self) -> &str {
+        self.body["error"].as_str().unwrap_or_default()
+    }
+}
+
+/// How a client authenticates at the token and introspection endpoints.
+#[derive(Debug, Clone, Copy)]
+pub enum ClientAuth<'a> {
+    /// `client_secret_basic`: HTTP Basic with the client id and secret.
+    Basic { id: &'a str, secret: &'a str },
+    /// `client_secret_post`: `client_id` and `client_secret` form fields.
+    Post { id: &'a str, secret: &'a str },
+    /// No client authentication.
+    None,
+}
+
+impl Server {
+    /// POSTs `parameters` as `application/x-www-form-urlencoded` to an OAuth2 endpoint.
+    pub async fn oauth_form(&self, path: &str, auth: ClientAuth<'_>, parameters: &[(&str, &str)]) -> OAuthReply {
+        let mut fields: Vec<(&str, &str)> = parameters.to_vec();
+        let mut request = reqwest::Client::new().post(self.url(path)).header("user-agent", OAUTH_USER_AGENT);
+        match auth {
+            ClientAuth::Basic { id, secret } => request = request.basic_auth(id, Some(secret)),
+            ClientAuth::Post { id, secret } => fields.extend([("client_id", id), ("client_secret", secret)]),
+            ClientAuth::None => {}
+        }
+        into_oauth_reply(request.form(&fields).send().await.expect("request sent")).await
+    }
+
+    /// POSTs a raw body with a content type and, optionally, HTTP Basic client authentication.
+    pub async fn oauth_raw(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+        basic: Option<(&str, &str)>,
+    ) -> OAuthReply {
+        let mut request = reqwest::Client::new()
+            .post(self.url(path))
+            .header("user-agent", OAUTH_USER_AGENT)
+            .header("content-type", content_type)
+            .body(body);
+        if let Some((id, secret)) = basic {
+            request = request.basic_auth(id, Some(secret));
+        }
+        into_oauth_reply(request.send().await.expect("request sent")).await
+    }
+
+    /// Runs the client_credentials grant (HTTP Basic) and returns the access token; any other
+    /// answer fails the test.
+    pub async fn access_token(&self, client_id: &str, secret: &str, scope: Option<&str>) -> String {
+        let mut parameters = vec![("grant_type", "client_credentials")];
+        parameters.extend(scope.map(|scope| ("scope", scope)));
+        let reply = self.oauth_form("/oauth2/token", ClientAuth::Basic { id: client_id, secret }, &parameters).await;
+        assert_eq!(reply.status, 200, "{reply:?}");
+        reply.body["access_token"].as_str().expect("access_token").to_owned()
+    }
+}
+
+async fn into_oauth_reply(response: reqwest::Response) -> OAuthReply {
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let bytes = response.bytes().await.expect("body read");
+    let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    OAuthReply { status, headers, body }
+}
+
+/// A service credential as its creation showed it.
+#[derive(Debug, Clone)]
+pub struct ServiceCredential {
+    pub id: String,
+    pub client_id: String,
+    /// Shown once, in the creation's answer.
+    pub secret: String,
+}
+
+impl Client {
+    /// Creates a service credential (`body` holds the name and any options).
+    pub async fn create_service_credential(&self, org: &str, body: Value) -> ServiceCredential {
+        let reply = self.post(&format!("/v1/service-credentials/{org}"), body).await;
+        assert_eq!(reply.status, 201, "{reply:?}");
+        let text =
+            |field: &str| reply.body[field].as_str().unwrap_or_else(|| panic!("no {field}: {reply:?}")).to_owned();
+        ServiceCredential { id: text("id"), client_id: text("clientId"), secret: text("clientSecret") }
+    }
+}
+
+/// The events of one stream and type, in log order.
+pub fn stream_events(data_dir: &Path, stream: &str, event_type: &str) -> Vec<Value> {
+    log_events(data_dir).into_iter().filter(|e| e["stream"] == stream && e["type"] == event_type).collect()
+}
+
+/// The claims of a JWT, decoded without any verification.
+pub fn jwt_claims(token: &str) -> Value {
+    jwt_part(token, 1)
+}
+
+/// The header of a JWT, decoded without any verification.
+pub fn jwt_header(token: &str) -> Value {
+    jwt_part(token, 0)
+}
+
+fn jwt_part(token: &str, index: usize) -> Value {
+    use base64::Engine as _;
+    let part = token.split('.').nth(index).unwrap_or_else(|| panic!("not a JWT: {token}"));
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part).expect("base64url");
+    serde_json::from_slice(&bytes).expect("a JSON object")
+}
+
+/// Polls `check` until it returns `Some`, or fails the test after `within`.
+pub async fn eventually<T>(what: &str, within: Duration, mut check: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out after {within:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// What keeps `reply` from being this RFC 6749 §5.2 refusal (status, `error`, a description and
+/// nothing else, `no-store`, a Basic challenge on 401), if anything.
+pub fn oauth_error_mismatch(reply: &OAuthReply, status: u16, error: &str) -> Option<String> {
+    let fields: Option<Vec<&String>> = reply.body.as_object().map(|object| object.keys().collect());
+    let described = reply.body["error_description"].as_str().is_some_and(|text| !text.is_empty());
+    let problem = if (reply.status, reply.error()) != (status, error) {
+        format!("expected {status} {error}")
+    } else if fields.is_none_or(|fields| fields.len() != 2) || !described {
+        "the body is not exactly {error, error_description}".to_owned()
+    } else if reply.header("cache-control") != "no-store" {
+        "no `Cache-Control: no-store`".to_owned()
+    } else if status == 401 && !reply.header("www-authenticate").starts_with("Basic") {
+        "a 401 without a Basic challenge".to_owned()
+    } else {
+        return None;
+    };
+    Some(format!("{problem}: {} {} {:?}", reply.status, reply.body, reply.headers))
+}
+
+#[track_caller]
+pub fn assert_oauth_error(reply: &OAuthReply, status: u16, error: &str) {
+    if let Some(mismatch) = oauth_error_mismatch(reply, status, error) {
+        panic!("{mismatch}");
+    }
+}

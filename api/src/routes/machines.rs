@@ -241,7 +241,8 @@ async fn reserve_name(
     name: &Slug,
     machine: CredentialId,
 ) -> Result<(), Problem> {
-    let taken = || Problem::new(StatusCode::CONFLICT, "machine_exists", "a machine with this name exists").with_field("name");
+    let taken =
+        || Problem::new(StatusCode::CONFLICT, "machine_exists", "a machine with this name exists").with_field("name");
     let stream = format!("machine-name-{org}-{name}");
     let recorded = app.store.read_stream(&stream, 0).await?;
     if let Some(last) = recorded.last() {

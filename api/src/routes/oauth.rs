@@ -206,6 +206,34 @@ fn authenticate_client(
     Err(OAuthError::invalid_client("unknown client or wrong secret"))
 }
 
+/// Whether an authenticated client may act now: its state, the value it presented (a rotated
+/// secret past its grace), and its conditions for this request. A refusal is recorded.
+fn authorize_client(
+    app: &AppState,
+    view: &Arc<CredentialView>,
+    presented: Presented,
+    caller: &Caller,
+    used: &Use<'_>,
+) -> Result<(), OAuthError> {
+    let access = AccessRequest {
+        org_id: None,
+        ip: caller.ip,
+        user_agent: caller.request.user_agent.as_deref(),
+        at: used.at,
+        route_class: RouteClass::Open,
+        required_scope: view.scopes.iter().next().unwrap_or(Scope::Read),
+    };
+    evaluate(view, presented, &access).map_err(|reason| {
+        app.usage.denied(view, reason, used);
+        match reason {
+            DenyReason::Disabled | DenyReason::Expired | DenyReason::Revoked => {
+                OAuthError::invalid_client(format!("the client is {}", reason.as_str()))
+            }
+            other => OAuthError::new(StatusCode::BAD_REQUEST, "unauthorized_client", other.as_str()),
+        }
+    })
+}
+
 fn decode_basic(encoded: &str) -> Option<(String, String)> {
     let bytes = base64::engine::general_purpose::STANDARD.decode(encoded).ok()?;
     let text = String::from_utf8(bytes).ok()?;
@@ -252,24 +280,7 @@ async fn token(
     let (view, presented, client_id) = authenticate_client(&app, &headers, &parameters, &caller, route)?;
     let now = app.clock.now();
     let used = Use { method: "POST", route, request: &caller.request, ip: caller.ip.to_string(), at: now };
-    let any_scope = view.scopes.iter().next().unwrap_or(Scope::Read);
-    let access = AccessRequest {
-        org_id: None,
-        ip: caller.ip,
-        user_agent: caller.request.user_agent.as_deref(),
-        at: now,
-        route_class: RouteClass::Open,
-        required_scope: any_scope,
-    };
-    if let Err(reason) = evaluate(&view, presented, &access) {
-        app.usage.denied(&view, reason, &used);
-        return Err(match reason {
-            DenyReason::Disabled | DenyReason::Expired | DenyReason::Revoked => {
-                OAuthError::invalid_client(format!("the client is {}", reason.as_str()))
-            }
-            other => OAuthError::new(StatusCode::BAD_REQUEST, "unauthorized_client", other.as_str()),
-        });
-    }
+    authorize_client(&app, &view, presented, &caller, &used)?;
     let scopes = match parameters.get("scope").map(|scope| scope.trim()).filter(|scope| !scope.is_empty()) {
         None => view.scopes.clone(),
         Some(requested) => {
@@ -371,11 +382,8 @@ async fn introspect(
     let parameters = form(&headers, &body)?;
     let (resource_server, presented, _) = authenticate_client(&app, &headers, &parameters, &caller, route)?;
     let now = app.clock.now();
-    if resource_server.status.effective(resource_server.expires_at, now) != credledger_domain::Status::Active
-        || matches!(presented, Presented::Previous { valid_until } if valid_until.is_none_or(|until| until <= now))
-    {
-        return Err(OAuthError::invalid_client("the client is not active"));
-    }
+    let used = Use { method: "POST", route, request: &caller.request, ip: caller.ip.to_string(), at: now };
+    authorize_client(&app, &resource_server, presented, &caller, &used)?;
     let token = parameters.get("token").ok_or_else(|| OAuthError::invalid_request("token is required"))?;
     let subject_ip = match parameters.get("client_ip") {
         Some(ip) => {
