@@ -36,8 +36,9 @@ async fn the_signing_key_rotate_command_publishes_a_second_key() {
     let admin = server.admin_token.clone().unwrap();
     let rotate = |token: &str| {
         std::process::Command::new(support::binary())
-            .args(["signing-key", "rotate", "--url", &server.base_url, "--token", token])
-            .env_remove("CREDLEDGER_TOKEN")
+            .args(["signing-key", "rotate", "--url", &server.base_url, "-o", "table"])
+            .env("CREDLEDGER_TOKEN", token)
+            .env("CREDLEDGER_CONFIG_DIR", server.data_dir.join("no-config"))
             .output()
             .unwrap()
     };
@@ -51,6 +52,7 @@ async fn the_signing_key_rotate_command_publishes_a_second_key() {
 
     let refused = rotate("cl_pat_0000");
     assert!(!refused.status.success());
-    assert!(String::from_utf8_lossy(&refused.stderr).contains("refused"), "{refused:?}");
+    assert_eq!(refused.status.code(), Some(3), "an authentication failure exits with 3: {refused:?}");
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("malformed_token"), "{refused:?}");
     assert!(server.stop().unwrap().success());
 }

@@ -115,6 +115,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(routes::oauth::routes())
         .merge(routes::service_credentials::routes())
         .merge(routes::machines::routes())
+        .merge(routes::whoami::routes())
         .merge(routes::signing_keys::routes())
         .split_for_parts()
 }

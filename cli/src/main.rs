@@ -1,13 +1,19 @@
 //! The `credledger` binary: `serve` runs the server; client subcommands drive its API.
 
+mod client;
+mod commands;
 mod serve;
 mod signing_key;
+
+use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
 #[command(name = "credledger", version, about = "An event-sourced credential ledger")]
 struct Cli {
+    #[command(flatten)]
+    global: client::Global,
     #[command(subcommand)]
     command: Command,
 }
@@ -18,12 +24,34 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Manage the key that signs access tokens.
     SigningKey(signing_key::SigningKeyArgs),
+    /// Machine tokens: create, list, get, update, disable, enable, revoke, roll, transfer.
+    Token(commands::token::TokenArgs),
+    /// Save a personal access token for later commands (0600, in the user's config directory).
+    Login(commands::session::LoginArgs),
+    /// Forget the saved login.
+    Logout,
+    /// Show the credential in use.
+    Whoami,
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve(args) => serve::run(args),
-        Command::SigningKey(args) => signing_key::run(args),
+        Command::Serve(args) => exit_code(serve::run(args)),
+        Command::SigningKey(args) => client::run(&cli.global, signing_key::run(&cli.global, args)),
+        Command::Token(args) => client::run(&cli.global, commands::token::run(&cli.global, args)),
+        Command::Login(args) => client::run(&cli.global, commands::session::login(&cli.global, args)),
+        Command::Logout => client::run(&cli.global, async { commands::session::logout(&cli.global) }),
+        Command::Whoami => client::run(&cli.global, commands::session::whoami(&cli.global)),
+    }
+}
+
+fn exit_code(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(client::exit::SERVER)
+        }
     }
 }

@@ -8,3 +8,4 @@ pub mod orgs;
 pub mod projects;
 pub mod service_credentials;
 pub mod signing_keys;
+pub mod whoami;

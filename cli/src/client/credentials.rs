@@ -1,0 +1,190 @@
+//! Which credential the CLI uses, in this order (DESIGN.md §9):
+//!
+//! 1. `CREDLEDGER_CLIENT_ID` + `CREDLEDGER_CLIENT_SECRET`: machine mode, a client_credentials grant
+//!    on each invocation (`CREDLEDGER_CLIENT_SCOPES` narrows the scopes);
+//! 2. `CREDLEDGER_MACHINE_KEY`: machine mode, a freshly signed assertion exchanged for a token;
+//! 3. `CREDLEDGER_TOKEN`: a PAT or machine token;
+//! 4. the human's saved login (`credledger login`).
+//!
+//! Machine modes never read or write a file: a CI job needs nothing but its environment.
+
+use std::path::PathBuf;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use credledger_domain::machine_key::MachineKey;
+use ed25519_dalek::Signer as _;
+
+use super::{CliError, CliResult, read};
+
+pub enum Credentials {
+    ClientCredentials { client_id: String, client_secret: String, scopes: Option<String> },
+    MachineKey(MachineKey),
+    Token(String),
+    SavedLogin(String),
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.describe())
+    }
+}
+
+fn variable(name: &str) -> Option<String> {
+    std::env::var(name).ok().map(|value| value.trim().to_owned()).filter(|value| !value.is_empty())
+}
+
+impl Credentials {
+    pub fn from_environment() -> CliResult<Self> {
+        if let (Some(client_id), Some(client_secret)) =
+            (variable("CREDLEDGER_CLIENT_ID"), variable("CREDLEDGER_CLIENT_SECRET"))
+        {
+            return Ok(Self::ClientCredentials {
+                client_id,
+                client_secret,
+                scopes: variable("CREDLEDGER_CLIENT_SCOPES"),
+            });
+        }
+        if let Some(key) = variable("CREDLEDGER_MACHINE_KEY") {
+            let key =
+                MachineKey::parse(&key).map_err(|error| CliError::usage(format!("CREDLEDGER_MACHINE_KEY: {error}")))?;
+            return Ok(Self::MachineKey(key));
+        }
+        if let Some(token) = variable("CREDLEDGER_TOKEN") {
+            return Ok(Self::Token(token));
+        }
+        match saved_login() {
+            Some(token) => Ok(Self::SavedLogin(token)),
+            None => Err(CliError::auth(
+                "no credential: run `credledger login`, or set CREDLEDGER_TOKEN, CREDLEDGER_MACHINE_KEY, \
+                 or CREDLEDGER_CLIENT_ID and CREDLEDGER_CLIENT_SECRET",
+            )),
+        }
+    }
+
+    /// Which mode is in use, for `-v` (never the secret).
+    pub fn describe(&self) -> String {
+        match self {
+            Self::ClientCredentials { client_id, .. } => format!("machine mode: client credentials of {client_id}"),
+            Self::MachineKey(key) => format!("machine mode: machine key of machine {}", key.machine_id),
+            Self::Token(_) => "CREDLEDGER_TOKEN".to_owned(),
+            Self::SavedLogin(_) => "the saved login".to_owned(),
+        }
+    }
+
+    /// The bearer value for the API: fetched from the token endpoint in machine modes.
+    pub async fn bearer(&self, http: &reqwest::Client, base: &str) -> CliResult<String> {
+        let token_endpoint = format!("{base}/oauth2/token");
+        let form: Vec<(&str, String)> = match self {
+            Self::Token(token) | Self::SavedLogin(token) => return Ok(token.clone()),
+            Self::ClientCredentials { scopes, .. } => {
+                let mut form = vec![("grant_type", "client_credentials".to_owned())];
+                if let Some(scopes) = scopes {
+                    form.push(("scope", scopes.clone()));
+                }
+                form
+            }
+            Self::MachineKey(key) => vec![
+                ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer".to_owned()),
+                ("assertion", assertion(key, &token_endpoint)?),
+            ],
+        };
+        let mut request = http.post(&token_endpoint).form(&form);
+        if let Self::ClientCredentials { client_id, client_secret, .. } = self {
+            request = request.basic_auth(client_id, Some(client_secret));
+        }
+        let response = request.send().await.map_err(|e| CliError::server(format!("cannot reach {base}: {e}")))?;
+        let body = read(response).await.map_err(|mut error| {
+            // A refused token request is an authentication failure, whatever its status.
+            error.code = super::exit::AUTH;
+            error
+        })?;
+        body["access_token"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| CliError::server("the token endpoint answered without an access_token"))
+    }
+}
+
+/// A one-minute RFC 7523 assertion signed with the machine's key.
+fn assertion(key: &MachineKey, audience: &str) -> CliResult<String> {
+    let signing = ed25519_dalek::SigningKey::from_bytes(key.seed());
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let machine = key.machine_id.to_string();
+    let header = serde_json::json!({ "alg": "EdDSA", "typ": "JWT" });
+    let claims = serde_json::json!({
+        "iss": machine, "sub": machine, "aud": audience,
+        "iat": now, "exp": now + 60, "jti": uuid::Uuid::now_v7().to_string(),
+    });
+    let mut token = URL_SAFE_NO_PAD.encode(header.to_string());
+    token.push('.');
+    token.push_str(&URL_SAFE_NO_PAD.encode(claims.to_string()));
+    let signature = signing.sign(token.as_bytes());
+    token.push('.');
+    token.push_str(&URL_SAFE_NO_PAD.encode(signature.to_bytes()));
+    Ok(token)
+}
+
+/// The user's credledger configuration directory (`CREDLEDGER_CONFIG_DIR` overrides it).
+pub fn config_dir() -> Option<PathBuf> {
+    variable("CREDLEDGER_CONFIG_DIR")
+        .map(PathBuf::from)
+        .or_else(|| dirs::config_dir().map(|dir| dir.join("credledger")))
+}
+
+fn login_file() -> Option<PathBuf> {
+    config_dir().map(|dir| dir.join("login"))
+}
+
+fn saved_login() -> Option<String> {
+    let text = std::fs::read_to_string(login_file()?).ok()?;
+    Some(text.trim().to_owned()).filter(|token| !token.is_empty())
+}
+
+/// Stores a PAT for later invocations, readable only by the user (0600).
+pub fn save_login(token: &str) -> CliResult<PathBuf> {
+    let path = login_file().ok_or_else(|| CliError::usage("no configuration directory: set CREDLEDGER_CONFIG_DIR"))?;
+    write_private(&path, token.as_bytes())?;
+    Ok(path)
+}
+
+pub fn remove_login() -> CliResult<bool> {
+    let Some(path) = login_file() else { return Ok(false) };
+    match std::fs::remove_file(&path) {
+        Ok(()) => Ok(true),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(error) => Err(CliError::server(format!("removing {}: {error}", path.display()))),
+    }
+}
+
+/// Writes a file only its owner can read, replacing an existing one only when `path` is the
+/// login file (keys are never overwritten: see `create_private`).
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> CliResult<()> {
+    let io = |error: std::io::Error| CliError::server(format!("writing {}: {error}", path.display()));
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(io)?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path).map_err(io)?;
+    std::io::Write::write_all(&mut file, bytes).map_err(io)?;
+    #[cfg(unix)]
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).map_err(io)?;
+    Ok(())
+}
+
+/// Creates a new file only its owner can read, refusing to overwrite one.
+pub fn create_private(path: &std::path::Path, bytes: &[u8]) -> CliResult<()> {
+    let io = |error: std::io::Error| CliError::usage(format!("writing {}: {error}", path.display()));
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(io)?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path).map_err(io)?;
+    std::io::Write::write_all(&mut file, bytes).map_err(io)
+}

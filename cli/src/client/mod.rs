@@ -1,0 +1,217 @@
+//! What every client subcommand shares: the global flags, the credential in use, the HTTP calls
+//! to the API, errors with exit codes pipelines can branch on, and output as a table, JSON or ids.
+
+pub mod credentials;
+pub mod output;
+
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+
+pub use credentials::Credentials;
+
+/// Flags every client subcommand takes.
+#[derive(Debug, Clone, Args)]
+pub struct Global {
+    /// The server's URL.
+    #[arg(long, global = true, env = "CREDLEDGER_URL", default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// The organization; defaults to the organization of the credential in use.
+    #[arg(long, global = true, env = "CREDLEDGER_ORG")]
+    pub org: Option<String>,
+    /// Output format; a table on a terminal, JSON otherwise.
+    #[arg(short = 'o', long, global = true, value_enum)]
+    pub output: Option<Format>,
+    /// Print only ids, one per line.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// Say which credential mode is in use, and each request made.
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+}
+
+/// Exit codes (pipelines branch on them).
+pub mod exit {
+    pub const SERVER: u8 = 1;
+    pub const USAGE: u8 = 2;
+    pub const AUTH: u8 = 3;
+}
+
+/// A failure of a client command: one readable line, an exit code, and for server refusals the
+/// problem document (printed whole with `-o json`).
+#[derive(Debug)]
+pub struct CliError {
+    pub code: u8,
+    pub message: String,
+    pub document: Option<Value>,
+}
+
+impl CliError {
+    pub fn usage(message: impl Into<String>) -> Self {
+        Self { code: exit::USAGE, message: message.into(), document: None }
+    }
+
+    pub fn server(message: impl Into<String>) -> Self {
+        Self { code: exit::SERVER, message: message.into(), document: None }
+    }
+
+    pub fn auth(message: impl Into<String>) -> Self {
+        Self { code: exit::AUTH, message: message.into(), document: None }
+    }
+
+    /// A problem+json (or OAuth2 error) answer as a CLI error.
+    fn from_response(status: StatusCode, body: Value) -> Self {
+        let code = body["code"].as_str().or_else(|| body["error"].as_str()).unwrap_or("error").to_owned();
+        let detail =
+            body["detail"].as_str().or_else(|| body["error_description"].as_str()).unwrap_or_default().to_owned();
+        let field = body["field"].as_str().map(|field| format!(" (field `{field}`)")).unwrap_or_default();
+        let exit = match status {
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => exit::AUTH,
+            status if status.is_client_error() => exit::USAGE,
+            _ => exit::SERVER,
+        };
+        Self { code: exit, message: format!("{code}: {detail}{field} [{}]", status.as_u16()), document: Some(body) }
+    }
+}
+
+impl From<anyhow::Error> for CliError {
+    fn from(error: anyhow::Error) -> Self {
+        Self::server(format!("{error:#}"))
+    }
+}
+
+pub type CliResult<T> = Result<T, CliError>;
+
+/// A connection to the API with a resolved credential.
+#[derive(Debug)]
+pub struct Api {
+    http: reqwest::Client,
+    base: String,
+    bearer: String,
+    pub global: Global,
+}
+
+/// How many times an idempotent call is retried after a network failure.
+const RETRIES: u32 = 3;
+
+impl Api {
+    /// Resolves the credential (DESIGN.md §9 order) and connects.
+    pub async fn connect(global: &Global) -> CliResult<Self> {
+        let mut api = Self::with_token(global, "")?;
+        let credentials = Credentials::from_environment()?;
+        if global.verbose {
+            eprintln!("credledger: using {}", credentials.describe());
+        }
+        api.bearer = credentials.bearer(&api.http, &api.base).await?;
+        Ok(api)
+    }
+
+    /// A client with an explicit bearer value (login checks the token it is given).
+    pub fn with_token(global: &Global, token: &str) -> CliResult<Self> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .user_agent(concat!("credledger-cli/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| CliError::server(e.to_string()))?;
+        Ok(Self {
+            http,
+            base: global.url.trim_end_matches('/').to_owned(),
+            bearer: token.to_owned(),
+            global: global.clone(),
+        })
+    }
+
+    pub async fn get(&self, path: &str) -> CliResult<Value> {
+        self.call(Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Option<Value>) -> CliResult<Value> {
+        self.call(Method::POST, path, body).await
+    }
+
+    pub async fn patch(&self, path: &str, body: Value) -> CliResult<Value> {
+        self.call(Method::PATCH, path, Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> CliResult<Value> {
+        self.call(Method::DELETE, path, None).await
+    }
+
+    /// Sends a request. Reads are retried with backoff on network failures; a mutation never is,
+    /// since it may have been applied before the connection broke.
+    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> CliResult<Value> {
+        let idempotent = method == Method::GET;
+        let url = format!("{}{path}", self.base);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            if self.global.verbose {
+                eprintln!("credledger: {method} {url}");
+            }
+            let mut request = self.http.request(method.clone(), &url).bearer_auth(&self.bearer);
+            if let Some(body) = &body {
+                request = request.json(body);
+            }
+            match request.send().await {
+                Ok(response) => return read(response).await,
+                Err(error) if idempotent && attempt <= RETRIES && (error.is_connect() || error.is_timeout()) => {
+                    tokio::time::sleep(Duration::from_millis(200 * 2u64.pow(attempt))).await;
+                }
+                Err(error) => return Err(CliError::server(format!("cannot reach {}: {error}", self.base))),
+            }
+        }
+    }
+
+    /// The organization to act in: `--org`, else the credential's own.
+    pub async fn org(&self) -> CliResult<String> {
+        if let Some(org) = &self.global.org {
+            return Ok(org.clone());
+        }
+        let me = self.get("/v1/whoami").await?;
+        me["orgId"].as_str().map(str::to_owned).ok_or_else(|| {
+            CliError::usage("the credential in use belongs to no organization: pass --org or set CREDLEDGER_ORG")
+        })
+    }
+}
+
+pub(crate) async fn read(response: reqwest::Response) -> CliResult<Value> {
+    let status = response.status();
+    let bytes = response.bytes().await.map_err(|e| CliError::server(format!("reading the answer: {e}")))?;
+    let body: Value =
+        if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or(Value::Null) };
+    if status.is_success() { Ok(body) } else { Err(CliError::from_response(status, body)) }
+}
+
+/// Runs an async client command on a fresh runtime and turns its outcome into an exit code.
+pub fn run<F>(global: &Global, command: F) -> std::process::ExitCode
+where
+    F: std::future::Future<Output = CliResult<()>>,
+{
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return std::process::ExitCode::from(exit::SERVER);
+        }
+    };
+    match runtime.block_on(command) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            match (&error.document, global.output) {
+                (Some(document), Some(Format::Json)) => {
+                    eprintln!("{}", serde_json::to_string_pretty(document).unwrap_or_default());
+                }
+                _ => eprintln!("error: {}", error.message),
+            }
+            std::process::ExitCode::from(error.code)
+        }
+    }
+}

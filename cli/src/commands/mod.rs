@@ -1,0 +1,4 @@
+//! The client subcommands, one module per resource.
+
+pub mod session;
+pub mod token;
