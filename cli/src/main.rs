@@ -26,6 +26,25 @@ enum Command {
     SigningKey(signing_key::SigningKeyArgs),
     /// Machine tokens: create, list, get, update, disable, enable, revoke, roll, transfer.
     Token(commands::token::TokenArgs),
+    /// Organizations: create (server admin), get.
+    Org(commands::org::OrgArgs),
+    /// Members of the organization: list, add, set-role, remove.
+    Member(commands::member::MemberArgs),
+    /// Projects and their environments: list, create, add-env.
+    Project(commands::project::ProjectArgs),
+    /// Personal access tokens: list, create, revoke.
+    Pat(commands::pat::PatArgs),
+    /// Service credentials (OAuth2 clients, owners only): create, list, get, rotate, revoke, transfer.
+    ServiceCredential(commands::service_credential::ServiceCredentialArgs),
+    /// Machine identities (key pairs made here): create, list, get, revoke, rotate-key, transfer.
+    Machine(commands::machine::MachineArgs),
+    /// Print a shell completion script for bash, zsh or fish.
+    ///
+    /// Example: credledger completions zsh > ~/.zfunc/_credledger
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
     /// Save a personal access token for later commands (0600, in the user's config directory).
     Login(commands::session::LoginArgs),
     /// Forget the saved login.
@@ -40,6 +59,17 @@ fn main() -> ExitCode {
         Command::Serve(args) => exit_code(serve::run(args)),
         Command::SigningKey(args) => client::run(&cli.global, signing_key::run(&cli.global, args)),
         Command::Token(args) => client::run(&cli.global, commands::token::run(&cli.global, args)),
+        Command::Org(args) => client::run(&cli.global, commands::org::run(&cli.global, args)),
+        Command::Member(args) => client::run(&cli.global, commands::member::run(&cli.global, args)),
+        Command::Project(args) => client::run(&cli.global, commands::project::run(&cli.global, args)),
+        Command::Pat(args) => client::run(&cli.global, commands::pat::run(&cli.global, args)),
+        Command::ServiceCredential(args) => {
+            client::run(&cli.global, commands::service_credential::run(&cli.global, args))
+        }
+        Command::Machine(args) => client::run(&cli.global, commands::machine::run(&cli.global, args)),
+        Command::Completions { shell } => {
+            commands::completions::run(shell, &mut <Cli as clap::CommandFactory>::command())
+        }
         Command::Login(args) => client::run(&cli.global, commands::session::login(&cli.global, args)),
         Command::Logout => client::run(&cli.global, async { commands::session::logout(&cli.global) }),
         Command::Whoami => client::run(&cli.global, commands::session::whoami(&cli.global)),

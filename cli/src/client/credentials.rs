@@ -18,7 +18,12 @@ use ed25519_dalek::Signer as _;
 use super::{CliError, CliResult, read};
 
 pub enum Credentials {
-    ClientCredentials { client_id: String, client_secret: String, scopes: Option<String> },
+    /// An OAuth2 client (`client_id` + secret): the client_credentials grant.
+    Client {
+        client_id: String,
+        client_secret: String,
+        scopes: Option<String>,
+    },
     MachineKey(MachineKey),
     Token(String),
     SavedLogin(String),
@@ -39,11 +44,7 @@ impl Credentials {
         if let (Some(client_id), Some(client_secret)) =
             (variable("CREDLEDGER_CLIENT_ID"), variable("CREDLEDGER_CLIENT_SECRET"))
         {
-            return Ok(Self::ClientCredentials {
-                client_id,
-                client_secret,
-                scopes: variable("CREDLEDGER_CLIENT_SCOPES"),
-            });
+            return Ok(Self::Client { client_id, client_secret, scopes: variable("CREDLEDGER_CLIENT_SCOPES") });
         }
         if let Some(key) = variable("CREDLEDGER_MACHINE_KEY") {
             let key =
@@ -65,7 +66,7 @@ impl Credentials {
     /// Which mode is in use, for `-v` (never the secret).
     pub fn describe(&self) -> String {
         match self {
-            Self::ClientCredentials { client_id, .. } => format!("machine mode: client credentials of {client_id}"),
+            Self::Client { client_id, .. } => format!("machine mode: client credentials of {client_id}"),
             Self::MachineKey(key) => format!("machine mode: machine key of machine {}", key.machine_id),
             Self::Token(_) => "CREDLEDGER_TOKEN".to_owned(),
             Self::SavedLogin(_) => "the saved login".to_owned(),
@@ -77,7 +78,7 @@ impl Credentials {
         let token_endpoint = format!("{base}/oauth2/token");
         let form: Vec<(&str, String)> = match self {
             Self::Token(token) | Self::SavedLogin(token) => return Ok(token.clone()),
-            Self::ClientCredentials { scopes, .. } => {
+            Self::Client { scopes, .. } => {
                 let mut form = vec![("grant_type", "client_credentials".to_owned())];
                 if let Some(scopes) = scopes {
                     form.push(("scope", scopes.clone()));
@@ -86,11 +87,11 @@ impl Credentials {
             }
             Self::MachineKey(key) => vec![
                 ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer".to_owned()),
-                ("assertion", assertion(key, &token_endpoint)?),
+                ("assertion", assertion(key, &token_endpoint)),
             ],
         };
         let mut request = http.post(&token_endpoint).form(&form);
-        if let Self::ClientCredentials { client_id, client_secret, .. } = self {
+        if let Self::Client { client_id, client_secret, .. } = self {
             request = request.basic_auth(client_id, Some(client_secret));
         }
         let response = request.send().await.map_err(|e| CliError::server(format!("cannot reach {base}: {e}")))?;
@@ -107,7 +108,7 @@ impl Credentials {
 }
 
 /// A one-minute RFC 7523 assertion signed with the machine's key.
-fn assertion(key: &MachineKey, audience: &str) -> CliResult<String> {
+fn assertion(key: &MachineKey, audience: &str) -> String {
     let signing = ed25519_dalek::SigningKey::from_bytes(key.seed());
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let machine = key.machine_id.to_string();
@@ -122,7 +123,7 @@ fn assertion(key: &MachineKey, audience: &str) -> CliResult<String> {
     let signature = signing.sign(token.as_bytes());
     token.push('.');
     token.push_str(&URL_SAFE_NO_PAD.encode(signature.to_bytes()));
-    Ok(token)
+    token
 }
 
 /// The user's credledger configuration directory (`CREDLEDGER_CONFIG_DIR` overrides it).

@@ -9,6 +9,15 @@ use serde_json::Value;
 
 use super::{Format, Global};
 
+/// Writes a line to standard output. A closed pipe (`credledger … | head`) ends the output
+/// quietly instead of panicking as `println!` would.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 /// The format in effect: the flag, else a table on a terminal and JSON in a pipe.
 pub fn format(global: &Global) -> Format {
     global.output.unwrap_or(if std::io::stdout().is_terminal() { Format::Table } else { Format::Json })
@@ -17,11 +26,11 @@ pub fn format(global: &Global) -> Format {
 /// Prints one object: its fields as `key  value` lines, or the JSON.
 pub fn object(global: &Global, value: &Value) {
     if global.quiet {
-        println!("{}", value["id"].as_str().unwrap_or_default());
+        out!("{}", value["id"].as_str().unwrap_or_default());
         return;
     }
     match format(global) {
-        Format::Json => println!("{}", serde_json::to_string_pretty(value).unwrap_or_default()),
+        Format::Json => out!("{}", serde_json::to_string_pretty(value).unwrap_or_default()),
         Format::Table => {
             let mut table = Table::new();
             table.load_preset(NOTHING);
@@ -30,7 +39,7 @@ pub fn object(global: &Global, value: &Value) {
                     table.add_row(vec![Cell::new(key), cell(key, field)]);
                 }
             }
-            println!("{table}");
+            out!("{table}");
         }
     }
 }
@@ -40,12 +49,12 @@ pub fn list(global: &Global, value: &Value, columns: &[&str]) {
     let items = value["items"].as_array().or_else(|| value.as_array()).cloned().unwrap_or_default();
     if global.quiet {
         for item in &items {
-            println!("{}", item["id"].as_str().unwrap_or_default());
+            out!("{}", item["id"].as_str().unwrap_or_default());
         }
         return;
     }
     match format(global) {
-        Format::Json => println!("{}", serde_json::to_string_pretty(value).unwrap_or_default()),
+        Format::Json => out!("{}", serde_json::to_string_pretty(value).unwrap_or_default()),
         Format::Table => {
             let mut table = Table::new();
             table.load_preset(NOTHING).set_content_arrangement(ContentArrangement::Disabled);
@@ -53,7 +62,7 @@ pub fn list(global: &Global, value: &Value, columns: &[&str]) {
             for item in &items {
                 table.add_row(columns.iter().map(|column| cell(column, &item[*column])));
             }
-            println!("{table}");
+            out!("{table}");
         }
     }
 }
@@ -87,7 +96,18 @@ pub fn say(global: &Global, line: &str) {
         return;
     }
     match format(global) {
-        Format::Table => println!("{line}"),
+        Format::Table => out!("{line}"),
         Format::Json => eprintln!("{line}"),
+    }
+}
+
+/// Prints a secret the server shows once, as `Label: value`. With `-q` it goes to standard
+/// error, so standard output keeps only ids and the secret is not lost.
+pub fn secret(global: &Global, label: &str, secret: &Value) {
+    let line = format!("{label}: {}", secret.as_str().unwrap_or_default());
+    if global.quiet {
+        eprintln!("{line}");
+    } else {
+        say(global, &line);
     }
 }

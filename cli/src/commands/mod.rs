@@ -1,4 +1,11 @@
 //! The client subcommands, one module per resource.
 
+pub mod completions;
+pub mod machine;
+pub mod member;
+pub mod org;
+pub mod pat;
+pub mod project;
+pub mod service_credential;
 pub mod session;
 pub mod token;

@@ -17,16 +17,15 @@ pub struct LoginArgs {
 ///
 /// Example: credledger login --url https://ledger.example.com < my-pat.txt
 pub async fn login(global: &Global, args: LoginArgs) -> CliResult<()> {
-    let token = match args.token {
-        Some(token) => token,
-        None => {
-            if std::io::stdin().is_terminal() {
-                eprint!("Personal access token: ");
-            }
-            let mut line = String::new();
-            std::io::stdin().read_line(&mut line).map_err(|e| CliError::usage(format!("reading the token: {e}")))?;
-            line
+    let token = if let Some(token) = args.token {
+        token
+    } else {
+        if std::io::stdin().is_terminal() {
+            eprint!("Personal access token: ");
         }
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line).map_err(|e| CliError::usage(format!("reading the token: {e}")))?;
+        line
     };
     let token = token.trim().to_owned();
     if !token.starts_with("cl_pat_") {

@@ -180,7 +180,7 @@ pub async fn run(global: &Global, args: TokenArgs) -> CliResult<()> {
             }
             let created = api.post(&base, Some(body)).await?;
             output::say(global, "✓ Token created");
-            output::say(global, &format!("Token: {}", created["token"].as_str().unwrap_or_default()));
+            output::secret(global, "Token", &created["token"]);
             output::say(global, "⚠ Store it now: it cannot be shown again.");
             output::object(global, &created);
         }
@@ -257,10 +257,10 @@ pub async fn run(global: &Global, args: TokenArgs) -> CliResult<()> {
                 grace.map(|grace| seconds("grace", &grace)).transpose()?.map(|s| json!({ "gracePeriodSeconds": s }));
             let rolled = api.post(&format!("{base}/{id}/roll"), body).await?;
             output::say(global, "✓ Token rolled successfully");
-            output::say(global, &format!("New token: {}", rolled["token"].as_str().unwrap_or_default()));
+            output::secret(global, "New token", &rolled["token"]);
             match rolled["previousValueValidUntil"].as_str() {
                 Some(until) => {
-                    output::say(global, &format!("⚠ Old token stops working at {until}. Update your CI/CD secrets."))
+                    output::say(global, &format!("⚠ Old token stops working at {until}. Update your CI/CD secrets."));
                 }
                 None => output::say(global, "⚠ Old token is now revoked. Update your CI/CD secrets."),
             }

@@ -1,0 +1,165 @@
+//! `credledger service-credential …`: OAuth2 confidential clients for pipelines (owners only).
+
+use clap::{Args, Subcommand};
+use serde_json::{Value, json};
+
+use crate::client::{Api, CliResult, Global, output};
+use crate::commands::token::{Conditions, expiry_days, seconds};
+
+#[derive(Debug, Args)]
+pub struct ServiceCredentialArgs {
+    #[command(subcommand)]
+    command: ServiceCredentialCommand,
+}
+
+/// Columns of `service-credential list`.
+const COLUMNS: &[&str] =
+    &["id", "clientId", "name", "state", "owner", "expiresAt", "lastUsedAt", "useCount", "flagged"];
+
+#[derive(Debug, Subcommand)]
+enum ServiceCredentialCommand {
+    /// Create a service credential; its client secret is shown once.
+    ///
+    /// Example: credledger service-credential create --name deploy-bot --scopes credledger-api/read --expires 90d
+    Create {
+        /// What it is for, e.g. the pipeline that uses it.
+        #[arg(long)]
+        name: String,
+        /// Comma-separated scopes its access tokens may carry (read and write by default).
+        #[arg(long, value_delimiter = ',')]
+        scopes: Vec<String>,
+        /// `90d`, or `never` (the default).
+        #[arg(long, default_value = "never")]
+        expires: String,
+        /// The owning member (id or email); you by default.
+        #[arg(long)]
+        owner: Option<String>,
+        #[command(flatten)]
+        conditions: Conditions,
+    },
+    /// List service credentials.
+    ///
+    /// Example: credledger service-credential list -o json
+    List,
+    /// Show one service credential with its last use.
+    ///
+    /// Example: credledger service-credential get CREDENTIAL_ID
+    Get { id: String },
+    /// Replace the client secret; the new one is shown once.
+    ///
+    /// Example: credledger service-credential rotate CREDENTIAL_ID --grace 10m
+    Rotate {
+        id: String,
+        /// Keep the old secret working this long (e.g. `10m`, at most `24h`); at once by default.
+        #[arg(long)]
+        grace: Option<String>,
+    },
+    /// Revoke at once: the secret and every access token issued with it stop working.
+    ///
+    /// Example: credledger service-credential revoke CREDENTIAL_ID
+    Revoke { id: String },
+    /// Give a service credential to another member.
+    ///
+    /// Example: credledger service-credential transfer CREDENTIAL_ID --to user@example.com
+    Transfer {
+        id: String,
+        /// A member id or email.
+        #[arg(long)]
+        to: String,
+    },
+}
+
+/// Whether any conditional access flag was given.
+fn has_conditions(conditions: &Conditions) -> bool {
+    !conditions.ip_allow.is_empty() || !conditions.time_windows.is_empty() || conditions.user_agent.is_some()
+}
+
+/// The two variables a CI system needs, after the secret was shown.
+fn say_ci_lines(global: &Global, credential: &Value) {
+    output::say(global, "Set these in your CI/CD secrets:");
+    output::say(global, &format!("CREDLEDGER_CLIENT_ID={}", credential["clientId"].as_str().unwrap_or_default()));
+    output::say(
+        global,
+        &format!("CREDLEDGER_CLIENT_SECRET={}", credential["clientSecret"].as_str().unwrap_or_default()),
+    );
+}
+
+pub async fn run(global: &Global, args: ServiceCredentialArgs) -> CliResult<()> {
+    let api = Api::connect(global).await?;
+    let org = api.org().await?;
+    let base = format!("/v1/service-credentials/{org}");
+    match args.command {
+        ServiceCredentialCommand::Create { name, scopes, expires, owner, conditions } => {
+            let mut body = json!({ "name": name, "expiresInDays": expiry_days("expires", &expires)? });
+            if !scopes.is_empty() {
+                body["scopes"] = json!(scopes);
+            }
+            if let Some(owner) = owner {
+                body["owner"] = json!(owner);
+            }
+            if has_conditions(&conditions) {
+                body["conditions"] = conditions.to_json()?;
+            }
+            let created = api.post(&base, Some(body)).await?;
+            output::say(global, "✓ Service credential created");
+            output::say(global, &format!("Client ID: {}", created["clientId"].as_str().unwrap_or_default()));
+            output::say(global, &format!("Client secret: {}", created["clientSecret"].as_str().unwrap_or_default()));
+            output::say(global, "⚠ The secret is shown once: store it now.");
+            say_ci_lines(global, &created);
+            output::object(global, &created);
+        }
+        ServiceCredentialCommand::List => {
+            let mut items = Vec::new();
+            let mut cursor: Option<String> = None;
+            loop {
+                let mut query = vec!["limit=500".to_owned()];
+                if let Some(cursor) = &cursor {
+                    query.push(format!("cursor={cursor}"));
+                }
+                let page = api.get(&format!("{base}?{}", query.join("&"))).await?;
+                items.extend(page["items"].as_array().cloned().unwrap_or_default());
+                match page["nextCursor"].as_str() {
+                    Some(next) => cursor = Some(next.to_owned()),
+                    None => break,
+                }
+            }
+            output::list(global, &json!({ "items": items }), COLUMNS);
+        }
+        ServiceCredentialCommand::Get { id } => output::object(global, &api.get(&format!("{base}/{id}")).await?),
+        ServiceCredentialCommand::Rotate { id, grace } => {
+            let grace = grace.map(|grace| seconds("grace", &grace)).transpose()?;
+            let body = grace.map(|s| json!({ "gracePeriodSeconds": s }));
+            let rotated = api.post(&format!("{base}/{id}/rotate"), body).await?;
+            output::say(global, "✓ Client secret rotated");
+            output::say(global, &format!("Client secret: {}", rotated["clientSecret"].as_str().unwrap_or_default()));
+            output::say(global, "⚠ The secret is shown once: store it now.");
+            match grace.filter(|s| *s > 0) {
+                Some(grace) => output::say(
+                    global,
+                    &format!("⚠ The old secret keeps working until about {}. Update your CI/CD secrets.", until(grace)),
+                ),
+                None => output::say(global, "⚠ The old secret is now revoked. Update your CI/CD secrets."),
+            }
+            say_ci_lines(global, &rotated);
+            output::object(global, &rotated);
+        }
+        ServiceCredentialCommand::Revoke { id } => {
+            let credential = api.post(&format!("{base}/{id}/revoke"), None).await?;
+            output::say(global, "✓ Service credential revoked");
+            output::object(global, &credential);
+        }
+        ServiceCredentialCommand::Transfer { id, to } => {
+            let credential = api.post(&format!("{base}/{id}/transfer"), Some(json!({ "to": to }))).await?;
+            output::say(global, &format!("✓ Service credential transferred to {to}"));
+            output::object(global, &credential);
+        }
+    }
+    Ok(())
+}
+
+/// When a grace period of `seconds` from now ends, by this machine's clock (RFC 3339, UTC).
+fn until(seconds: u32) -> String {
+    let at = time::OffsetDateTime::now_utc() + time::Duration::seconds(i64::from(seconds));
+    let at = at.replace_nanosecond(0).unwrap_or(at);
+    at.format(&time::format_description::well_known::Rfc3339).unwrap_or_else(|_| format!("{seconds} s from now"))
+}
