@@ -97,7 +97,7 @@ pub async fn run_member_removals(app: AppState) {
     }
 }
 
-async fn flag_credentials_of(
+pub(crate) async fn flag_credentials_of(
     app: &AppState,
     org: OrgId,
     member: MemberId,

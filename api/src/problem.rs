@@ -100,7 +100,8 @@ impl Problem {
             }
             DenyReason::MachineCredentialForbidden => Self::forbidden(
                 reason.as_str(),
-                "machine credentials cannot manage organizations, members, personal tokens or service credentials",
+                "machine credentials cannot do this: they never manage humans or other kinds of credential, \
+                 and change no credential but themselves",
             ),
         }
     }

@@ -18,11 +18,11 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::auth::Caller;
-use crate::command;
 use crate::extract::{Body, OptionalBody, path_id};
 use crate::problem::{Problem, ProblemDocument};
 use crate::views::{MemberView, Page, PersonalTokenView, WithSecret};
 use crate::{AppState, random_bytes};
+use crate::{background, command};
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -221,8 +221,22 @@ async fn remove_member(
         return Err(Problem::forbidden("insufficient_role", "only owners may remove owners"));
     }
     let command = organization::Command::RemoveMember { member_id };
-    command::execute::<command::Organization>(&app, &organization::stream(org), Some(org), &caller.origin(), command)
-        .await?;
+    let outcome = command::execute::<command::Organization>(
+        &app,
+        &organization::stream(org),
+        Some(org),
+        &caller.origin(),
+        command,
+    )
+    .await?;
+    // Revoke the member's PATs and flag its credentials before answering, so the removal is
+    // effective at once here; the process manager does the same for removals appended by other
+    // nodes, and its event ids, derived from the removal, make the two write it once.
+    if let Some(position) = outcome.position
+        && let Some(removal) = app.store.read_all(position, 1).await?.pop()
+    {
+        background::flag_credentials_of(&app, org, member_id, position, &removal.event_id.to_string()).await?;
+    }
     let member = app.projections.member(org, member_id)?.ok_or_else(|| Problem::not_found("member"))?;
     Ok(Json(member.into()))
 }

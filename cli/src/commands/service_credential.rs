@@ -69,11 +69,6 @@ enum ServiceCredentialCommand {
     },
 }
 
-/// Whether any conditional access flag was given.
-fn has_conditions(conditions: &Conditions) -> bool {
-    !conditions.ip_allow.is_empty() || !conditions.time_windows.is_empty() || conditions.user_agent.is_some()
-}
-
 /// The two variables a CI system needs, after the secret was shown.
 fn say_ci_lines(global: &Global, credential: &Value) {
     output::say(global, "Set these in your CI/CD secrets:");
@@ -97,13 +92,13 @@ pub async fn run(global: &Global, args: ServiceCredentialArgs) -> CliResult<()> 
             if let Some(owner) = owner {
                 body["owner"] = json!(owner);
             }
-            if has_conditions(&conditions) {
+            if !conditions.is_empty() {
                 body["conditions"] = conditions.to_json()?;
             }
             let created = api.post(&base, Some(body)).await?;
             output::say(global, "✓ Service credential created");
             output::say(global, &format!("Client ID: {}", created["clientId"].as_str().unwrap_or_default()));
-            output::say(global, &format!("Client secret: {}", created["clientSecret"].as_str().unwrap_or_default()));
+            output::secret(global, "Client secret", &created["clientSecret"]);
             output::say(global, "⚠ The secret is shown once: store it now.");
             say_ci_lines(global, &created);
             output::object(global, &created);
@@ -131,7 +126,7 @@ pub async fn run(global: &Global, args: ServiceCredentialArgs) -> CliResult<()> 
             let body = grace.map(|s| json!({ "gracePeriodSeconds": s }));
             let rotated = api.post(&format!("{base}/{id}/rotate"), body).await?;
             output::say(global, "✓ Client secret rotated");
-            output::say(global, &format!("Client secret: {}", rotated["clientSecret"].as_str().unwrap_or_default()));
+            output::secret(global, "Client secret", &rotated["clientSecret"]);
             output::say(global, "⚠ The secret is shown once: store it now.");
             match grace.filter(|s| *s > 0) {
                 Some(grace) => output::say(

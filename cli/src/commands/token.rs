@@ -73,6 +73,9 @@ enum TokenCommand {
         scopes: Vec<String>,
         #[command(flatten)]
         conditions: Conditions,
+        /// Remove every condition (before applying the condition flags given).
+        #[arg(long)]
+        clear_conditions: bool,
     },
     /// Suspend a token. Example: credledger token disable TOKEN_ID
     Disable { id: String },
@@ -115,8 +118,26 @@ pub struct Conditions {
 }
 
 impl Conditions {
-    fn is_empty(&self) -> bool {
+    /// Whether no conditional access flag was given.
+    pub fn is_empty(&self) -> bool {
         self.ip_allow.is_empty() && self.time_windows.is_empty() && self.user_agent.is_none()
+    }
+
+    /// The conditions of `current` (the API's object) with the given flags replacing their
+    /// parts: updating the user agent keeps the IP allowlist and the time windows.
+    pub fn merged_into(&self, current: &Value) -> CliResult<Value> {
+        let mut merged = current.clone();
+        let given = self.to_json()?;
+        if !self.ip_allow.is_empty() {
+            merged["ipAllowlist"] = given["ipAllowlist"].clone();
+        }
+        if !self.time_windows.is_empty() {
+            merged["timeWindows"] = given["timeWindows"].clone();
+        }
+        if self.user_agent.is_some() {
+            merged["userAgentPattern"] = given["userAgentPattern"].clone();
+        }
+        Ok(merged)
     }
 
     /// The API's `conditions` object.
@@ -219,7 +240,7 @@ pub async fn run(global: &Global, args: TokenArgs) -> CliResult<()> {
             output::list(global, &json!({ "items": items }), COLUMNS);
         }
         TokenCommand::Get { id } => output::object(global, &api.get(&format!("{base}/{id}")).await?),
-        TokenCommand::Update { id, name, expires, scopes, conditions } => {
+        TokenCommand::Update { id, name, expires, scopes, conditions, clear_conditions } => {
             let mut body = json!({});
             if let Some(name) = name {
                 body["name"] = json!(name);
@@ -230,8 +251,12 @@ pub async fn run(global: &Global, args: TokenArgs) -> CliResult<()> {
             if !scopes.is_empty() {
                 body["scopes"] = json!(scopes);
             }
-            if !conditions.is_empty() {
+            if clear_conditions {
                 body["conditions"] = conditions.to_json()?;
+            } else if !conditions.is_empty() {
+                // The server replaces conditions whole: start from the token's current ones.
+                let current = api.get(&format!("{base}/{id}")).await?;
+                body["conditions"] = conditions.merged_into(&current["conditions"])?;
             }
             let updated = api.patch(&format!("{base}/{id}"), body).await?;
             output::say(global, "✓ Token updated");
