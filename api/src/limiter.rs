@@ -1,9 +1,14 @@
 //! Brute-force protection of client authentication at the token and introspection endpoints.
 //!
-//! Failed authentications are counted per client id and per source IP in one-minute windows;
-//! past the limit the caller gets 429 with `Retry-After`. A client that fails
-//! [`LOCK_AFTER`] times in a row is locked for [`LOCK_FOR`], whatever secret it then presents;
-//! the lock is recorded in the log as a `locked` denial of the credential.
+//! Failed authentications are counted per client id *from one source* and per source in
+//! one-minute windows; past the limit the caller gets 429 with `Retry-After`. A client that fails
+//! [`LOCK_AFTER`] times in a row from one source is locked there for [`LOCK_FOR`], whatever secret
+//! it then presents; the lock is recorded in the log as a `locked` denial of the credential.
+//!
+//! Counting a client id together with its source matters: client ids are not secret, so a lock
+//! keyed by the id alone would let anyone lock a pipeline out from elsewhere. Sources are IPv4
+//! addresses or IPv6 /64 networks (one host holds a whole /64), and only well-formed client ids
+//! are tracked, so neither map can be grown with junk faster than requests arrive.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -27,7 +32,13 @@ pub struct Limiter {
 struct Inner {
     by_client: HashMap<String, Counter>,
     by_ip: HashMap<IpAddr, Counter>,
+    /// Refused machine assertions per source: no lock (an assertion is not a guessable
+    /// secret), only a throttle on the work forged ones cause.
+    assertions_by_ip: HashMap<IpAddr, Counter>,
 }
+
+/// Refused assertions per source in one window.
+pub const ASSERTION_FAILURES_PER_WINDOW: u32 = 100;
 
 #[derive(Debug, Clone, Copy)]
 struct Counter {
@@ -99,15 +110,37 @@ fn seconds_until(at: OffsetDateTime, now: OffsetDateTime) -> i64 {
     (at - now).whole_seconds().max(1)
 }
 
+/// The source a failure is counted against: the address, or an IPv6 address's /64.
+fn source(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                IpAddr::V4(v4)
+            } else {
+                let segments = v6.segments();
+                IpAddr::from([segments[0], segments[1], segments[2], segments[3], 0, 0, 0, 0])
+            }
+        }
+        v4 @ IpAddr::V4(_) => v4,
+    }
+}
+
+/// The key of a client at a source; `None` for a malformed client id (counted per source only).
+fn client_key(client_id: &str, ip: IpAddr) -> Option<String> {
+    credledger_domain::token::ClientId::parse(client_id).ok().map(|id| format!("{id}|{}", source(ip)))
+}
+
 impl Limiter {
-    /// Checks the client id and the source IP before any secret is looked at.
+    /// Checks the client (at this source) and the source before any secret is looked at.
     pub fn check(&self, client_id: &str, ip: IpAddr, now: OffsetDateTime) -> Verdict {
         let mut inner = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let client = inner.by_client.get_mut(client_id).map_or(Verdict::Allowed, |counter| counter.verdict(now));
-        if client != Verdict::Allowed {
-            return client;
+        if let Some(key) = client_key(client_id, ip) {
+            let client = inner.by_client.get_mut(&key).map_or(Verdict::Allowed, |counter| counter.verdict(now));
+            if client != Verdict::Allowed {
+                return client;
+            }
         }
-        inner.by_ip.get_mut(&ip).map_or(Verdict::Allowed, |counter| counter.verdict(now))
+        inner.by_ip.get_mut(&source(ip)).map_or(Verdict::Allowed, |counter| counter.verdict(now))
     }
 
     pub fn failed(&self, client_id: &str, ip: IpAddr, now: OffsetDateTime) -> Failure {
@@ -118,10 +151,11 @@ impl Limiter {
             inner.by_client.retain(|_, counter| counter.is_live(now));
             inner.by_ip.retain(|_, counter| counter.is_live(now));
         }
-        let by_ip = inner.by_ip.entry(ip).or_insert_with(|| Counter::new(now));
+        let by_ip = inner.by_ip.entry(source(ip)).or_insert_with(|| Counter::new(now));
         by_ip.roll_window(now);
         by_ip.failures_in_window += 1;
-        let client = inner.by_client.entry(client_id.to_owned()).or_insert_with(|| Counter::new(now));
+        let Some(key) = client_key(client_id, ip) else { return Failure::Counted };
+        let client = inner.by_client.entry(key).or_insert_with(|| Counter::new(now));
         client.roll_window(now);
         client.failures_in_window += 1;
         client.consecutive += 1;
@@ -132,10 +166,31 @@ impl Limiter {
         Failure::Counted
     }
 
-    /// A success ends the run of consecutive failures.
-    pub fn succeeded(&self, client_id: &str) {
+    /// Checks a source before a machine assertion is verified.
+    pub fn check_assertion(&self, ip: IpAddr, now: OffsetDateTime) -> Verdict {
         let mut inner = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(counter) = inner.by_client.get_mut(client_id) {
+        let Some(counter) = inner.assertions_by_ip.get_mut(&source(ip)) else { return Verdict::Allowed };
+        counter.roll_window(now);
+        if counter.failures_in_window >= ASSERTION_FAILURES_PER_WINDOW {
+            return Verdict::Throttled { retry_after: seconds_until(counter.window_start + WINDOW, now) };
+        }
+        Verdict::Allowed
+    }
+
+    pub fn assertion_failed(&self, ip: IpAddr, now: OffsetDateTime) {
+        let mut inner = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if inner.assertions_by_ip.len() > MAX_TRACKED {
+            inner.assertions_by_ip.retain(|_, counter| counter.is_live(now));
+        }
+        let counter = inner.assertions_by_ip.entry(source(ip)).or_insert_with(|| Counter::new(now));
+        counter.roll_window(now);
+        counter.failures_in_window += 1;
+    }
+
+    /// A success ends the run of consecutive failures.
+    pub fn succeeded(&self, client_id: &str, ip: IpAddr) {
+        let mut inner = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(counter) = client_key(client_id, ip).and_then(|key| inner.by_client.get_mut(&key)) {
             counter.consecutive = 0;
         }
     }
@@ -153,25 +208,29 @@ mod tests {
         IpAddr::from([192, 0, 2, 1])
     }
 
+    const C: &str = "cl_ci_000000000000000000000001";
+
     #[test]
     fn consecutive_failures_lock_the_client_for_a_period() {
         let limiter = Limiter::default();
         for i in 1..LOCK_AFTER {
-            assert_eq!(limiter.failed("c", ip(), NOW), Failure::Counted, "failure {i}");
+            assert_eq!(limiter.failed(C, ip(), NOW), Failure::Counted, "failure {i}");
         }
-        assert_eq!(limiter.failed("c", ip(), NOW), Failure::LockedNow);
-        assert!(matches!(limiter.check("c", IpAddr::from([198, 51, 100, 1]), NOW), Verdict::Locked { .. }));
-        assert_eq!(limiter.check("c", ip(), NOW + LOCK_FOR), Verdict::Allowed);
+        assert_eq!(limiter.failed(C, ip(), NOW), Failure::LockedNow);
+        assert!(matches!(limiter.check(C, ip(), NOW), Verdict::Locked { .. }));
+        // Only where the failures came from: the pipeline elsewhere keeps working.
+        assert_eq!(limiter.check(C, IpAddr::from([198, 51, 100, 1]), NOW), Verdict::Allowed);
+        assert_eq!(limiter.check(C, ip(), NOW + LOCK_FOR), Verdict::Allowed);
     }
 
     #[test]
     fn a_success_resets_the_run_of_failures() {
         let limiter = Limiter::default();
         for _ in 1..LOCK_AFTER {
-            limiter.failed("c", ip(), NOW);
+            limiter.failed(C, ip(), NOW);
         }
-        limiter.succeeded("c");
-        assert_eq!(limiter.failed("c", ip(), NOW), Failure::Counted);
+        limiter.succeeded(C, ip());
+        assert_eq!(limiter.failed(C, ip(), NOW), Failure::Counted);
     }
 
     #[test]
@@ -180,8 +239,20 @@ mod tests {
         for n in 0..FAILURES_PER_WINDOW {
             limiter.failed(&format!("client-{n}"), ip(), NOW);
         }
-        assert_eq!(limiter.check("fresh", ip(), NOW), Verdict::Throttled { retry_after: 60 });
-        assert_eq!(limiter.check("fresh", IpAddr::from([198, 51, 100, 1]), NOW), Verdict::Allowed);
-        assert_eq!(limiter.check("fresh", ip(), NOW + WINDOW), Verdict::Allowed);
+        assert_eq!(limiter.check(C, ip(), NOW), Verdict::Throttled { retry_after: 60 });
+        assert_eq!(limiter.check(C, IpAddr::from([198, 51, 100, 1]), NOW), Verdict::Allowed);
+        assert_eq!(limiter.check(C, ip(), NOW + WINDOW), Verdict::Allowed);
+    }
+
+    #[test]
+    fn an_ipv6_host_is_counted_by_its_64_network() {
+        let limiter = Limiter::default();
+        for n in 0..FAILURES_PER_WINDOW {
+            let ip: IpAddr = format!("2001:db8:1:2::{n:x}").parse().unwrap();
+            limiter.failed("junk", ip, NOW);
+        }
+        let elsewhere_in_64: IpAddr = "2001:db8:1:2:ffff::1".parse().unwrap();
+        assert_eq!(limiter.check(C, elsewhere_in_64, NOW), Verdict::Throttled { retry_after: 60 });
+        assert_eq!(limiter.check(C, "2001:db8:1:3::1".parse().unwrap(), NOW), Verdict::Allowed);
     }
 }

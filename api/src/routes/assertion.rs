@@ -8,9 +8,10 @@
 //! in a stream of its own that must not exist yet, so a replay is refused durably, across
 //! restarts and nodes.
 
+use axum::http::StatusCode;
 use base64::Engine as _;
 use credledger_domain::machine_identity::Machine;
-use credledger_domain::policy::{AccessRequest, Presented, RouteClass, evaluate};
+use credledger_domain::policy::{AccessRequest, DenyReason, Presented, RouteClass, evaluate};
 use credledger_domain::values::{Scope, Scopes};
 use credledger_domain::{CredentialId, CredentialKind};
 use credledger_projections::Credential;
@@ -21,6 +22,7 @@ use time::{Duration, OffsetDateTime};
 
 use super::oauth::OAuthError;
 use crate::AppState;
+use crate::limiter::Verdict;
 use crate::signing::{ACCESS_TOKEN_LIFETIME, AUDIENCE, Claims, LEEWAY_SECONDS};
 use crate::usage::{IssuedToken, Use};
 
@@ -63,11 +65,25 @@ pub async fn exchange(app: &AppState, assertion: &str, used: &Use<'_>) -> Result
             OAuthError::new(axum::http::StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", "retry")
         })?
         .flatten();
+    let ip: std::net::IpAddr = used.ip.parse().unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
+    let now = app.clock.now();
+    // Forged assertions cost a lookup and a signature check each: throttle their sources.
+    if let Verdict::Throttled { retry_after } | Verdict::Locked { retry_after } = app.limiter.check_assertion(ip, now) {
+        let mut error = OAuthError::new(StatusCode::TOO_MANY_REQUESTS, "invalid_grant", "too many refused assertions");
+        error.retry_after = Some(retry_after);
+        return Err(error);
+    }
     let Some(Credential::Machine(machine)) = machine else {
+        app.limiter.assertion_failed(ip, now);
         return Err(invalid_grant("the assertion's subject is not a known machine"));
     };
-    let claims = verify(app, assertion, &machine)?;
-    let now = app.clock.now();
+    let claims = verify(app, assertion, &machine).inspect_err(|_| {
+        // A bad signature for a known machine is recorded against it, like a wrong secret.
+        app.limiter.assertion_failed(ip, now);
+        if let Some(view) = app.projections.hot_index().view(machine.id) {
+            app.usage.denied(&view, DenyReason::InvalidSecret, used);
+        }
+    })?;
     check_times(&claims, now)?;
     let view = app
         .projections
@@ -76,7 +92,7 @@ pub async fn exchange(app: &AppState, assertion: &str, used: &Use<'_>) -> Result
         .ok_or_else(|| invalid_grant("the machine is not known yet; retry"))?;
     let access = AccessRequest {
         org_id: None,
-        ip: used.ip.parse().unwrap_or(std::net::IpAddr::from([127, 0, 0, 1])),
+        ip,
         user_agent: used.request.user_agent.as_deref(),
         at: now,
         route_class: RouteClass::Open,
@@ -157,23 +173,55 @@ fn verify(app: &AppState, assertion: &str, machine: &Machine) -> Result<Assertio
 
 fn check_times(claims: &AssertionClaims, now: OffsetDateTime) -> Result<(), OAuthError> {
     let (now, skew) = (now.unix_timestamp(), LEEWAY_SECONDS as i64);
-    if claims.exp + skew <= now {
+    let lifetime = MAX_ASSERTION_LIFETIME.whole_seconds();
+    // Client-chosen numbers: compare without arithmetic on them that could overflow.
+    if claims.exp <= now.saturating_sub(skew) {
         return Err(invalid_grant("the assertion has expired"));
     }
-    if claims.iat - skew > now {
+    if claims.iat > now.saturating_add(skew) {
         return Err(invalid_grant("the assertion is issued in the future"));
     }
-    if claims.nbf.is_some_and(|nbf| nbf - skew > now) {
+    if claims.nbf.is_some_and(|nbf| nbf > now.saturating_add(skew)) {
         return Err(invalid_grant("the assertion is not valid yet (nbf)"));
     }
     if claims.exp <= claims.iat {
         return Err(invalid_grant("the assertion expires before it is issued"));
     }
-    if claims.exp - claims.iat > MAX_ASSERTION_LIFETIME.whole_seconds() {
+    // With iat at most `skew` ahead, this also bounds exp to now + skew + 5 minutes.
+    if claims.exp.saturating_sub(claims.iat) > lifetime {
         return Err(invalid_grant("an assertion may be valid for at most 5 minutes"));
     }
     if claims.jti.is_empty() || claims.jti.len() > 256 {
         return Err(invalid_grant("the assertion's jti must be 1 to 256 characters"));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use time::macros::datetime;
+
+    use super::*;
+
+    const NOW: OffsetDateTime = datetime!(2026-11-25 10:00 UTC);
+
+    fn claims(iat: i64, exp: i64) -> AssertionClaims {
+        AssertionClaims { iss: "m".into(), sub: "m".into(), exp, iat, nbf: None, jti: "j".into() }
+    }
+
+    #[test]
+    fn extreme_times_are_refused_without_overflow() {
+        let now = NOW.unix_timestamp();
+        assert!(check_times(&claims(now, now + 60), NOW).is_ok());
+        for (iat, exp) in [
+            (-100, i64::MAX - 30),
+            (i64::MIN, i64::MAX),
+            (now, i64::MAX),
+            (i64::MIN, now + 60),
+            (i64::MAX, i64::MAX),
+            (now + 60, now + 30),
+        ] {
+            assert!(check_times(&claims(iat, exp), NOW).is_err(), "iat {iat}, exp {exp}");
+        }
+    }
 }

@@ -46,7 +46,7 @@ pub struct OAuthError {
     status: StatusCode,
     error: &'static str,
     description: String,
-    retry_after: Option<i64>,
+    pub(crate) retry_after: Option<i64>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -169,7 +169,11 @@ fn authenticate_client(
         Verdict::Throttled { retry_after } => {
             return Err(OAuthError {
                 retry_after: Some(retry_after),
-                ..OAuthError::new(StatusCode::TOO_MANY_REQUESTS, "slow_down", "too many failed client authentications")
+                ..OAuthError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "invalid_client",
+                    "too many failed client authentications",
+                )
             });
         }
         Verdict::Locked { retry_after } => {
@@ -177,8 +181,8 @@ fn authenticate_client(
                 retry_after: Some(retry_after),
                 ..OAuthError::new(
                     StatusCode::TOO_MANY_REQUESTS,
-                    "slow_down",
-                    "the client is locked after repeated failed authentications",
+                    "invalid_client",
+                    "the client is locked here after repeated failed authentications",
                 )
             });
         }
@@ -190,7 +194,7 @@ fn authenticate_client(
         .and_then(|secret| app.projections.hot_index().lookup(&secret.digest()))
         .filter(|(view, _)| Some(view.id) == known);
     if let Some((view, presented)) = presented {
-        app.limiter.succeeded(&client_id);
+        app.limiter.succeeded(&client_id, caller.ip);
         return Ok((view, presented, client_id));
     }
     let failure = app.limiter.failed(&client_id, caller.ip, now);

@@ -41,10 +41,15 @@ fn variable(name: &str) -> Option<String> {
 
 impl Credentials {
     pub fn from_environment() -> CliResult<Self> {
-        if let (Some(client_id), Some(client_secret)) =
-            (variable("CREDLEDGER_CLIENT_ID"), variable("CREDLEDGER_CLIENT_SECRET"))
-        {
-            return Ok(Self::Client { client_id, client_secret, scopes: variable("CREDLEDGER_CLIENT_SCOPES") });
+        match (variable("CREDLEDGER_CLIENT_ID"), variable("CREDLEDGER_CLIENT_SECRET")) {
+            (Some(client_id), Some(client_secret)) => {
+                return Ok(Self::Client { client_id, client_secret, scopes: variable("CREDLEDGER_CLIENT_SCOPES") });
+            }
+            // Half a machine mode is a broken CI secret, not a reason to act as someone else.
+            (Some(_), None) | (None, Some(_)) => {
+                return Err(CliError::usage("CREDLEDGER_CLIENT_ID and CREDLEDGER_CLIENT_SECRET must be set together"));
+            }
+            (None, None) => {}
         }
         if let Some(key) = variable("CREDLEDGER_MACHINE_KEY") {
             let key =
@@ -75,7 +80,18 @@ impl Credentials {
 
     /// The bearer value for the API: fetched from the token endpoint in machine modes.
     pub async fn bearer(&self, http: &reqwest::Client, base: &str) -> CliResult<String> {
-        let token_endpoint = format!("{base}/oauth2/token");
+        let mut token_endpoint = format!("{base}/oauth2/token");
+        if let Self::MachineKey(_) = self {
+            // The assertion's audience is the token endpoint as the server names it, which may
+            // differ from CREDLEDGER_URL (localhost against 127.0.0.1, a proxy in front).
+            let metadata = http.get(format!("{base}/.well-known/oauth-authorization-server")).send().await;
+            if let Ok(response) = metadata
+                && let Ok(metadata) = read(response).await
+                && let Some(endpoint) = metadata["token_endpoint"].as_str()
+            {
+                endpoint.clone_into(&mut token_endpoint);
+            }
+        }
         let form: Vec<(&str, String)> = match self {
             Self::Token(token) | Self::SavedLogin(token) => return Ok(token.clone()),
             Self::Client { scopes, .. } => {
@@ -90,14 +106,17 @@ impl Credentials {
                 ("assertion", assertion(key, &token_endpoint)),
             ],
         };
-        let mut request = http.post(&token_endpoint).form(&form);
+        let mut request = http.post(format!("{base}/oauth2/token")).form(&form);
         if let Self::Client { client_id, client_secret, .. } = self {
             request = request.basic_auth(client_id, Some(client_secret));
         }
         let response = request.send().await.map_err(|e| CliError::server(format!("cannot reach {base}: {e}")))?;
         let body = read(response).await.map_err(|mut error| {
-            // A refused token request is an authentication failure, whatever its status.
-            error.code = super::exit::AUTH;
+            // A refused token request (4xx) is an authentication failure, whatever its status; a
+            // server failure stays one, so pipelines retry it.
+            if error.code == super::exit::USAGE {
+                error.code = super::exit::AUTH;
+            }
             error
         })?;
         body["access_token"]

@@ -102,12 +102,17 @@ pub fn say(global: &Global, line: &str) {
 }
 
 /// Prints a secret the server shows once, as `Label: value`. With `-q` it goes to standard
-/// error, so standard output keeps only ids and the secret is not lost.
+/// error, so standard output keeps only ids and the secret is not lost. With `-o json` it is
+/// only in the document on standard output: standard error often ends up in CI logs.
 pub fn secret(global: &Global, label: &str, secret: &Value) {
-    let line = format!("{label}: {}", secret.as_str().unwrap_or_default());
+    secret_line(global, &format!("{label}: {}", secret.as_str().unwrap_or_default()));
+}
+
+/// A line that carries a secret (`CREDLEDGER_CLIENT_SECRET=…`), printed like [`secret`].
+pub fn secret_line(global: &Global, line: &str) {
     if global.quiet {
         eprintln!("{line}");
-    } else {
-        say(global, &line);
+    } else if format(global) == Format::Table {
+        out!("{line}");
     }
 }

@@ -214,7 +214,7 @@ fn show_key(global: &Global, mut machine: Value, key: &str, path: &Path, saved: 
     }
     output::say(global, "");
     output::say(global, "To use this machine, set:");
-    output::say(global, &format!("CREDLEDGER_MACHINE_KEY={key}"));
+    output::secret_line(global, &format!("CREDLEDGER_MACHINE_KEY={key}"));
     machine["machineKey"] = json!(key);
     output::object(global, &machine);
     saved

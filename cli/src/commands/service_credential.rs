@@ -73,7 +73,7 @@ enum ServiceCredentialCommand {
 fn say_ci_lines(global: &Global, credential: &Value) {
     output::say(global, "Set these in your CI/CD secrets:");
     output::say(global, &format!("CREDLEDGER_CLIENT_ID={}", credential["clientId"].as_str().unwrap_or_default()));
-    output::say(
+    output::secret_line(
         global,
         &format!("CREDLEDGER_CLIENT_SECRET={}", credential["clientSecret"].as_str().unwrap_or_default()),
     );
