@@ -26,6 +26,13 @@ pub trait Aggregate {
     type State: Default;
     type Event: Serialize + DeserializeOwned;
     type Command: Clone;
+    /// The aggregate once it exists.
+    type Present;
+    /// What a 404 calls it.
+    const NAME: &'static str;
+
+    /// The aggregate, if its stream created it.
+    fn present(state: Self::State) -> Option<Self::Present>;
 
     fn evolve(state: Self::State, event: &Self::Event) -> Self::State;
     fn decide(
@@ -38,7 +45,7 @@ pub trait Aggregate {
 /// Declares a marker type for a domain module's decider: every aggregate module has the same
 /// `State`, `Event`, `Command`, `Context { now }`, `decide` and `evolve`.
 macro_rules! aggregate {
-    ($($name:ident => $module:ident),* $(,)?) => {
+    ($($name:ident => $module:ident :: $present:ident, $what:literal);* $(;)?) => {
         $(
             #[derive(Debug)]
             pub struct $name;
@@ -47,6 +54,15 @@ macro_rules! aggregate {
                 type State = $module::State;
                 type Event = $module::Event;
                 type Command = $module::Command;
+                type Present = Box<$module::$present>;
+                const NAME: &'static str = $what;
+
+                fn present(state: Self::State) -> Option<Self::Present> {
+                    match state {
+                        $module::State::Present(present) => Some(present),
+                        $module::State::Absent => None,
+                    }
+                }
 
                 fn evolve(state: Self::State, event: &Self::Event) -> Self::State {
                     $module::evolve(state, event)
@@ -65,11 +81,11 @@ macro_rules! aggregate {
 }
 
 aggregate!(
-    Organization => organization,
-    PersonalToken => personal_token,
-    MachineToken => machine_token,
-    ServiceCredential => service_credential,
-    MachineIdentity => machine_identity,
+    Organization => organization::Organization, "organization";
+    PersonalToken => personal_token::PersonalToken, "personal token";
+    MachineToken => machine_token::MachineToken, "machine token";
+    ServiceCredential => service_credential::ServiceCredential, "service credential";
+    MachineIdentity => machine_identity::Machine, "machine";
 );
 
 /// Who runs a command, and how its events are identified.
@@ -150,6 +166,18 @@ pub async fn execute<A: Aggregate>(
             Err(error) => return Err(error.into()),
         }
     }
+}
+
+/// Runs a command on an aggregate that must exist afterwards, and returns it (404 otherwise).
+pub async fn execute_present<A: Aggregate>(
+    app: &AppState,
+    stream: &str,
+    org_id: Option<OrgId>,
+    origin: &Origin,
+    command: A::Command,
+) -> Result<A::Present, Problem> {
+    let outcome = execute::<A>(app, stream, org_id, origin, command).await?;
+    A::present(outcome.state).ok_or_else(|| Problem::not_found(A::NAME))
 }
 
 fn event_id(origin: &Origin, stream: &str, index: usize) -> EventId {

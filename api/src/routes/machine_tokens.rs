@@ -92,7 +92,7 @@ async fn create(
         token_prefix: secret.prefix(),
         expires_in_days: body.expires_in_days,
     };
-    let outcome = command::execute::<command::MachineToken>(
+    let token = command::execute_present::<command::MachineToken>(
         &app,
         &machine_token::stream(id),
         Some(org),
@@ -100,7 +100,6 @@ async fn create(
         Command::Create(Box::new(new)),
     )
     .await?;
-    let token = present(outcome.state)?;
     let view = MachineTokenView::new(&token, &UsageSummary::default(), app.clock.now());
     Ok((StatusCode::CREATED, Json(WithSecret { view, token: secret.expose().to_owned() })))
 }
@@ -216,7 +215,7 @@ async fn update(
         expires_in_days: body.expires_in_days,
     };
     caller.require_human()?;
-    run(&app, &caller, org, id, Command::Update(update)).await.map(|(view, _)| Json(view))
+    run(&app, &caller, org, id, Command::Update(update)).await.map(Json)
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -244,7 +243,7 @@ async fn roll(
         token_prefix: secret.prefix(),
         grace: body.grace_period_seconds.map(|seconds| Duration::seconds(i64::from(seconds))),
     };
-    let (view, _) = run(&app, &caller, org, id, command).await?;
+    let view = run(&app, &caller, org, id, command).await?;
     Ok(Json(WithSecret { view, token: secret.expose().to_owned() }))
 }
 
@@ -257,7 +256,7 @@ async fn disable(
 ) -> Result<Json<MachineTokenView>, Problem> {
     let (org, id) = ids(&org, &id)?;
     caller.require_self_or_human(id)?;
-    run(&app, &caller, org, id, Command::Disable).await.map(|(view, _)| Json(view))
+    run(&app, &caller, org, id, Command::Disable).await.map(Json)
 }
 
 #[utoipa::path(post, path = "/v1/machine-tokens/{orgId}/{tokenId}/enable", tag = TAG, params(("orgId" = String, Path, description = "The organization"), ("tokenId" = String, Path, description = "The machine token")),
@@ -269,7 +268,7 @@ async fn enable(
 ) -> Result<Json<MachineTokenView>, Problem> {
     let (org, id) = ids(&org, &id)?;
     caller.require_human()?;
-    run(&app, &caller, org, id, Command::Enable).await.map(|(view, _)| Json(view))
+    run(&app, &caller, org, id, Command::Enable).await.map(Json)
 }
 
 #[derive(Debug, Default, Deserialize, IntoParams)]
@@ -290,7 +289,7 @@ async fn revoke(
     let (org, id) = ids(&org, &id)?;
     caller.require_self_or_human(id)?;
     let reason = query.reason.map(|reason| reason.chars().filter(|c| !c.is_control()).take(500).collect());
-    run(&app, &caller, org, id, Command::Revoke { reason }).await.map(|(view, _)| Json(view))
+    run(&app, &caller, org, id, Command::Revoke { reason }).await.map(Json)
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -314,7 +313,7 @@ async fn transfer(
     caller.require_human()?;
     caller.require_admin(&app, org)?;
     let to = resolve_member(&app, org, "to", &body.to)?;
-    run(&app, &caller, org, id, Command::Transfer { to }).await.map(|(view, _)| Json(view))
+    run(&app, &caller, org, id, Command::Transfer { to }).await.map(Json)
 }
 
 /// Runs a lifecycle command on an existing token the caller manages.
@@ -324,10 +323,10 @@ async fn run(
     org: OrgId,
     id: CredentialId,
     command: Command,
-) -> Result<(MachineTokenView, Option<u64>), Problem> {
+) -> Result<MachineTokenView, Problem> {
     let (current, usage) = find(app, org, id)?;
     caller.require_manager_of(app, org, current.owner)?;
-    let outcome = command::execute::<command::MachineToken>(
+    let token = command::execute_present::<command::MachineToken>(
         app,
         &machine_token::stream(id),
         Some(org),
@@ -335,30 +334,19 @@ async fn run(
         command,
     )
     .await?;
-    let token = present(outcome.state)?;
-    Ok((MachineTokenView::new(&token, &usage, app.clock.now()), outcome.position))
+    Ok(MachineTokenView::new(&token, &usage, app.clock.now()))
 }
 
 fn ids(org: &str, id: &str) -> Result<(OrgId, CredentialId), Problem> {
-    Ok((path_id("orgId", org)?, path_id("tokenId", id)?))
-}
-
-fn present(state: machine_token::State) -> Result<Box<MachineToken>, Problem> {
-    match state {
-        machine_token::State::Present(token) => Ok(token),
-        machine_token::State::Absent => Err(Problem::not_found("machine token")),
-    }
+    super::credential_ids(org, id, "tokenId")
 }
 
 /// A machine token of the organization as the read models hold it, or 404.
 fn find(app: &AppState, org: OrgId, id: CredentialId) -> Result<(Box<MachineToken>, UsageSummary), Problem> {
-    match app.projections.credential(org, id)? {
-        Some(record) => match record.credential {
-            Credential::MachineToken(token) => Ok((token, record.usage)),
-            _ => Err(Problem::not_found("machine token")),
-        },
-        None => Err(Problem::not_found("machine token")),
-    }
+    super::find_credential(app, org, id, "machine token", |credential| match credential {
+        Credential::MachineToken(token) => Some(token),
+        _ => None,
+    })
 }
 
 /// Reading needs membership (or a credential of the organization, which the policy checked).

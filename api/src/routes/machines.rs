@@ -338,27 +338,23 @@ async fn run(
     id: CredentialId,
     command: Command,
 ) -> Result<Box<Machine>, Problem> {
-    let outcome = command::execute::<command::MachineIdentity>(
+    command::execute_present::<command::MachineIdentity>(
         app,
         &machine_identity::stream(id),
         Some(org),
         &caller.origin(),
         command,
     )
-    .await?;
-    match outcome.state {
-        machine_identity::State::Present(machine) => Ok(machine),
-        machine_identity::State::Absent => Err(Problem::not_found("machine")),
-    }
+    .await
 }
 
 fn ids(org: &str, id: &str) -> Result<(OrgId, CredentialId), Problem> {
-    Ok((path_id("orgId", org)?, path_id("id", id)?))
+    super::credential_ids(org, id, "id")
 }
 
 fn find(app: &AppState, org: OrgId, id: CredentialId) -> Result<(Box<Machine>, UsageSummary), Problem> {
-    match app.projections.credential(org, id)?.map(|record| (record.credential, record.usage)) {
-        Some((Credential::Machine(machine), usage)) => Ok((machine, usage)),
-        _ => Err(Problem::not_found("machine")),
-    }
+    super::find_credential(app, org, id, "machine", |credential| match credential {
+        Credential::Machine(found) => Some(found),
+        _ => None,
+    })
 }

@@ -71,7 +71,7 @@ async fn create_org(
     let org = OrgId::from_uuid(uuid::Uuid::now_v7());
     let owner_id = MemberId::from_uuid(uuid::Uuid::now_v7());
     let command = organization::Command::Create { id: org, name, owner_id, owner_email };
-    let outcome = command::execute::<command::Organization>(
+    let created = command::execute_present::<command::Organization>(
         &app,
         &organization::stream(org),
         Some(org),
@@ -79,9 +79,6 @@ async fn create_org(
         command,
     )
     .await?;
-    let organization::State::Present(created) = outcome.state else {
-        return Err(Problem::internal("creating an organization", &"no state after OrgCreated"));
-    };
     let (_, secret) = issue_pat(&app, &caller, org, owner_id, TokenName::parse("owner token")?, None).await?;
     let owner = app.projections.member(org, owner_id)?.map(MemberView::from);
     let view = OrgView {
@@ -316,7 +313,7 @@ async fn revoke_pat(
         return Err(Problem::not_found("personal token"));
     }
     let command = personal_token::Command::Revoke { reason: None };
-    let outcome = command::execute::<command::PersonalToken>(
+    let token = command::execute_present::<command::PersonalToken>(
         &app,
         &personal_token::stream(id),
         Some(org),
@@ -324,10 +321,7 @@ async fn revoke_pat(
         command,
     )
     .await?;
-    match outcome.state {
-        personal_token::State::Present(token) => Ok(Json(PersonalTokenView::new(&token, app.clock.now()))),
-        personal_token::State::Absent => Err(Problem::not_found("personal token")),
-    }
+    Ok(Json(PersonalTokenView::new(&token, app.clock.now())))
 }
 
 /// Creates a PAT for a member and returns its state and plaintext.
@@ -349,7 +343,7 @@ async fn issue_pat(
         token_prefix: secret.prefix(),
         expires_in_days,
     }));
-    let outcome = command::execute::<command::PersonalToken>(
+    let token = command::execute_present::<command::PersonalToken>(
         app,
         &personal_token::stream(id),
         Some(org),
@@ -357,10 +351,7 @@ async fn issue_pat(
         command,
     )
     .await?;
-    match outcome.state {
-        personal_token::State::Present(token) => Ok((token, secret)),
-        personal_token::State::Absent => Err(Problem::internal("creating a PAT", &"no state after creation")),
-    }
+    Ok((token, secret))
 }
 
 /// A member manages its own PATs; owners and admins those of others, but an owner's PATs only

@@ -291,27 +291,23 @@ async fn run(
     id: CredentialId,
     command: Command,
 ) -> Result<Box<ServiceCredential>, Problem> {
-    let outcome = command::execute::<command::ServiceCredential>(
+    command::execute_present::<command::ServiceCredential>(
         app,
         &service_credential::stream(id),
         Some(org),
         &caller.origin(),
         command,
     )
-    .await?;
-    match outcome.state {
-        service_credential::State::Present(credential) => Ok(credential),
-        service_credential::State::Absent => Err(Problem::not_found("service credential")),
-    }
+    .await
 }
 
 fn ids(org: &str, id: &str) -> Result<(OrgId, CredentialId), Problem> {
-    Ok((path_id(O, org)?, path_id("id", id)?))
+    super::credential_ids(org, id, "id")
 }
 
 fn find(app: &AppState, org: OrgId, id: CredentialId) -> Result<(Box<ServiceCredential>, UsageSummary), Problem> {
-    match app.projections.credential(org, id)?.map(|record| (record.credential, record.usage)) {
-        Some((Credential::ServiceCredential(credential), usage)) => Ok((credential, usage)),
-        _ => Err(Problem::not_found("service credential")),
-    }
+    super::find_credential(app, org, id, "service credential", |credential| match credential {
+        Credential::ServiceCredential(found) => Some(found),
+        _ => None,
+    })
 }
