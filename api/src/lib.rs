@@ -117,6 +117,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(routes::machines::routes())
         .merge(routes::whoami::routes())
         .merge(routes::signing_keys::routes())
+        .merge(routes::audit::routes())
         .split_for_parts()
 }
 

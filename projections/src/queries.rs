@@ -1,10 +1,14 @@
 //! Queries over the read models: the credential inventory with its filters, the usage record,
 //! members and projects, the audit trail. Each runs on a pooled read-only connection.
 
+use std::net::IpAddr;
+
 use rusqlite::types::Value;
 use rusqlite::{OptionalExtension, params_from_iter};
 use time::{Duration, OffsetDateTime};
 
+use credledger_domain::usage;
+use credledger_domain::values::Cidr;
 use credledger_domain::{CredentialId, CredentialKind, MemberId, OrgId, ProjectId, Status};
 
 use crate::credential::Credential;
@@ -82,6 +86,8 @@ pub struct ProjectRow {
     pub environments: Vec<String>,
 }
 
+/// An entry of the audit trail. `method`, `route`, `reason` and `count` describe the request of a
+/// usage event (CredentialUsed, CredentialAccessDenied, AccessTokenIssued) and are `None` otherwise.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditEntry {
     pub position: u64,
@@ -95,6 +101,79 @@ pub struct AuditEntry {
     pub outcome: String,
     pub summary: String,
     pub leaf_hash: String,
+    pub method: Option<String>,
+    pub route: Option<String>,
+    pub reason: Option<String>,
+    /// How many requests the entry stands for: a coalesced denial's count, 1 for a use.
+    pub count: Option<u64>,
+}
+
+/// Whether an audited event was a refusal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditOutcome {
+    Success,
+    Denied,
+}
+
+impl AuditOutcome {
+    pub fn parse(input: &str) -> Option<Self> {
+        match input {
+            "success" => Some(Self::Success),
+            "denied" => Some(Self::Denied),
+            _ => None,
+        }
+    }
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Success => "success",
+            Self::Denied => "denied",
+        }
+    }
+}
+
+/// Filters of the audit trail. Every field narrows; `None` does not filter.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub credential_id: Option<CredentialId>,
+    /// The actor's id (a member, a credential, or a system actor's name).
+    pub actor_id: Option<String>,
+    pub event_type: Option<String>,
+    /// Recorded at or after.
+    pub since: Option<OffsetDateTime>,
+    /// Recorded before.
+    pub until: Option<OffsetDateTime>,
+    pub outcome: Option<AuditOutcome>,
+    /// The request came from inside this network.
+    pub ip: Option<Cidr>,
+}
+
+const AUDIT_COLUMNS: &str = "position, recorded_at, credential_id, event_type, actor_kind, actor_id, ip, user_agent, \
+     outcome, summary, leaf_hash, method, route, reason, count";
+
+fn audit_entry(row: &rusqlite::Row<'_>) -> rusqlite::Result<AuditEntry> {
+    Ok(AuditEntry {
+        position: row.get::<_, i64>(0)? as u64,
+        recorded_at: from_millis(row.get(1)?),
+        credential_id: row.get(2)?,
+        event_type: row.get(3)?,
+        actor_kind: row.get(4)?,
+        actor_id: row.get(5)?,
+        ip: row.get(6)?,
+        user_agent: row.get(7)?,
+        outcome: row.get(8)?,
+        summary: row.get(9)?,
+        leaf_hash: row.get(10)?,
+        method: row.get(11)?,
+        route: row.get(12)?,
+        reason: row.get(13)?,
+        count: row.get::<_, Option<i64>>(14)?.map(|count| count as u64),
+    })
+}
+
+/// Whether an entry's request came from inside `network`; an entry without an IP did not.
+fn from_network(entry: &AuditEntry, network: &Cidr) -> bool {
+    entry.ip.as_deref().and_then(|ip| ip.parse::<IpAddr>().ok()).is_some_and(|ip| network.contains(ip))
 }
 
 fn from_millis(ms: i64) -> OffsetDateTime {
@@ -332,29 +411,120 @@ impl Projections {
 
     /// A page of an organization's audit trail, newest first, before position `before`.
     pub fn audit(&self, org: OrgId, before: Option<u64>, limit: usize) -> Result<Vec<AuditEntry>, ProjectionError> {
+        self.audit_filtered(org, &AuditFilter::default(), before, limit)
+    }
+
+    /// A page of an organization's audit trail that passes `filter`, newest first, before
+    /// position `before`. Positions never change once given, so a page's last position is a
+    /// cursor that later appends cannot shift.
+    pub fn audit_filtered(
+        &self,
+        org: OrgId,
+        filter: &AuditFilter,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>, ProjectionError> {
+        let mut sql = format!("SELECT {AUDIT_COLUMNS} FROM audit_trail WHERE org_id = ?");
+        let mut args: Vec<Value> = vec![Value::Text(org.to_string())];
+        let mut narrow = |clause: &str, value: Value| {
+            sql.push_str(" AND ");
+            sql.push_str(clause);
+            args.push(value);
+        };
+        if let Some(credential) = filter.credential_id {
+            narrow("credential_id = ?", Value::Text(credential.to_string()));
+        }
+        if let Some(actor) = &filter.actor_id {
+            narrow("actor_id = ?", Value::Text(actor.clone()));
+        }
+        if let Some(event_type) = &filter.event_type {
+            narrow("event_type = ?", Value::Text(event_type.clone()));
+        }
+        if let Some(since) = filter.since {
+            narrow("recorded_at >= ?", Value::Integer(millis(since)));
+        }
+        if let Some(until) = filter.until {
+            narrow("recorded_at < ?", Value::Integer(millis(until)));
+        }
+        if let Some(outcome) = filter.outcome {
+            narrow("outcome = ?", Value::Text(outcome.as_str().to_owned()));
+        }
+        self.trail_page(&sql, &args, filter.ip.as_ref(), before, limit)
+    }
+
+    /// A page of a credential's uses, issued access tokens and coalesced denials, newest first,
+    /// before position `before`: what incident response reads. Only `since`, `until`, `outcome` and
+    /// `ip` of `filter` apply.
+    pub fn uses(
+        &self,
+        id: CredentialId,
+        filter: &AuditFilter,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>, ProjectionError> {
+        let types = usage::Event::TYPES.map(|_| "?").join(", ");
+        let mut sql =
+            format!("SELECT {AUDIT_COLUMNS} FROM audit_trail WHERE credential_id = ? AND event_type IN ({types})");
+        let mut args: Vec<Value> = vec![Value::Text(id.to_string())];
+        args.extend(usage::Event::TYPES.iter().map(|t| Value::Text((*t).to_owned())));
+        let mut narrow = |clause: &str, value: Value| {
+            sql.push_str(" AND ");
+            sql.push_str(clause);
+            args.push(value);
+        };
+        if let Some(since) = filter.since {
+            narrow("recorded_at >= ?", Value::Integer(millis(since)));
+        }
+        if let Some(until) = filter.until {
+            narrow("recorded_at < ?", Value::Integer(millis(until)));
+        }
+        if let Some(outcome) = filter.outcome {
+            narrow("outcome = ?", Value::Text(outcome.as_str().to_owned()));
+        }
+        self.trail_page(&sql, &args, filter.ip.as_ref(), before, limit)
+    }
+
+    /// Runs `sql` (a SELECT of [`AUDIT_COLUMNS`] with its WHERE clause open) newest first, before
+    /// `before`, keeping the entries from `network`. SQLite cannot test CIDR membership, so with a
+    /// network the rows are read in batches until the page is full or the trail is exhausted.
+    fn trail_page(
+        &self,
+        sql: &str,
+        args: &[Value],
+        network: Option<&Cidr>,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>, ProjectionError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let sql = format!("{sql} AND position < ? ORDER BY position DESC LIMIT ?");
+        let batch = if network.is_some() { limit.max(256) } else { limit };
         let connection = self.reader()?;
-        let mut statement = connection.prepare(
-            "SELECT position, recorded_at, credential_id, event_type, actor_kind, actor_id, ip, user_agent, \
-             outcome, summary, leaf_hash FROM audit_trail WHERE org_id = ?1 AND position < ?2 \
-             ORDER BY position DESC LIMIT ?3",
-        )?;
-        let before = before.map_or(i64::MAX, |b| b as i64);
-        let rows = statement.query_map(rusqlite::params![org.to_string(), before, limit as i64], |row| {
-            Ok(AuditEntry {
-                position: row.get::<_, i64>(0)? as u64,
-                recorded_at: from_millis(row.get(1)?),
-                credential_id: row.get(2)?,
-                event_type: row.get(3)?,
-                actor_kind: row.get(4)?,
-                actor_id: row.get(5)?,
-                ip: row.get(6)?,
-                user_agent: row.get(7)?,
-                outcome: row.get(8)?,
-                summary: row.get(9)?,
-                leaf_hash: row.get(10)?,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        let mut statement = connection.prepare(&sql)?;
+        let mut page = Vec::with_capacity(limit);
+        let mut before = before.map_or(i64::MAX, |b| b as i64);
+        loop {
+            let mut batch_args = args.to_vec();
+            batch_args.extend([Value::Integer(before), Value::Integer(batch as i64)]);
+            let rows: Vec<AuditEntry> =
+                statement.query_map(params_from_iter(batch_args), audit_entry)?.collect::<Result<_, _>>()?;
+            let exhausted = rows.len() < batch;
+            if let Some(last) = rows.last() {
+                before = last.position as i64;
+            }
+            for entry in rows {
+                if page.len() == limit {
+                    return Ok(page);
+                }
+                if network.is_none_or(|network| from_network(&entry, network)) {
+                    page.push(entry);
+                }
+            }
+            if exhausted || page.len() == limit {
+                return Ok(page);
+            }
+        }
     }
 
     /// Every row of every read model, table by table in a fixed order: what a rebuild must

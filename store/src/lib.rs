@@ -13,6 +13,7 @@
 #[doc(hidden)]
 pub mod contract;
 mod envelope;
+pub mod merkle;
 mod sqlite;
 
 use std::fmt;

@@ -1,6 +1,7 @@
 //! The HTTP routes, one module per resource.
 
 mod assertion;
+pub mod audit;
 pub mod machine_tokens;
 pub mod machines;
 pub mod oauth;

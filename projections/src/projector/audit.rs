@@ -13,6 +13,19 @@ use crate::ProjectionError;
 #[derive(Debug)]
 pub(crate) struct Audit;
 
+/// The route of the token endpoint, where every AccessTokenIssued comes from.
+const TOKEN_ROUTE: &str = "/oauth2/token";
+
+/// The request of a usage event, for incident response; empty for every other event.
+#[derive(Debug, Default)]
+struct UsageDetail {
+    method: Option<String>,
+    route: Option<String>,
+    reason: Option<&'static str>,
+    /// How many requests the row stands for: a coalesced denial's count, 1 for a use.
+    count: Option<i64>,
+}
+
 impl Projector for Audit {
     fn name(&self) -> &'static str {
         "audit"
@@ -37,23 +50,46 @@ impl Projector for Audit {
         };
         let (mut ip, mut user_agent) =
             event.request.as_ref().map_or((None, None), |request| (request.ip.clone(), request.user_agent.clone()));
+        let mut detail = UsageDetail::default();
         let outcome = match decoded {
             Some(DomainEvent::Usage(usage::Event::CredentialAccessDenied(denied))) => {
                 ip = Some(denied.ip.clone());
                 user_agent.clone_from(&denied.user_agent);
+                detail = UsageDetail {
+                    method: Some(denied.method.clone()),
+                    route: Some(denied.route.clone()),
+                    reason: Some(denied.reason.as_str()),
+                    count: Some(i64::from(denied.count)),
+                };
                 "denied"
             }
             Some(DomainEvent::Usage(usage::Event::CredentialUsed(used))) => {
                 ip = Some(used.ip.clone());
                 user_agent.clone_from(&used.user_agent);
+                detail = UsageDetail {
+                    method: Some(used.method.clone()),
+                    route: Some(used.route.clone()),
+                    reason: None,
+                    count: Some(1),
+                };
+                "success"
+            }
+            Some(DomainEvent::Usage(usage::Event::AccessTokenIssued(_))) => {
+                // Tokens are issued by one endpoint only; the event does not repeat it.
+                detail = UsageDetail {
+                    method: Some("POST".to_owned()),
+                    route: Some(TOKEN_ROUTE.to_owned()),
+                    reason: None,
+                    count: Some(1),
+                };
                 "success"
             }
             _ => "success",
         };
         tx.execute(
             "INSERT INTO audit_trail (position, recorded_at, org_id, credential_id, event_type, actor_kind, \
-             actor_id, ip, user_agent, outcome, summary, leaf_hash) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+             actor_id, ip, user_agent, outcome, summary, leaf_hash, method, route, reason, count) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
             params![
                 event.position as i64,
                 millis(event.recorded_at),
@@ -67,6 +103,10 @@ impl Projector for Audit {
                 outcome,
                 summary(event, decoded),
                 hex::encode(event.leaf_hash),
+                detail.method,
+                detail.route,
+                detail.reason,
+                detail.count,
             ],
         )?;
         Ok(())
