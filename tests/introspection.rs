@@ -172,6 +172,10 @@ async fn the_subjects_request_is_checked_against_the_tokens_conditions_and_recor
     // Without the subject's request only the state is checked, and nothing is recorded.
     assert_eq!(introspect(&server, &resource_server, &token, &[]).await.body["active"], true);
     assert_eq!(stream_events(&server.data_dir, &stream, "CredentialUsed").len(), 1);
+    // Only what the resource server says about its caller is checked: a user agent alone does
+    // not put the caller at the introspecting server's own address.
+    let agent_only = introspect(&server, &resource_server, &token, &[("user_agent", "deployer/2")]).await;
+    assert_eq!(agent_only.body["active"], true, "{agent_only:?}");
 }
 
 #[tokio::test]

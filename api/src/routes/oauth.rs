@@ -437,14 +437,23 @@ async fn introspect_token(
         .as_ref()
         .and_then(|claims| Scopes::parse_space_separated(&claims.scope).ok())
         .unwrap_or_else(|| view.scopes.clone());
-    let mut conditions_view;
-    let evaluated: &CredentialView = if checks_conditions {
-        &view
+    // Only what the resource server told about its caller is checked: without `client_ip` the
+    // IP allowlist is not evaluated, without `user_agent` the pattern is not; with neither, only
+    // the state is.
+    let evaluated: std::borrow::Cow<'_, CredentialView> = if subject_ip.is_some() && subject_agent.is_some() {
+        std::borrow::Cow::Borrowed(&*view)
     } else {
-        // Without the subject's request, only the state is evaluated.
-        conditions_view = (*view).clone();
-        conditions_view.conditions = credledger_domain::values::Conditions::none();
-        &conditions_view
+        let mut partial = (*view).clone();
+        if subject_ip.is_none() {
+            partial.conditions.ip_allowlist.clear();
+        }
+        if subject_agent.is_none() {
+            partial.conditions.user_agent_pattern = None;
+        }
+        if !checks_conditions {
+            partial.conditions.time_windows.clear();
+        }
+        std::borrow::Cow::Owned(partial)
     };
     let access = AccessRequest {
         org_id: view.org_id,
@@ -454,7 +463,7 @@ async fn introspect_token(
         route_class: RouteClass::Open,
         required_scope: scopes.iter().next().unwrap_or(Scope::Read),
     };
-    let decision = evaluate(evaluated, presented, &access);
+    let decision = evaluate(&evaluated, presented, &access);
     if checks_conditions {
         let request = RequestMeta {
             ip: subject_ip.map(|ip| ip.to_string()),
@@ -492,7 +501,7 @@ async fn introspect_token(
             org: Some(claims.org),
             token_type: Some("Bearer"),
             kind: Some(kind_name(view.kind)),
-            environment_hint: None,
+            environment_hint: view.environment_hint.clone(),
             project: view.project_id.map(|id| id.to_string()),
         },
         None => Introspection {
