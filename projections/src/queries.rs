@@ -7,6 +7,7 @@ use rusqlite::types::Value;
 use rusqlite::{OptionalExtension, params_from_iter};
 use time::{Duration, OffsetDateTime};
 
+use credledger_domain::token::TokenDigest;
 use credledger_domain::usage;
 use credledger_domain::values::Cidr;
 use credledger_domain::{CredentialId, CredentialKind, MemberId, OrgId, ProjectId, Status};
@@ -482,6 +483,61 @@ impl Projections {
             narrow("outcome = ?", Value::Text(outcome.as_str().to_owned()));
         }
         self.trail_page(&sql, &args, filter.ip.as_ref(), before, limit)
+    }
+
+    /// The credential one of whose secret values, current or rolled away, has this digest:
+    /// what incident response asks of a leaked value. Whatever its organization; the caller
+    /// restricts.
+    pub fn credential_by_secret(&self, digest: &TokenDigest) -> Result<Option<CredentialId>, ProjectionError> {
+        let connection = self.reader()?;
+        let id: Option<String> = connection
+            .query_row(
+                "SELECT credential_id FROM credential_secrets WHERE secret_hash = ?1",
+                [digest.to_hex()],
+                |row| row.get(0),
+            )
+            .optional()?;
+        id.map(|id| CredentialId::parse(&id).map_err(|e| ProjectionError::Decode(e.to_string()))).transpose()
+    }
+
+    /// Every entry of an organization's trail about one credential, lifecycle and usage, oldest
+    /// first: the timeline of an incident.
+    pub fn credential_timeline(&self, org: OrgId, id: CredentialId) -> Result<Vec<AuditEntry>, ProjectionError> {
+        let connection = self.reader()?;
+        let mut statement = connection.prepare(&format!(
+            "SELECT {AUDIT_COLUMNS} FROM audit_trail WHERE org_id = ?1 AND credential_id = ?2 ORDER BY position"
+        ))?;
+        let rows = statement.query_map([org.to_string(), id.to_string()], audit_entry)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Every use, issued access token and coalesced denial of an organization's credentials
+    /// that passes `filter`, oldest first. Only `since`, `until` and `ip` of `filter` apply.
+    pub fn usage_entries(&self, org: OrgId, filter: &AuditFilter) -> Result<Vec<AuditEntry>, ProjectionError> {
+        let types = usage::Event::TYPES.map(|_| "?").join(", ");
+        let mut sql = format!("SELECT {AUDIT_COLUMNS} FROM audit_trail WHERE org_id = ? AND event_type IN ({types})");
+        let mut args: Vec<Value> = vec![Value::Text(org.to_string())];
+        args.extend(usage::Event::TYPES.iter().map(|t| Value::Text((*t).to_owned())));
+        if let Some(since) = filter.since {
+            sql.push_str(" AND recorded_at >= ?");
+            args.push(Value::Integer(millis(since)));
+        }
+        if let Some(until) = filter.until {
+            sql.push_str(" AND recorded_at < ?");
+            args.push(Value::Integer(millis(until)));
+        }
+        sql.push_str(" ORDER BY position");
+        let connection = self.reader()?;
+        let mut statement = connection.prepare(&sql)?;
+        let mut entries = Vec::new();
+        // SQLite cannot test CIDR membership: the network is applied row by row.
+        for entry in statement.query_map(params_from_iter(args), audit_entry)? {
+            let entry = entry?;
+            if filter.ip.as_ref().is_none_or(|network| from_network(&entry, network)) {
+                entries.push(entry);
+            }
+        }
+        Ok(entries)
     }
 
     /// Runs `sql` (a SELECT of [`AUDIT_COLUMNS`] with its WHERE clause open) newest first, before

@@ -274,11 +274,11 @@ fn page<T: From<AuditEntry>>(mut entries: Vec<AuditEntry>, limit: usize) -> Page
     Page { items: entries.into_iter().map(T::from).collect(), next_cursor }
 }
 
-fn invalid_query(field: &str, detail: impl Into<String>) -> Problem {
+pub(super) fn invalid_query(field: &str, detail: impl Into<String>) -> Problem {
     Problem::bad_request("invalid_query", detail).with_field(field)
 }
 
-fn parse_time(field: &str, input: &str) -> Result<OffsetDateTime, Problem> {
+pub(super) fn parse_time(field: &str, input: &str) -> Result<OffsetDateTime, Problem> {
     OffsetDateTime::parse(input.trim(), &Rfc3339)
         .map_err(|_| invalid_query(field, format!("`{field}` takes an RFC 3339 time such as 2025-01-31T09:30:00Z")))
 }
@@ -287,7 +287,7 @@ fn parse_outcome(input: &str) -> Result<AuditOutcome, Problem> {
     AuditOutcome::parse(input).ok_or_else(|| invalid_query("outcome", "`outcome` is success or denied"))
 }
 
-fn parse_network(input: &str) -> Result<Cidr, Problem> {
+pub(super) fn parse_network(input: &str) -> Result<Cidr, Problem> {
     Cidr::parse(input).map_err(|_| invalid_query("ip", "`ip` takes a CIDR such as 203.0.113.0/24 or an address"))
 }
 

@@ -2,6 +2,7 @@
 
 mod assertion;
 pub mod audit;
+pub mod incidents;
 pub mod machine_tokens;
 pub mod machines;
 pub mod oauth;
