@@ -118,6 +118,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(routes::whoami::routes())
         .merge(routes::signing_keys::routes())
         .merge(routes::audit::routes())
+        .merge(routes::export::routes())
         .merge(routes::incidents::routes())
         .split_for_parts()
 }

@@ -2,6 +2,7 @@
 
 mod assertion;
 pub mod audit;
+pub mod export;
 pub mod incidents;
 pub mod machine_tokens;
 pub mod machines;
