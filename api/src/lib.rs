@@ -2,6 +2,7 @@
 //! commands, append their events to the store, wait until the projections have applied them, and
 //! answer from the read models.
 
+mod as_of;
 pub mod auth;
 pub mod background;
 mod clock;

@@ -17,6 +17,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::as_of::{self, AsOf};
 use crate::auth::Caller;
 use crate::command;
 use crate::extract::{Body, OptionalBody, Query, path_id};
@@ -117,6 +118,8 @@ struct ListQuery {
     unused_for: Option<String>,
     cursor: Option<String>,
     limit: Option<usize>,
+    /// The inventory as it was then: an RFC 3339 time or a log position, folded from the log.
+    as_of: Option<String>,
 }
 
 const DEFAULT_PAGE: usize = 50;
@@ -154,6 +157,27 @@ async fn list(
     caller.require_in_scope(filter.project_id, filter.environment_hint.as_deref())?;
     let after = query.cursor.as_deref().map(|cursor| path_id::<CredentialId>("cursor", cursor)).transpose()?;
     let limit = query.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
+    if let Some(as_of) = query.as_of.as_deref() {
+        let as_of = AsOf::parse(as_of)?;
+        if filter.expiring_within.is_some() || filter.unused_for.is_some() {
+            return Err(Problem::bad_request(
+                "invalid_query",
+                "`asOf` does not combine with expiringWithin or unusedFor",
+            )
+            .with_field("asOf"));
+        }
+        let (tokens, then) = as_of::machine_tokens(&app, org, as_of).await?;
+        let mut items: Vec<MachineTokenView> = tokens
+            .range((after.map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded), std::ops::Bound::Unbounded))
+            .filter(|(_, (token, _))| past_filter(&filter, token, then))
+            .map(|(_, (token, usage))| MachineTokenView::new(token, usage, then))
+            .take(limit + 1)
+            .collect();
+        let more = items.len() > limit;
+        items.truncate(limit);
+        let next_cursor = if more { items.last().map(|item| item.id.to_string()) } else { None };
+        return Ok(Json(Page { items, next_cursor }));
+    }
     let now = app.clock.now();
     let records = app.projections.credentials(org, &filter, now, after, limit + 1)?;
     let more = records.len() > limit;
@@ -169,18 +193,41 @@ async fn list(
     Ok(Json(Page { items, next_cursor }))
 }
 
-#[utoipa::path(get, path = "/v1/machine-tokens/{orgId}/{tokenId}", tag = TAG, params(("orgId" = String, Path, description = "The organization"), ("tokenId" = String, Path, description = "The machine token")),
+#[utoipa::path(get, path = "/v1/machine-tokens/{orgId}/{tokenId}", tag = TAG, params(("orgId" = String, Path, description = "The organization"), ("tokenId" = String, Path, description = "The machine token"), ShowQuery),
     responses((status = 200, body = MachineTokenView), (status = "4XX", description = "Refused", body = ProblemDocument, content_type = "application/problem+json")))]
 async fn show(
     State(app): State<AppState>,
     caller: Caller,
     Path((org, id)): Path<(String, String)>,
+    Query(query): Query<ShowQuery>,
 ) -> Result<Json<MachineTokenView>, Problem> {
     let (org, id) = ids(&org, &id)?;
     require_reader(&caller, &app, org)?;
     let (token, usage) = find(&app, org, id)?;
     caller.require_in_scope(token.project_id, Some(token.environment_hint.as_str()))?;
+    if let Some(as_of) = query.as_of.as_deref() {
+        let (mut tokens, then) = as_of::machine_tokens(&app, org, AsOf::parse(as_of)?).await?;
+        let (past, usage) = tokens.remove(&id).ok_or_else(|| Problem::not_found("machine token at that time"))?;
+        return Ok(Json(MachineTokenView::new(&past, &usage, then)));
+    }
     Ok(Json(MachineTokenView::new(&token, &usage, app.clock.now())))
+}
+
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+struct ShowQuery {
+    /// The token as it was then: an RFC 3339 time or a log position, folded from the log.
+    as_of: Option<String>,
+}
+
+/// The list filters that apply to a past state (usage-based ones do not).
+fn past_filter(filter: &CredentialFilter, token: &MachineToken, then: time::OffsetDateTime) -> bool {
+    filter.status.is_none_or(|status| token.effective_status(then) == status)
+        && filter.environment_hint.as_deref().is_none_or(|hint| token.environment_hint.as_str() == hint)
+        && filter.project_id.is_none_or(|project| token.project_id == Some(project))
+        && filter.owner.is_none_or(|owner| token.owner == owner)
+        && filter.flagged.is_none_or(|flagged| token.flagged.is_some() == flagged)
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
