@@ -39,14 +39,7 @@ impl FromRequestParts<AppState> for Caller {
         let route = parts.extensions.get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str).to_owned();
         let org_id = route_org(parts, app).await?;
         let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip());
-        let ip = client_ip(
-            peer.unwrap_or(IpAddr::from([127, 0, 0, 1])),
-            parts.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()),
-            &app.config.trusted_proxies,
-        );
-        let user_agent = header_text(&parts.headers, header::USER_AGENT.as_str());
-        let request_id = header_text(&parts.headers, "x-request-id");
-        let request = RequestMeta { ip: Some(ip.to_string()), user_agent, request_id };
+        let (ip, request) = request_origin(app, peer, &parts.headers);
 
         let Some(bearer) = bearer(parts) else {
             count("missing");
@@ -131,6 +124,19 @@ impl<S: Send + Sync> FromRequestParts<S> for Peer {
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         Ok(Self(parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip())))
     }
+}
+
+/// The client's address and the request's metadata for events: the one place that reads the
+/// peer, `X-Forwarded-For` (trusted proxies only), `User-Agent` and `X-Request-Id`.
+pub fn request_origin(app: &AppState, peer: Option<IpAddr>, headers: &axum::http::HeaderMap) -> (IpAddr, RequestMeta) {
+    let ip = client_ip(
+        peer.unwrap_or(IpAddr::from([127, 0, 0, 1])),
+        headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()),
+        &app.config.trusted_proxies,
+    );
+    let user_agent = header_text(headers, header::USER_AGENT.as_str());
+    let request_id = header_text(headers, "x-request-id");
+    (ip, RequestMeta { ip: Some(ip.to_string()), user_agent, request_id })
 }
 
 /// Longest header value copied into an event: clients choose these, the log keeps them forever.

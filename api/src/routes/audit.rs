@@ -9,7 +9,6 @@ use credledger_domain::values::Cidr;
 use credledger_domain::{
     CredentialId, OrgId, machine_identity, machine_token, organization, personal_token, service_credential, usage,
 };
-use credledger_projections::Credential;
 use credledger_projections::queries::{AuditEntry, AuditFilter, AuditOutcome};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -206,10 +205,7 @@ async fn machine_token_uses(
 ) -> Result<Json<Page<UseView>>, Problem> {
     let (org, id) = super::credential_ids(&org, &id, "tokenId")?;
     caller.require_human()?;
-    let (token, _) = super::find_credential(&app, org, id, "machine token", |credential| match credential {
-        Credential::MachineToken(token) => Some(token),
-        _ => None,
-    })?;
+    let (token, _) = super::machine_tokens::find(&app, org, id)?;
     // Its owner may trace a token as well as the organization's owners and admins.
     caller.require_manager_of(&app, org, token.owner)?;
     uses(&app, id, &query).map(Json)
@@ -226,10 +222,7 @@ async fn service_credential_uses(
     let (org, id) = super::credential_ids(&org, &id, "id")?;
     caller.require_human()?;
     caller.require_admin(&app, org)?;
-    super::find_credential(&app, org, id, "service credential", |credential| match credential {
-        Credential::ServiceCredential(credential) => Some(credential),
-        _ => None,
-    })?;
+    super::service_credentials::find(&app, org, id)?;
     uses(&app, id, &query).map(Json)
 }
 
@@ -244,10 +237,7 @@ async fn machine_uses(
     let (org, id) = super::credential_ids(&org, &id, "id")?;
     caller.require_human()?;
     caller.require_admin(&app, org)?;
-    super::find_credential(&app, org, id, "machine", |credential| match credential {
-        Credential::Machine(machine) => Some(machine),
-        _ => None,
-    })?;
+    super::machines::find(&app, org, id)?;
     uses(&app, id, &query).map(Json)
 }
 

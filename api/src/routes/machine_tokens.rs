@@ -389,7 +389,7 @@ fn ids(org: &str, id: &str) -> Result<(OrgId, CredentialId), Problem> {
 }
 
 /// A machine token of the organization as the read models hold it, or 404.
-fn find(app: &AppState, org: OrgId, id: CredentialId) -> Result<(Box<MachineToken>, UsageSummary), Problem> {
+pub(crate) fn find(app: &AppState, org: OrgId, id: CredentialId) -> Result<(Box<MachineToken>, UsageSummary), Problem> {
     super::find_credential(app, org, id, "machine token", |credential| match credential {
         Credential::MachineToken(token) => Some(token),
         _ => None,

@@ -352,7 +352,7 @@ fn ids(org: &str, id: &str) -> Result<(OrgId, CredentialId), Problem> {
     super::credential_ids(org, id, "id")
 }
 
-fn find(app: &AppState, org: OrgId, id: CredentialId) -> Result<(Box<Machine>, UsageSummary), Problem> {
+pub(crate) fn find(app: &AppState, org: OrgId, id: CredentialId) -> Result<(Box<Machine>, UsageSummary), Problem> {
     super::find_credential(app, org, id, "machine", |credential| match credential {
         Credential::Machine(found) => Some(found),
         _ => None,

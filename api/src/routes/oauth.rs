@@ -24,7 +24,7 @@ use utoipa_axum::routes;
 
 use super::assertion;
 use crate::AppState;
-use crate::auth::{Peer, client_ip, header_text};
+use crate::auth::{Peer, request_origin};
 use crate::limiter::{Failure, Verdict};
 use crate::signing::{ACCESS_TOKEN_LIFETIME, AUDIENCE, Claims, Jwks};
 use crate::usage::{IssuedToken, Use};
@@ -109,14 +109,8 @@ struct Caller {
 }
 
 fn caller(app: &AppState, peer: Peer, headers: &HeaderMap) -> Caller {
-    let ip = client_ip(
-        peer.0.unwrap_or(IpAddr::from([127, 0, 0, 1])),
-        headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()),
-        &app.config.trusted_proxies,
-    );
-    let user_agent = header_text(headers, header::USER_AGENT.as_str());
-    let request_id = header_text(headers, "x-request-id");
-    Caller { ip, request: RequestMeta { ip: Some(ip.to_string()), user_agent, request_id } }
+    let (ip, request) = request_origin(app, peer.0, headers);
+    Caller { ip, request }
 }
 
 /// Parses an `application/x-www-form-urlencoded` body; a repeated parameter is an error

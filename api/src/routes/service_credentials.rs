@@ -305,7 +305,11 @@ fn ids(org: &str, id: &str) -> Result<(OrgId, CredentialId), Problem> {
     super::credential_ids(org, id, "id")
 }
 
-fn find(app: &AppState, org: OrgId, id: CredentialId) -> Result<(Box<ServiceCredential>, UsageSummary), Problem> {
+pub(crate) fn find(
+    app: &AppState,
+    org: OrgId,
+    id: CredentialId,
+) -> Result<(Box<ServiceCredential>, UsageSummary), Problem> {
     super::find_credential(app, org, id, "service credential", |credential| match credential {
         Credential::ServiceCredential(found) => Some(found),
         _ => None,
