@@ -41,6 +41,7 @@ macro_rules! store_contract_tests {
             concurrent_appends_get_gap_free_positions_in_commit_order,
             every_acknowledged_event_survives_reopening,
             the_leaf_hash_is_the_hash_of_the_stored_envelope_bytes,
+            raw_rows_and_leaf_hashes_read_back_as_stored,
             a_subscription_sees_every_event_once_across_catch_up_and_live,
             a_subscription_starts_at_the_position_asked_for,
             a_subscription_ends_after_the_last_event_when_the_store_closes,
@@ -399,6 +400,25 @@ pub async fn the_leaf_hash_is_the_hash_of_the_stored_envelope_bytes(backend: &dy
     let last = tampered.len() - 2;
     tampered[last] ^= 0x01;
     assert_ne!(crate::leaf_hash(&tampered), all[0].leaf_hash);
+}
+
+pub async fn raw_rows_and_leaf_hashes_read_back_as_stored(backend: &dyn Backend) {
+    let store = backend.open().await;
+    store.append("contract-r", ExpectedVersion::NoStream, events(Some(org(31)), 3)).await.unwrap();
+    store.append("contract-s", ExpectedVersion::NoStream, events(None, 2)).await.unwrap();
+    let all = everything(&*store).await;
+    let raw = store.read_raw(2, 3).await.unwrap();
+    assert_eq!(raw.iter().map(|row| row.position).collect::<Vec<_>>(), [2, 3, 4]);
+    for (row, event) in raw.iter().zip(&all[1..]) {
+        assert_eq!(row.envelope, event.envelope);
+        assert_eq!(row.leaf_hash, event.leaf_hash.to_vec());
+        assert_eq!(row.org_id, event.org_id.map(|org| org.to_string()));
+    }
+    let hashes = store.read_leaf_hashes(1, 100).await.unwrap();
+    assert_eq!(hashes, all.iter().map(|event| event.leaf_hash).collect::<Vec<_>>());
+    assert_eq!(store.read_leaf_hashes(5, 1).await.unwrap(), [all[4].leaf_hash]);
+    assert!(store.read_leaf_hashes(6, 10).await.unwrap().is_empty());
+    assert!(store.read_raw(1, 0).await.unwrap().is_empty());
 }
 
 pub async fn a_subscription_sees_every_event_once_across_catch_up_and_live(backend: &dyn Backend) {

@@ -11,6 +11,7 @@
 //! default. Every backend runs the same contract suite ([`store_contract_tests!`]).
 
 #[doc(hidden)]
+pub mod checkpoint;
 pub mod contract;
 mod envelope;
 pub mod merkle;
@@ -61,6 +62,15 @@ pub trait EventStore: Send + Sync + fmt::Debug {
 
     /// At most `limit` events with position `>= from_position`, in position order.
     async fn read_all(&self, from_position: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// At most `limit` stored rows with position `>= from_position`, in position order, exactly as
+    /// stored and *without* any check that the envelope decodes or matches its row: what a full
+    /// export hands to an offline verifier, which must see a damaged log as it is.
+    async fn read_raw(&self, from_position: u64, limit: usize) -> Result<Vec<RawEvent>, StoreError>;
+
+    /// The stored leaf hashes of at most `limit` events from `from_position`, in position order:
+    /// what the Merkle tree is built from, without reading envelopes.
+    async fn read_leaf_hashes(&self, from_position: u64, limit: usize) -> Result<Vec<[u8; 32]>, StoreError>;
 
     /// Every event with position `>= from_position`: first those already committed, then each
     /// new one as it commits, in position order, each exactly once. The stream ends (after the
@@ -145,6 +155,19 @@ impl RecordedEvent {
         envelope::decode(Arc::from(envelope), leaf_hash(envelope))
             .map_err(|error| StoreError::Corrupt { position: 0, reason: format!("undecodable envelope: {error}") })
     }
+}
+
+/// A stored row as it is, undecoded: see [`EventStore::read_raw`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawEvent {
+    /// The row's position (its key in the log, not the one the envelope claims).
+    pub position: u64,
+    /// The organization column beside the envelope, for filtering an organization's export.
+    pub org_id: Option<String>,
+    /// The stored envelope bytes.
+    pub envelope: Arc<[u8]>,
+    /// The stored leaf hash, whatever its length.
+    pub leaf_hash: Vec<u8>,
 }
 
 /// Where an append landed.

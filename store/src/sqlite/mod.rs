@@ -22,7 +22,7 @@ use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::{AppendResult, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError, envelope};
+use crate::{AppendResult, EventStore, ExpectedVersion, NewEvent, RawEvent, RecordedEvent, StoreError, envelope};
 use writer::{AppendRequest, Message, Writer};
 
 /// Appends that may wait for the writer before `append` itself waits: backpressure, not a limit
@@ -156,6 +156,48 @@ impl EventStore for SqliteStore {
         self.reader.read_all(from_position, limit).await
     }
 
+    async fn read_raw(&self, from_position: u64, limit: usize) -> Result<Vec<RawEvent>, StoreError> {
+        let (from_position, limit) = bounds(from_position, limit);
+        self.reader
+            .query(move |connection| {
+                let mut statement = connection.prepare_cached(
+                    "SELECT position, org_id, envelope, leaf_hash FROM events WHERE position >= ?1 \
+                     ORDER BY position LIMIT ?2",
+                )?;
+                let rows = statement.query_map((from_position, limit), |row| {
+                    Ok(RawEvent {
+                        position: u64::try_from(row.get::<_, i64>(0)?).unwrap_or(0),
+                        org_id: row.get(1)?,
+                        envelope: Arc::from(row.get::<_, Vec<u8>>(2)?),
+                        leaf_hash: row.get(3)?,
+                    })
+                })?;
+                Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            })
+            .await
+    }
+
+    async fn read_leaf_hashes(&self, from_position: u64, limit: usize) -> Result<Vec<[u8; 32]>, StoreError> {
+        let (from, limit) = bounds(from_position, limit);
+        self.reader
+            .query(move |connection| {
+                let mut statement = connection
+                    .prepare_cached("SELECT position, leaf_hash FROM events WHERE position >= ?1 ORDER BY position LIMIT ?2")?;
+                let mut rows = statement.query((from, limit))?;
+                let mut hashes = Vec::new();
+                while let Some(row) = rows.next()? {
+                    let position: i64 = row.get(0)?;
+                    let hash = row.get_ref(1)?.as_blob().ok().and_then(|hash| <[u8; 32]>::try_from(hash).ok());
+                    hashes.push(hash.ok_or_else(|| StoreError::Corrupt {
+                        position: u64::try_from(position).unwrap_or(0),
+                        reason: "the leaf hash is not 32 bytes".to_owned(),
+                    })?);
+                }
+                Ok(hashes)
+            })
+            .await
+    }
+
     fn subscribe(&self, from_position: u64) -> BoxStream<'static, Result<RecordedEvent, StoreError>> {
         subscribe(self.reader.clone(), from_position)
     }
@@ -197,6 +239,11 @@ impl Reader {
         })
         .await
     }
+}
+
+/// A position and a limit as SQLite integers (`limit` 0 reads nothing).
+fn bounds(from_position: u64, limit: usize) -> (i64, i64) {
+    (i64::try_from(from_position).unwrap_or(i64::MAX), i64::try_from(limit).unwrap_or(i64::MAX))
 }
 
 /// Decodes `(position, envelope, leaf_hash)` rows, checking each envelope against its row.
