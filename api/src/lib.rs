@@ -9,6 +9,7 @@ mod clock;
 mod command;
 mod extract;
 mod input;
+pub mod ledger;
 mod limiter;
 mod metrics_layer;
 pub mod problem;
@@ -56,6 +57,7 @@ pub struct AppState {
     pub clock: Clock,
     pub config: Arc<Config>,
     pub keys: SigningKeys,
+    pub ledger: Arc<ledger::Ledger>,
     pub(crate) limiter: Arc<limiter::Limiter>,
 }
 
@@ -66,6 +68,7 @@ impl AppState {
         clock: Clock,
         config: Config,
         keys: SigningKeys,
+        ledger: Arc<ledger::Ledger>,
     ) -> Self {
         Self {
             usage: UsageRecorder::new(store.clone()),
@@ -74,6 +77,7 @@ impl AppState {
             clock,
             config: Arc::new(config),
             keys,
+            ledger,
             limiter: Arc::default(),
         }
     }
@@ -121,6 +125,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(routes::audit::routes())
         .merge(routes::export::routes())
         .merge(routes::incidents::routes())
+        .merge(routes::ledger::routes())
         .split_for_parts()
 }
 

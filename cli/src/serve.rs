@@ -45,6 +45,19 @@ pub struct ServeArgs {
     /// `DATA_DIR/signing-keys.json`. Point several nodes at one file to share the keys.
     #[arg(long, env = "CREDLEDGER_SIGNING_KEY_FILE")]
     signing_key_file: Option<PathBuf>,
+    /// The ledger's Ed25519 checkpoint-signing key (`PRIVATE+KEY+…`, created 0600 on first start);
+    /// defaults to `DATA_DIR/ledger-key`. Separate from the access-token keys; several nodes of
+    /// one ledger share it.
+    #[arg(long, env = "CREDLEDGER_LEDGER_KEY_FILE")]
+    ledger_key_file: Option<PathBuf>,
+    /// The ledger's name in its checkpoints, used when the ledger key is created; defaults to the
+    /// public URL's host and port followed by `/credledger`.
+    #[arg(long, env = "CREDLEDGER_LEDGER_ORIGIN")]
+    ledger_origin: Option<String>,
+    /// How often a checkpoint is signed when new events exist, in milliseconds.
+    #[arg(long, env = "CREDLEDGER_CHECKPOINT_INTERVAL_MS", default_value_t = 1000, hide = true,
+        value_parser = clap::value_parser!(u64).range(100..))]
+    checkpoint_interval_ms: u64,
     /// Tests only: shift the clock by the number of seconds this file holds.
     #[arg(long, env = "CREDLEDGER_CLOCK_SHIFT_FILE", hide = true)]
     clock_shift_file: Option<PathBuf>,
@@ -94,8 +107,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let public_url = args.public_url.clone().unwrap_or_else(|| format!("http://{address}"));
     let keys_path = args.signing_key_file.clone().unwrap_or_else(|| args.data_dir.join("signing-keys.json"));
     let keys = SigningKeys::load_or_create(&keys_path, &public_url, clock.now()).context("loading the signing keys")?;
+    let ledger_origin = args.ledger_origin.clone().unwrap_or_else(|| default_origin(&public_url));
+    let ledger_key_path = args.ledger_key_file.clone().unwrap_or_else(|| args.data_dir.join("ledger-key"));
+    let ledger_key = credledger_api::ledger::load_or_create_key(&ledger_key_path, &ledger_origin)
+        .context("loading the ledger key")?;
+    let ledger = credledger_api::ledger::Ledger::new(ledger_key, store.clone(), projections.clone())
+        .map_err(|problem| anyhow::anyhow!("opening the ledger: {}", problem.detail))?;
     let config = Config { trusted_proxies: args.trusted_proxies.clone(), public_url };
-    let app = AppState::new(store.clone(), projections, clock, config, keys);
+    let app = AppState::new(store.clone(), projections, clock, config, keys, Arc::new(ledger));
     credledger_api::metrics_handle();
 
     // Open the admin token's file before the token exists, so that a file that cannot be
@@ -123,6 +142,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let jobs = [
         tokio::spawn(background::run_member_removals(app.clone())),
         tokio::spawn(background::run_expiry_sweeper(app.clone(), Duration::from_secs(args.expiry_sweep_seconds))),
+        tokio::spawn(credledger_api::ledger::run_checkpoint_signer(
+            app.clone(),
+            Duration::from_millis(args.checkpoint_interval_ms),
+        )),
     ];
 
     // Scripts and tests read this line to find the port.
@@ -144,6 +167,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     runner.abort();
     tracing::info!("credledger stopped");
     Ok(())
+}
+
+/// `https://ledger.example.com:8443/` names its ledger `ledger.example.com:8443/credledger`.
+fn default_origin(public_url: &str) -> String {
+    let host = public_url.split_once("://").map_or(public_url, |(_, rest)| rest);
+    let host = host.split(['/', '?', '#']).next().unwrap_or_default();
+    let host: String = host.chars().filter(|c| !c.is_whitespace() && *c != '+').collect();
+    if host.is_empty() { "credledger".to_owned() } else { format!("{host}/credledger") }
 }
 
 /// Creates a file only its owner can read (0600), refusing to overwrite one.

@@ -8,6 +8,7 @@ mod actor;
 pub mod credential;
 mod error;
 pub mod event;
+pub mod ledger;
 mod ids;
 pub mod machine_identity;
 pub mod machine_key;

@@ -10,6 +10,7 @@
 
 mod credential;
 mod hot_index;
+pub mod ledger;
 mod migrate;
 mod projector;
 pub mod queries;

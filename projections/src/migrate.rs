@@ -10,6 +10,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "read_models", include_str!("../../migrations/sqlite/read/0001_read_models.sql")),
     (2, "job_checkpoints", include_str!("../../migrations/sqlite/read/0002_job_checkpoints.sql")),
     (3, "audit_usage", include_str!("../../migrations/sqlite/read/0003_audit_usage.sql")),
+    (4, "ledger", include_str!("../../migrations/sqlite/read/0004_ledger.sql")),
 ];
 
 pub(crate) fn connect(path: &Path) -> Result<Connection, ProjectionError> {

@@ -1,6 +1,8 @@
-//! `GET /v1/audit/:orgId/export`: an organization's recorded events, streamed. NDJSON carries
-//! the exact stored envelope bytes, one per line, so an export can be checked offline against
-//! the leaf hashes (SHA-256(0x00 ‖ line)); CSV is a flat view for spreadsheets. Memory stays
+//! `GET /v1/audit/:orgId/export`: an organization's recorded events, streamed. NDJSON is
+//! verifiable offline: a header line names the signed checkpoint the export was made under, and
+//! each event's line carries its recorded leaf hash, its inclusion proof against that checkpoint,
+//! and the exact stored envelope bytes (whose per-organization sequence numbers are contiguous,
+//! so an omitted event shows as a gap). CSV is a flat view for spreadsheets. Memory stays
 //! constant whatever the log's size: the log is read in pages as the response is written.
 
 use axum::body::{Body, Bytes};
@@ -59,6 +61,9 @@ async fn export(
     };
     caller.require_human()?;
     caller.require_admin(&app, org)?;
+    if format == Format::Ndjson {
+        return verifiable_export(&app, org);
+    }
     // The export ends at the head as it is now, so it is one consistent prefix of the log.
     let head = app.store.head().await?;
     let store = app.store.clone();
@@ -97,6 +102,55 @@ async fn export(
     };
     Response::builder()
         .header(header::CONTENT_TYPE, content_type)
+        .body(Body::from_stream(body))
+        .map_err(|error| Problem::internal("building the export response", &error))
+}
+
+/// The organization's events up to the latest checkpoint, each with its inclusion proof.
+fn verifiable_export(app: &AppState, org: OrgId) -> Result<Response, Problem> {
+    let checkpoint = super::ledger::export_checkpoint(app, None)?;
+    let org_text = org.to_string();
+    let header = super::ledger::export_header("organization", Some(&org_text), &checkpoint);
+    let tree_size = checkpoint.tree_size;
+    let store = app.store.clone();
+    let ledger = app.ledger.clone();
+    let state = (1u64, crate::ledger::LeafCache::default());
+    let pages = futures::stream::unfold(state, move |(next, mut cache)| {
+        let store = store.clone();
+        let ledger = ledger.clone();
+        let org_text = org_text.clone();
+        async move {
+            if next > tree_size {
+                return None;
+            }
+            let want = PAGE.min((tree_size - next + 1) as usize);
+            let rows = match store.read_raw(next, want).await {
+                Ok(rows) if rows.is_empty() => return None,
+                Ok(rows) => rows,
+                Err(error) => {
+                    tracing::error!(%error, "reading the log for an export failed");
+                    let failed = Err(std::io::Error::other("the log could not be read"));
+                    return Some((failed, (tree_size + 1, cache)));
+                }
+            };
+            let after = rows.last().map_or(tree_size + 1, |row| row.position + 1);
+            let mut chunk = Vec::new();
+            for row in rows.iter().filter(|row| row.position <= tree_size && row.org_id.as_deref() == Some(&org_text)) {
+                match ledger.inclusion_proof(row.position - 1, tree_size, &mut cache).await {
+                    Ok(proof) => super::ledger::write_entry(&mut chunk, row, Some(&proof)),
+                    Err(problem) => {
+                        tracing::error!(detail = %problem.detail, "building an inclusion proof for an export failed");
+                        let failed = Err(std::io::Error::other("an inclusion proof could not be built"));
+                        return Some((failed, (tree_size + 1, cache)));
+                    }
+                }
+            }
+            Some((Ok(Bytes::from(chunk)), (after, cache)))
+        }
+    });
+    let body = futures::stream::once(async move { Ok(Bytes::from(header)) }).chain(pages);
+    Response::builder()
+        .header(header::CONTENT_TYPE, "application/x-ndjson")
         .body(Body::from_stream(body))
         .map_err(|error| Problem::internal("building the export response", &error))
 }

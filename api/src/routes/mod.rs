@@ -4,6 +4,7 @@ mod assertion;
 pub mod audit;
 pub mod export;
 pub mod incidents;
+pub mod ledger;
 pub mod machine_tokens;
 pub mod machines;
 pub mod oauth;

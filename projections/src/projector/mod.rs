@@ -3,6 +3,7 @@
 
 mod audit;
 mod credentials;
+mod ledger;
 mod organizations;
 mod usage;
 
@@ -15,6 +16,7 @@ use crate::credential::Credential;
 
 pub(crate) use audit::Audit;
 pub(crate) use credentials::Credentials;
+pub(crate) use ledger::Ledger;
 pub(crate) use organizations::Organizations;
 pub(crate) use usage::Usage;
 
@@ -41,7 +43,7 @@ pub(crate) trait Projector: Send + Sync {
 }
 
 pub(crate) fn all() -> Vec<Box<dyn Projector>> {
-    vec![Box::new(Organizations), Box::new(Credentials), Box::new(Usage), Box::new(Audit)]
+    vec![Box::new(Organizations), Box::new(Credentials), Box::new(Usage), Box::new(Audit), Box::new(Ledger)]
 }
 
 /// Unix milliseconds: read models store times as integers so that filters compare numbers.
