@@ -2,6 +2,7 @@
 //! secret; the plaintext appears only in the one response that creates or rolls it.
 
 use credledger_domain::machine_token::MachineToken;
+use credledger_domain::organization::{Member, Project};
 use credledger_domain::personal_token::PersonalToken;
 use credledger_domain::values::{Conditions, Scopes};
 use credledger_domain::{CredentialId, Flag, MemberId, ProjectId};
@@ -135,6 +136,18 @@ impl From<MemberRow> for MemberView {
     }
 }
 
+impl MemberView {
+    /// A member as the organization aggregate holds it (a past state folded from the log).
+    pub fn of(id: MemberId, member: &Member) -> Self {
+        Self {
+            id: id.to_string(),
+            email: member.email.as_str().to_owned(),
+            role: member.role.as_str().to_owned(),
+            removed: member.removed,
+        }
+    }
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ProjectView {
@@ -148,6 +161,21 @@ pub struct ProjectView {
 impl From<ProjectRow> for ProjectView {
     fn from(row: ProjectRow) -> Self {
         Self { id: row.project_id, name: row.name, environments: row.environments, created_at: row.created_at }
+    }
+}
+
+impl ProjectView {
+    /// A project as the organization aggregate holds it (a past state folded from the log).
+    /// `created_at` is cut to the millisecond, as the projects read model keeps it, so that a
+    /// project shows the same time in the present and in the past.
+    pub fn of(id: ProjectId, project: &Project, created_at: OffsetDateTime) -> Self {
+        let created_at = created_at.replace_millisecond(created_at.millisecond()).unwrap_or(created_at);
+        Self {
+            id: id.to_string(),
+            name: project.name.as_str().to_owned(),
+            environments: project.environments.iter().map(|env| env.as_str().to_owned()).collect(),
+            created_at,
+        }
     }
 }
 

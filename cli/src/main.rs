@@ -38,6 +38,8 @@ enum Command {
     ServiceCredential(commands::service_credential::ServiceCredentialArgs),
     /// Machine identities (key pairs made here): create, list, get, revoke, rotate-key, transfer.
     Machine(commands::machine::MachineArgs),
+    /// Audit: replay the inventory as of a past moment, verify the ledger.
+    Audit(commands::audit::AuditArgs),
     /// Print a shell completion script for bash, zsh or fish.
     ///
     /// Example: credledger completions zsh > ~/.zfunc/_credledger
@@ -67,6 +69,7 @@ fn main() -> ExitCode {
             client::run(&cli.global, commands::service_credential::run(&cli.global, args))
         }
         Command::Machine(args) => client::run(&cli.global, commands::machine::run(&cli.global, args)),
+        Command::Audit(args) => client::run(&cli.global, commands::audit::run(&cli.global, args)),
         Command::Completions { shell } => {
             commands::completions::run(shell, &mut <Cli as clap::CommandFactory>::command())
         }

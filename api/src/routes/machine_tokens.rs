@@ -17,7 +17,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::as_of::{self, AsOf};
+use crate::as_of::{self, AsOf, AsOfQuery};
 use crate::auth::Caller;
 use crate::command;
 use crate::extract::{Body, OptionalBody, Query, path_id};
@@ -166,17 +166,10 @@ async fn list(
             )
             .with_field("asOf"));
         }
-        let (tokens, then) = as_of::machine_tokens(&app, org, as_of).await?;
-        let mut items: Vec<MachineTokenView> = tokens
-            .range((after.map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded), std::ops::Bound::Unbounded))
-            .filter(|(_, (token, _))| past_filter(&filter, token, then))
-            .map(|(_, (token, usage))| MachineTokenView::new(token, usage, then))
-            .take(limit + 1)
-            .collect();
-        let more = items.len() > limit;
-        items.truncate(limit);
-        let next_cursor = if more { items.last().map(|item| item.id.to_string()) } else { None };
-        return Ok(Json(Page { items, next_cursor }));
+        let past = as_of::credentials::<command::MachineToken>(&app, org, as_of).await?;
+        return Ok(Json(past.page(after, limit, |token, usage| {
+            past_filter(&filter, token, past.then).then(|| MachineTokenView::new(token, usage, past.then))
+        })));
     }
     let now = app.clock.now();
     let records = app.projections.credentials(org, &filter, now, after, limit + 1)?;
@@ -193,32 +186,26 @@ async fn list(
     Ok(Json(Page { items, next_cursor }))
 }
 
-#[utoipa::path(get, path = "/v1/machine-tokens/{orgId}/{tokenId}", tag = TAG, params(("orgId" = String, Path, description = "The organization"), ("tokenId" = String, Path, description = "The machine token"), ShowQuery),
+#[utoipa::path(get, path = "/v1/machine-tokens/{orgId}/{tokenId}", tag = TAG, params(("orgId" = String, Path, description = "The organization"), ("tokenId" = String, Path, description = "The machine token"), AsOfQuery),
     responses((status = 200, body = MachineTokenView), (status = "4XX", description = "Refused", body = ProblemDocument, content_type = "application/problem+json")))]
 async fn show(
     State(app): State<AppState>,
     caller: Caller,
     Path((org, id)): Path<(String, String)>,
-    Query(query): Query<ShowQuery>,
+    Query(query): Query<AsOfQuery>,
 ) -> Result<Json<MachineTokenView>, Problem> {
     let (org, id) = ids(&org, &id)?;
+    let as_of = query.parse()?;
     require_reader(&caller, &app, org)?;
     let (token, usage) = find(&app, org, id)?;
     caller.require_in_scope(token.project_id, Some(token.environment_hint.as_str()))?;
-    if let Some(as_of) = query.as_of.as_deref() {
-        let (mut tokens, then) = as_of::machine_tokens(&app, org, AsOf::parse(as_of)?).await?;
-        let (past, usage) = tokens.remove(&id).ok_or_else(|| Problem::not_found("machine token at that time"))?;
-        return Ok(Json(MachineTokenView::new(&past, &usage, then)));
+    if let Some(as_of) = as_of {
+        let past = as_of::credentials::<command::MachineToken>(&app, org, as_of).await?;
+        let (token, usage) =
+            past.credentials.get(&id).ok_or_else(|| Problem::not_found("machine token at that time"))?;
+        return Ok(Json(MachineTokenView::new(token, usage, past.then)));
     }
     Ok(Json(MachineTokenView::new(&token, &usage, app.clock.now())))
-}
-
-#[derive(Debug, Default, Deserialize, IntoParams)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-struct ShowQuery {
-    /// The token as it was then: an RFC 3339 time or a log position, folded from the log.
-    as_of: Option<String>,
 }
 
 /// The list filters that apply to a past state (usage-based ones do not).

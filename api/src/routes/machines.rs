@@ -16,9 +16,10 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::AppState;
+use crate::as_of::{self, AsOfQuery};
 use crate::auth::Caller;
 use crate::command;
-use crate::extract::{Body, path_id};
+use crate::extract::{Body, Query, path_id};
 use crate::input::ConditionsInput;
 use crate::problem::{Problem, ProblemDocument};
 use crate::routes::machine_tokens::resolve_member;
@@ -133,30 +134,44 @@ async fn create(
     Ok((StatusCode::CREATED, Json(MachineView::new(&machine, &UsageSummary::default()))))
 }
 
-#[utoipa::path(get, path = "/v1/machines/{orgId}", tag = TAG, params(("orgId" = String, Path)),
+#[utoipa::path(get, path = "/v1/machines/{orgId}", tag = TAG, params(("orgId" = String, Path), AsOfQuery),
     responses((status = 200, body = Page<MachineView>), (status = "4XX", body = ProblemDocument, content_type = "application/problem+json")))]
 async fn list(
     State(app): State<AppState>,
     caller: Caller,
     Path(org): Path<String>,
+    Query(query): Query<AsOfQuery>,
 ) -> Result<Json<Page<MachineView>>, Problem> {
     let org: OrgId = path_id("orgId", &org)?;
+    let as_of = query.parse()?;
     caller.require_human()?;
     caller.require_admin(&app, org)?;
+    if let Some(as_of) = as_of {
+        let past = as_of::credentials::<command::MachineIdentity>(&app, org, as_of).await?;
+        let items = past.credentials.values().map(|(machine, usage)| MachineView::new(machine, usage)).collect();
+        return Ok(Json(Page { items, next_cursor: None }));
+    }
     let items = machines(&app, org)?.iter().map(|(machine, usage)| MachineView::new(machine, usage)).collect();
     Ok(Json(Page { items, next_cursor: None }))
 }
 
-#[utoipa::path(get, path = "/v1/machines/{orgId}/{id}", tag = TAG, params(("orgId" = String, Path), ("id" = String, Path)),
+#[utoipa::path(get, path = "/v1/machines/{orgId}/{id}", tag = TAG, params(("orgId" = String, Path), ("id" = String, Path), AsOfQuery),
     responses((status = 200, body = MachineView), (status = "4XX", body = ProblemDocument, content_type = "application/problem+json")))]
 async fn show(
     State(app): State<AppState>,
     caller: Caller,
     Path((org, id)): Path<(String, String)>,
+    Query(query): Query<AsOfQuery>,
 ) -> Result<Json<MachineView>, Problem> {
     let (org, id) = ids(&org, &id)?;
+    let as_of = query.parse()?;
     caller.require_human()?;
     caller.require_admin(&app, org)?;
+    if let Some(as_of) = as_of {
+        let past = as_of::credentials::<command::MachineIdentity>(&app, org, as_of).await?;
+        let (machine, usage) = past.credentials.get(&id).ok_or_else(|| Problem::not_found("machine at that time"))?;
+        return Ok(Json(MachineView::new(machine, usage)));
+    }
     let (machine, usage) = find(&app, org, id)?;
     Ok(Json(MachineView::new(&machine, &usage)))
 }

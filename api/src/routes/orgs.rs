@@ -17,8 +17,9 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::as_of::{self, AsOfQuery};
 use crate::auth::Caller;
-use crate::extract::{Body, OptionalBody, path_id};
+use crate::extract::{Body, OptionalBody, Query, path_id};
 use crate::problem::{Problem, ProblemDocument};
 use crate::views::{MemberView, Page, PersonalTokenView, WithSecret};
 use crate::{AppState, random_bytes};
@@ -31,7 +32,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(list_members, add_member))
         .routes(routes!(remove_member, change_role))
         .routes(routes!(list_pats, create_pat))
-        .routes(routes!(revoke_pat))
+        .routes(routes!(show_pat, revoke_pat))
 }
 
 const TAG: &str = "organizations";
@@ -112,15 +113,27 @@ async fn show_org(
     }))
 }
 
-#[utoipa::path(get, path = "/v1/orgs/{orgId}/members", tag = TAG, params(("orgId" = String, Path, description = "The organization")), responses((status = 200, body = Page<MemberView>), (status = "4XX", description = "Refused", body = ProblemDocument, content_type = "application/problem+json")))]
+#[utoipa::path(get, path = "/v1/orgs/{orgId}/members", tag = TAG, params(("orgId" = String, Path, description = "The organization"), AsOfQuery), responses((status = 200, body = Page<MemberView>), (status = "4XX", description = "Refused", body = ProblemDocument, content_type = "application/problem+json")))]
 async fn list_members(
     State(app): State<AppState>,
     caller: Caller,
     Path(org): Path<String>,
+    Query(query): Query<AsOfQuery>,
 ) -> Result<Json<Page<MemberView>>, Problem> {
     let org: OrgId = path_id("orgId", &org)?;
+    let as_of = query.parse()?;
     if caller.role(&app, org)?.is_none() {
         return Err(Problem::not_found("organization"));
+    }
+    if let Some(as_of) = as_of {
+        let past = as_of::organization(&app, org, as_of)
+            .await?
+            .ok_or_else(|| Problem::not_found("organization at that time"))?;
+        let mut items: Vec<MemberView> =
+            past.organization.members.iter().map(|(id, member)| MemberView::of(*id, member)).collect();
+        // The order of the current list.
+        items.sort_by(|a, b| (&a.email, &a.id).cmp(&(&b.email, &b.id)));
+        return Ok(Json(Page { items, next_cursor: None }));
     }
     let items = app.projections.members(org)?.into_iter().map(MemberView::from).collect();
     Ok(Json(Page { items, next_cursor: None }))
@@ -268,14 +281,26 @@ async fn create_pat(
     Ok((StatusCode::CREATED, Json(WithSecret { view, token: secret.expose().to_owned() })))
 }
 
-#[utoipa::path(get, path = "/v1/orgs/{orgId}/members/{memberId}/tokens", tag = TAG, params(("orgId" = String, Path, description = "The organization"), ("memberId" = String, Path, description = "The member")), responses((status = 200, body = Page<PersonalTokenView>), (status = "4XX", description = "Refused", body = ProblemDocument, content_type = "application/problem+json")))]
+#[utoipa::path(get, path = "/v1/orgs/{orgId}/members/{memberId}/tokens", tag = TAG, params(("orgId" = String, Path, description = "The organization"), ("memberId" = String, Path, description = "The member"), AsOfQuery), responses((status = 200, body = Page<PersonalTokenView>), (status = "4XX", description = "Refused", body = ProblemDocument, content_type = "application/problem+json")))]
 async fn list_pats(
     State(app): State<AppState>,
     caller: Caller,
     Path((org, member)): Path<(String, String)>,
+    Query(query): Query<AsOfQuery>,
 ) -> Result<Json<Page<PersonalTokenView>>, Problem> {
     let (org, member_id) = member_ids(&org, &member)?;
+    let as_of = query.parse()?;
     caller.require_manager_of(&app, org, member_id)?;
+    if let Some(as_of) = as_of {
+        let past = as_of::credentials::<command::PersonalToken>(&app, org, as_of).await?;
+        let items = past
+            .credentials
+            .values()
+            .filter(|(token, _)| token.member_id == Some(member_id))
+            .map(|(token, _)| PersonalTokenView::new(token, past.then))
+            .collect();
+        return Ok(Json(Page { items, next_cursor: None }));
+    }
     let filter = CredentialFilter {
         kind: Some(CredentialKind::PersonalToken),
         owner: Some(member_id),
@@ -292,6 +317,35 @@ async fn list_pats(
         })
         .collect();
     Ok(Json(Page { items, next_cursor: None }))
+}
+
+#[utoipa::path(get, path = "/v1/orgs/{orgId}/members/{memberId}/tokens/{tokenId}", tag = TAG, params(("orgId" = String, Path, description = "The organization"), ("memberId" = String, Path, description = "The member"), ("tokenId" = String, Path, description = "The PAT"), AsOfQuery),
+    responses((status = 200, body = PersonalTokenView), (status = "4XX", description = "Refused", body = ProblemDocument, content_type = "application/problem+json")))]
+async fn show_pat(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path((org, member, token)): Path<(String, String, String)>,
+    Query(query): Query<AsOfQuery>,
+) -> Result<Json<PersonalTokenView>, Problem> {
+    let (org, member_id) = member_ids(&org, &member)?;
+    let id: CredentialId = path_id("tokenId", &token)?;
+    let as_of = query.parse()?;
+    caller.require_manager_of(&app, org, member_id)?;
+    if let Some(as_of) = as_of {
+        let past = as_of::credentials::<command::PersonalToken>(&app, org, as_of).await?;
+        let (token, _) = past
+            .credentials
+            .get(&id)
+            .filter(|(token, _)| token.member_id == Some(member_id))
+            .ok_or_else(|| Problem::not_found("personal token at that time"))?;
+        return Ok(Json(PersonalTokenView::new(token, past.then)));
+    }
+    match app.projections.credential(org, id)?.map(|record| record.credential) {
+        Some(Credential::PersonalToken(token)) if token.member_id == Some(member_id) => {
+            Ok(Json(PersonalTokenView::new(&token, app.clock.now())))
+        }
+        _ => Err(Problem::not_found("personal token")),
+    }
 }
 
 #[utoipa::path(delete, path = "/v1/orgs/{orgId}/members/{memberId}/tokens/{tokenId}", tag = TAG, params(("orgId" = String, Path, description = "The organization"), ("memberId" = String, Path, description = "The member"), ("tokenId" = String, Path, description = "The PAT")),

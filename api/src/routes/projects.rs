@@ -12,9 +12,10 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::AppState;
+use crate::as_of::{self, AsOfQuery};
 use crate::auth::Caller;
 use crate::command;
-use crate::extract::{Body, path_id};
+use crate::extract::{Body, Query, path_id};
 use crate::problem::{Problem, ProblemDocument};
 use crate::views::{Page, ProjectView};
 
@@ -24,18 +25,38 @@ pub fn routes() -> OpenApiRouter<AppState> {
 
 const TAG: &str = "projects";
 
-#[utoipa::path(get, path = "/v1/projects/{orgId}", tag = TAG, params(("orgId" = String, Path, description = "The organization")), responses((status = 200, body = Page<ProjectView>), (status = "4XX", description = "Refused", body = ProblemDocument, content_type = "application/problem+json")))]
+#[utoipa::path(get, path = "/v1/projects/{orgId}", tag = TAG, params(("orgId" = String, Path, description = "The organization"), AsOfQuery), responses((status = 200, body = Page<ProjectView>), (status = "4XX", description = "Refused", body = ProblemDocument, content_type = "application/problem+json")))]
 async fn list(
     State(app): State<AppState>,
     caller: Caller,
     Path(org): Path<String>,
+    Query(query): Query<AsOfQuery>,
 ) -> Result<Json<Page<ProjectView>>, Problem> {
     let org: OrgId = path_id("orgId", &org)?;
+    let as_of = query.parse()?;
     if !caller.view.kind.is_machine() && caller.role(&app, org)?.is_none() {
         return Err(Problem::not_found("organization"));
     }
     // A machine sees its own project only.
     let own = (caller.view.kind == credledger_domain::CredentialKind::Machine).then(|| caller.view.project_id);
+    if let Some(as_of) = as_of {
+        let past = as_of::organization(&app, org, as_of)
+            .await?
+            .ok_or_else(|| Problem::not_found("organization at that time"))?;
+        let mut items: Vec<ProjectView> = past
+            .organization
+            .projects
+            .iter()
+            .filter(|(id, _)| own.is_none_or(|own| own == Some(**id)))
+            .map(|(id, project)| {
+                let created_at = past.project_created_at.get(id).copied().unwrap_or(past.organization.created_at);
+                ProjectView::of(*id, project, created_at)
+            })
+            .collect();
+        // The order of the current list.
+        items.sort_by(|a, b| (&a.name, &a.id).cmp(&(&b.name, &b.id)));
+        return Ok(Json(Page { items, next_cursor: None }));
+    }
     let items = app
         .projections
         .projects(org)?

@@ -16,6 +16,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::as_of::{self, AsOf, AsOfQuery};
 use crate::auth::Caller;
 use crate::command;
 use crate::extract::{Body, OptionalBody, Query, path_id};
@@ -165,6 +166,8 @@ async fn create(
 struct ListQuery {
     cursor: Option<String>,
     limit: Option<usize>,
+    /// The credentials as they were then: an RFC 3339 time or a log position, folded from the log.
+    as_of: Option<String>,
 }
 
 #[utoipa::path(get, path = "/v1/service-credentials/{orgId}", tag = TAG, params(("orgId" = String, Path), ListQuery),
@@ -176,6 +179,7 @@ async fn list(
     Query(query): Query<ListQuery>,
 ) -> Result<Json<Page<ServiceCredentialView>>, Problem> {
     let org: OrgId = path_id(O, &org)?;
+    let as_of = query.as_of.as_deref().map(AsOf::parse).transpose()?;
     caller.require_owner(&app, org)?;
     let filter = CredentialFilter {
         kind: Some(credledger_domain::CredentialKind::ServiceCredential),
@@ -183,6 +187,12 @@ async fn list(
     };
     let after = query.cursor.as_deref().map(|cursor| path_id::<CredentialId>("cursor", cursor)).transpose()?;
     let limit = query.limit.unwrap_or(50).clamp(1, 500);
+    if let Some(as_of) = as_of {
+        let past = as_of::credentials::<command::ServiceCredential>(&app, org, as_of).await?;
+        return Ok(Json(
+            past.page(after, limit, |credential, usage| Some(ServiceCredentialView::new(credential, usage, past.then))),
+        ));
+    }
     let now = app.clock.now();
     let records = app.projections.credentials(org, &filter, now, after, limit + 1)?;
     let more = records.len() > limit;
@@ -200,15 +210,23 @@ async fn list(
     Ok(Json(Page { items, next_cursor }))
 }
 
-#[utoipa::path(get, path = "/v1/service-credentials/{orgId}/{id}", tag = TAG, params(("orgId" = String, Path), ("id" = String, Path)),
+#[utoipa::path(get, path = "/v1/service-credentials/{orgId}/{id}", tag = TAG, params(("orgId" = String, Path), ("id" = String, Path), AsOfQuery),
     responses((status = 200, body = ServiceCredentialView), (status = "4XX", body = ProblemDocument, content_type = "application/problem+json")))]
 async fn show(
     State(app): State<AppState>,
     caller: Caller,
     Path((org, id)): Path<(String, String)>,
+    Query(query): Query<AsOfQuery>,
 ) -> Result<Json<ServiceCredentialView>, Problem> {
     let (org, id) = ids(&org, &id)?;
+    let as_of = query.parse()?;
     caller.require_owner(&app, org)?;
+    if let Some(as_of) = as_of {
+        let past = as_of::credentials::<command::ServiceCredential>(&app, org, as_of).await?;
+        let (credential, usage) =
+            past.credentials.get(&id).ok_or_else(|| Problem::not_found("service credential at that time"))?;
+        return Ok(Json(ServiceCredentialView::new(credential, usage, past.then)));
+    }
     let (credential, usage) = find(&app, org, id)?;
     Ok(Json(ServiceCredentialView::new(&credential, &usage, app.clock.now())))
 }
