@@ -179,7 +179,10 @@ pub enum VerifyError {
     #[error("the checkpoint recorded at position {position} cannot be trusted: {reason}")]
     EmbeddedCheckpointInvalid { position: u64, reason: String },
     /// A `CheckpointSigned` event claims to cover itself or events after it.
-    #[error("the checkpoint recorded at position {position} claims {tree_size} events, but only {} precede it", .position - 1)]
+    #[error(
+        "the checkpoint recorded at position {position} claims {tree_size} events, but only {} precede it",
+        .position - 1
+    )]
     EmbeddedCheckpointAhead { position: u64, tree_size: u64 },
     /// The events do not hash to the root a checkpoint recorded in the log signed for them.
     #[error(
@@ -287,7 +290,8 @@ fn unexpected_position(expected: u64, found: u64) -> String {
         format!("{missing} missing: position {found} comes where position {expected} belongs (events were removed)")
     } else {
         format!(
-            "position {found} comes again where position {expected} belongs: events were inserted, repeated or reordered"
+            "position {found} comes again where position {expected} belongs: events were inserted, repeated or \
+             reordered"
         )
     }
 }

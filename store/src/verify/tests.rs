@@ -274,7 +274,8 @@ fn a_flipped_byte_with_a_recomputed_leaf_hash_is_narrowed_down_by_the_recorded_c
     alter(&mut lines, log.len() as usize - 1, true, |envelope| flip_payload_byte(envelope));
     let error = verify(&lines, None).unwrap_err();
     assert!(
-        matches!(error, VerifyError::RootMismatch { tree_size, altered_from } if tree_size == log.len() && altered_from == last_size + 1),
+        matches!(error, VerifyError::RootMismatch { tree_size, altered_from }
+            if tree_size == log.len() && altered_from == last_size + 1),
         "{error}"
     );
     assert!(error.to_string().contains(&format!("positions {}..={}", last_size + 1, log.len())), "{error}");
@@ -420,9 +421,8 @@ fn checkpoints_signed_by_another_key_are_refused() {
     // A header whose size or root is not its checkpoint's.
     let mut lines = ledger_export(log, log.len());
     lines[0] = header("ledger", None, log.len() - 1, merkle::root(&log.leaves), &note(log, log.len()));
-    assert!(
-        matches!(verify(&lines, None), Err(VerifyError::HeaderDisagrees { header_size, .. }) if header_size == log.len() - 1)
-    );
+    assert!(matches!(verify(&lines, None), Err(VerifyError::HeaderDisagrees { header_size, .. })
+            if header_size == log.len() - 1));
 }
 
 #[test]
@@ -464,7 +464,8 @@ fn an_altered_inclusion_proof_is_named() {
     altered[5][proof_at] = if altered[5][proof_at] == b'0' { b'1' } else { b'0' };
     let error = verify(&altered, None).unwrap_err();
     assert!(
-        matches!(error, VerifyError::InclusionProof { position, error: ProofError::RootMismatch, .. } if position == target),
+        matches!(error, VerifyError::InclusionProof { position, error: ProofError::RootMismatch, .. }
+            if position == target),
         "{error}"
     );
 
@@ -512,9 +513,8 @@ fn an_omitted_or_foreign_org_entry_is_named() {
         &log.envelopes[foreign as usize - 1],
     ));
     let error = verify(&mixed, None).unwrap_err();
-    assert!(
-        matches!(error, VerifyError::WrongOrganization { position, found: Some(found), .. } if position == foreign && found == org(3))
-    );
+    assert!(matches!(error, VerifyError::WrongOrganization { position, found: Some(found), .. }
+            if position == foreign && found == org(3)));
 
     // Reordered or repeated lines.
     let mut swapped = lines.clone();
