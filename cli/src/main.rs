@@ -51,6 +51,18 @@ enum Command {
     Logout,
     /// Show the credential in use.
     Whoami,
+    /// TEMP wiring until `audit` lands: verify the ledger.
+    Audit {
+        #[command(subcommand)]
+        command: TempAudit,
+    },
+}
+
+/// TEMP wiring until `audit` lands.
+#[derive(Debug, Subcommand)]
+enum TempAudit {
+    /// Verify the ledger: an export offline, or the server's latest checkpoint (monitor mode).
+    Verify(commands::audit_verify::VerifyArgs),
 }
 
 fn main() -> ExitCode {
@@ -73,6 +85,9 @@ fn main() -> ExitCode {
         Command::Login(args) => client::run(&cli.global, commands::session::login(&cli.global, args)),
         Command::Logout => client::run(&cli.global, async { commands::session::logout(&cli.global) }),
         Command::Whoami => client::run(&cli.global, commands::session::whoami(&cli.global)),
+        Command::Audit { command: TempAudit::Verify(args) } => {
+            client::run(&cli.global, commands::audit_verify::run(&cli.global, args))
+        }
     }
 }
 

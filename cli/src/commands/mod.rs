@@ -1,5 +1,6 @@
 //! The client subcommands, one module per resource.
 
+pub mod audit_verify;
 pub mod completions;
 pub mod machine;
 pub mod member;
