@@ -16,6 +16,7 @@ pub mod contract;
 mod envelope;
 pub mod merkle;
 mod sqlite;
+pub mod verify;
 
 use std::fmt;
 use std::path::Path;

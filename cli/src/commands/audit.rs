@@ -1,5 +1,6 @@
 //! `credledger audit …`: the auditor's commands. `replay` prints the organization's credential
-//! inventory as it was at a past moment, which the server folds from the log (the API's `asOf`).
+//! inventory as it was at a past moment, which the server folds from the log (the API's `asOf`);
+//! `verify` checks an export offline, or the server's latest checkpoint against the last one seen.
 
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::{Value, json};
@@ -18,6 +19,11 @@ enum AuditCommand {
     ///
     /// Example: credledger audit replay --org ORG_ID --as-of 2026-11-25T10:00:00Z
     Replay(ReplayArgs),
+    /// Verify the ledger: an export offline against the ledger key and a checkpoint, or (monitor
+    /// mode) that the server's latest checkpoint extends the last one verified.
+    ///
+    /// Example: credledger audit verify --export ledger.ndjson --checkpoint checkpoint.txt --key ledger.vkey
+    Verify(super::audit_verify::VerifyArgs),
 }
 
 #[derive(Debug, Args)]
@@ -70,10 +76,11 @@ const COLLECTIONS: [Collection; 3] = [
 const COLUMNS: &[&str] = &["kind", "name", "id", "state", "owner", "prefix", "expiresAt"];
 
 pub async fn run(global: &Global, args: AuditArgs) -> CliResult<()> {
-    let api = Api::connect(global).await?;
-    let org = api.org().await?;
     match args.command {
+        AuditCommand::Verify(verify) => super::audit_verify::run(global, verify).await?,
         AuditCommand::Replay(replay) => {
+            let api = Api::connect(global).await?;
+            let org = api.org().await?;
             let as_of = query_value(&replay.as_of);
             let mut items = Vec::new();
             let mut rows = Vec::new();

@@ -1,0 +1,100 @@
+//! The checks of an organization's export: each event proven part of the ledger by its inclusion
+//! proof against the export's checkpoint, each the organization's own, in increasing positions,
+//! and its `orgSequence` running from 1 without a gap.
+
+use std::io::BufRead;
+
+use credledger_domain::OrgId;
+
+use super::line::{self, EnvelopeFields, LineRead, MAX_LINE};
+use super::{Context, Scope, Verified, VerifyError};
+use crate::leaf_hash;
+use crate::merkle::verify_inclusion;
+
+pub(super) fn verify(
+    reader: &mut impl BufRead,
+    buf: &mut Vec<u8>,
+    context: &mut Context<'_>,
+    org: OrgId,
+) -> Result<Verified, VerifyError> {
+    let (tree_size, root) = (context.header.tree_size, context.header.root_hash);
+    // The proofs lead to the header's root: a trusted checkpoint must be that very one.
+    if let Some(trusted) = &context.trusted
+        && (trusted.tree_size != tree_size || trusted.root_hash != root)
+    {
+        return Err(VerifyError::NotUnderTrusted { export_size: tree_size, trusted_size: trusted.tree_size });
+    }
+    let (mut previous, mut events) = (0, 0);
+    let mut scratch = Vec::new();
+    let mut proof = Vec::new();
+    loop {
+        let read = line::next_line(reader, buf).map_err(VerifyError::Read)?;
+        context.lines += 1;
+        let line_number = context.lines;
+        let malformed =
+            |reason: String| VerifyError::MalformedLine { line: line_number, after_position: previous, reason };
+        match read {
+            LineRead::End => break,
+            LineRead::TooLong => return Err(malformed(format!("it is longer than {} MiB", MAX_LINE >> 20))),
+            LineRead::Line => {}
+        }
+        let (head, envelope) = line::split(buf, &mut scratch).map_err(malformed)?;
+        let position = head.position;
+        if position <= previous {
+            return Err(VerifyError::PositionNotIncreasing { previous, found: position });
+        }
+        if position > tree_size {
+            return Err(VerifyError::BeyondTreeSize { position, tree_size });
+        }
+        let recorded =
+            line::hash(head.leaf_hash).ok_or_else(|| malformed("its leafHash is not a hex SHA-256 hash".to_owned()))?;
+        let computed = leaf_hash(envelope);
+        if computed != recorded {
+            return Err(VerifyError::LeafHashMismatch { position, recorded, computed });
+        }
+        proof.clear();
+        for hash in head.inclusion_proof.ok_or_else(|| malformed("it has no inclusionProof".to_owned()))? {
+            proof.push(
+                line::hash(hash)
+                    .ok_or_else(|| malformed("its inclusionProof holds a hash that is not hex".to_owned()))?,
+            );
+        }
+        verify_inclusion(&computed, position - 1, tree_size, &proof, &root)
+            .map_err(|error| VerifyError::InclusionProof { position, tree_size, error })?;
+        let fields =
+            EnvelopeFields::decode(envelope).map_err(|reason| VerifyError::MalformedEnvelope { position, reason })?;
+        if fields.position != position {
+            return Err(VerifyError::EnvelopeElsewhere { position, envelope_position: fields.position });
+        }
+        if fields.org_id != Some(org) {
+            return Err(VerifyError::WrongOrganization { position, expected: org, found: fields.org_id });
+        }
+        let expected = events + 1;
+        match fields.org_sequence {
+            Some(found) if found == expected => {}
+            Some(found) => return Err(VerifyError::OrgSequenceGap { position, org_id: org, expected, found }),
+            None => {
+                return Err(VerifyError::MalformedEnvelope {
+                    position,
+                    reason: "an organization's event without orgSequence".to_owned(),
+                });
+            }
+        }
+        previous = position;
+        events += 1;
+        context.report(events, position, false);
+    }
+    context.report(events, previous, true);
+    Ok(Verified {
+        scope: Scope::Organization(org),
+        events,
+        streams: 0,
+        organizations: 1,
+        checkpoints_checked: 0,
+        checkpoints_unchecked: 0,
+        tree_size,
+        root_hash: root,
+        made_under: context.header.clone(),
+        trusted: context.trusted.clone(),
+    })
+}
