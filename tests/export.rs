@@ -1,5 +1,6 @@
-//! `GET /v1/audit/:orgId/export`: the organization's exact recorded envelopes (NDJSON), each
-//! verifiable against its leaf hash offline, or a CSV view; nobody else's events.
+//! `GET /v1/audit/:orgId/export`: the organization's exact recorded envelopes (NDJSON) under a
+//! signed checkpoint, each with its leaf hash and inclusion proof, verifiable offline; or a CSV
+//! view; nobody else's events.
 
 mod support;
 
@@ -50,31 +51,65 @@ async fn an_export_is_the_organizations_exact_envelopes_verifiable_offline() {
     let (status, content_type, body) = export(&server.base_url, &org, "", &owner_token).await;
     assert_eq!((status, content_type.as_str()), (200, "application/x-ndjson"));
     let lines: Vec<&[u8]> = body.split(|b| *b == b'\n').filter(|line| !line.is_empty()).collect();
+    let header: serde_json::Value = serde_json::from_slice(lines[0]).unwrap();
+    assert_eq!(header["format"], "credledger-export");
+    assert_eq!(header["scope"], "organization");
+    assert_eq!(header["orgId"], org.as_str());
+    let tree_size = header["treeSize"].as_u64().unwrap();
+    let root: [u8; 32] = hex::decode(header["rootHash"].as_str().unwrap()).unwrap().try_into().unwrap();
+    let key = reqwest::get(format!("{}/v1/ledger/key", server.base_url)).await.unwrap();
+    let key: serde_json::Value = key.json().await.unwrap();
+    let verifier = credledger_store::checkpoint::CheckpointVerifier::new(key["verifierKey"].as_str().unwrap()).unwrap();
+    let checkpoint = verifier.verify(header["checkpoint"].as_str().unwrap()).expect("the header's checkpoint is signed");
+    assert_eq!((checkpoint.tree_size, checkpoint.root_hash), (tree_size, root));
+
     let expected: Vec<(u64, Vec<u8>, Vec<u8>)> = raw_log(&server)
         .into_iter()
-        .filter(|(_, envelope, _)| {
-            serde_json::from_slice::<serde_json::Value>(envelope).unwrap()["orgId"] == org.as_str()
+        .filter(|(position, envelope, _)| {
+            *position <= tree_size
+                && serde_json::from_slice::<serde_json::Value>(envelope).unwrap()["orgId"] == org.as_str()
         })
         .collect();
     assert!(expected.len() >= 5, "org created, owner, PAT, token, use, disable: {}", expected.len());
-    assert_eq!(lines.len(), expected.len(), "every event of the organization and no other's");
-    for (line, (position, envelope, leaf_hash)) in lines.iter().zip(&expected) {
-        assert_eq!(line, &envelope.as_slice(), "position {position}: the exact stored bytes");
-        // Offline verification: the leaf hash is SHA-256(0x00 ‖ line).
-        assert_eq!(credledger_store::leaf_hash(line).to_vec(), *leaf_hash, "position {position}");
+    let entries = &lines[1..];
+    assert_eq!(entries.len(), expected.len(), "every event of the organization up to the checkpoint, no other's");
+    let mut sequences = Vec::new();
+    for (line, (position, envelope, leaf_hash)) in entries.iter().zip(&expected) {
+        let text = std::str::from_utf8(line).unwrap();
+        let at = text.find(",\"envelope\":").unwrap();
+        let bytes = &line[at + ",\"envelope\":".len()..line.len() - 1];
+        assert_eq!(bytes, envelope.as_slice(), "position {position}: the exact stored bytes");
+        let entry: serde_json::Value = serde_json::from_slice(line).unwrap();
+        assert_eq!(entry["position"], *position);
+        assert_eq!(entry["leafHash"], hex::encode(leaf_hash));
+        // Offline verification: the leaf hash is SHA-256(0x00 ‖ envelope), and it is in the tree.
+        let leaf = credledger_store::leaf_hash(bytes);
+        assert_eq!(leaf.to_vec(), *leaf_hash, "position {position}");
+        let proof: Vec<[u8; 32]> = entry["inclusionProof"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|hash| hex::decode(hash.as_str().unwrap()).unwrap().try_into().unwrap())
+            .collect();
+        credledger_store::merkle::verify_inclusion(&leaf, position - 1, tree_size, &proof, &root)
+            .unwrap_or_else(|error| panic!("position {position}: {error}"));
+        assert!(
+            credledger_store::merkle::verify_inclusion(&leaf, *position, tree_size, &proof, &root).is_err(),
+            "the proof is for this position only"
+        );
+        sequences.push(entry["envelope"]["orgSequence"].as_u64().unwrap());
     }
-    let sequences: Vec<u64> = lines
-        .iter()
-        .map(|line| serde_json::from_slice::<serde_json::Value>(line).unwrap()["orgSequence"].as_u64().unwrap())
-        .collect();
     assert_eq!(sequences, (1..=sequences.len() as u64).collect::<Vec<_>>(), "contiguous per-organization sequences");
+    // The whole export verifies offline with the verifier `credledger audit verify` runs.
+    let verified = credledger_store::verify::verify_export(&body[..], &verifier, None, |_| {}).unwrap();
+    assert_eq!(verified.events, expected.len() as u64);
 
     let (status, content_type, csv) = export(&server.base_url, &org, "?format=csv", &owner_token).await;
     assert_eq!((status, content_type.as_str()), (200, "text/csv; charset=utf-8"));
     let csv = String::from_utf8(csv).unwrap();
     let rows: Vec<&str> = csv.lines().collect();
     assert_eq!(rows[0], "position,orgSequence,recordedAt,type,stream,actorKind,actorId,ip,userAgent,leafHash");
-    assert_eq!(rows.len(), expected.len() + 1);
+    assert!(rows.len() > expected.len(), "the CSV runs to the head: {} rows", rows.len());
     assert!(csv.contains(",'=cmd|x,"), "a client-chosen user agent never becomes a formula: {csv}");
     assert!(!csv.contains("globex") && !csv.contains("theirs"));
 }

@@ -97,11 +97,21 @@ impl std::fmt::Debug for Ledger {
     }
 }
 
-/// Leaves of the tiles a request has read, so that the proofs of neighbouring entries (an export
-/// walks the log in order) read each tile once.
+/// The tiles a request has read, each with every node hash inside it, so that the proofs of
+/// neighbouring entries (an export walks the log in order) read and hash each tile once.
 #[derive(Debug, Default)]
 pub struct LeafCache {
-    tiles: HashMap<u64, Vec<[u8; 32]>>,
+    tiles: HashMap<u64, Vec<Vec<[u8; 32]>>>,
+}
+
+/// A tile's node hashes by height: its leaves, then each level of complete pairs above them.
+fn tile_levels(leaves: Vec<[u8; 32]>) -> Vec<Vec<[u8; 32]>> {
+    let mut levels = vec![leaves];
+    while let Some(below) = levels.last().filter(|level| level.len() > 1) {
+        let above = below.chunks_exact(2).map(merkle::join_subtree_roots).collect();
+        levels.push(above);
+    }
+    levels
 }
 
 impl Ledger {
@@ -175,13 +185,13 @@ impl Ledger {
                 cache.tiles.clear();
             }
             let leaves = self.store.read_leaf_hashes(tile * TILE + 1, TILE as usize).await?;
-            cache.tiles.insert(tile, leaves);
+            cache.tiles.insert(tile, tile_levels(leaves));
         }
-        let leaves = &cache.tiles[&tile];
-        let offset = (subtree.start() % TILE) as usize;
-        leaves
-            .get(offset..offset + subtree.len() as usize)
-            .map(merkle::root)
+        let offset = ((subtree.start() % TILE) >> subtree.height()) as usize;
+        cache.tiles[&tile]
+            .get(subtree.height() as usize)
+            .and_then(|level| level.get(offset))
+            .copied()
             .ok_or_else(|| Problem::internal("hashing a subtree", &format!("the log ends before {}", subtree.start())))
     }
 
@@ -311,5 +321,86 @@ pub async fn run_checkpoint_signer(app: crate::AppState, every: std::time::Durat
         if let Err(problem) = app.ledger.sign_checkpoint(app.clock.now()).await {
             tracing::warn!(code = problem.code, detail = %problem.detail, "signing a checkpoint failed");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use credledger_domain::{Actor, EventId};
+    use credledger_store::merkle;
+    use credledger_store::{EventStore, ExpectedVersion, NewEvent};
+    use time::OffsetDateTime;
+
+    use super::{LeafCache, Ledger};
+
+    async fn ledger_of(size: u64, dir: &std::path::Path) -> (Ledger, Vec<[u8; 32]>) {
+        let store = credledger_store::open(&format!("sqlite://{}", dir.join("events.db").display())).await.unwrap();
+        let mut appended = 0;
+        while appended < size {
+            let batch = (size - appended).min(500);
+            let events = (0..batch)
+                .map(|n| NewEvent {
+                    event_id: EventId::from_uuid(uuid::Uuid::now_v7()),
+                    event_type: "TreeChecked".to_owned(),
+                    schema_version: 1,
+                    org_id: None,
+                    occurred_at: OffsetDateTime::UNIX_EPOCH,
+                    actor: Actor::system("test"),
+                    request: None,
+                    payload: serde_json::json!({ "n": appended + n }),
+                })
+                .collect();
+            store.append("tree", ExpectedVersion::Any, events).await.unwrap();
+            appended += batch;
+        }
+        let leaves = store.read_leaf_hashes(1, size as usize).await.unwrap();
+        let projections = credledger_projections::Projections::open(&dir.join("read.db")).unwrap();
+        let key = credledger_store::checkpoint::LedgerKey::from_seed("test.example/credledger", &[3; 32]).unwrap();
+        (Ledger::new(key, store, projections).unwrap(), leaves)
+    }
+
+    /// The tile cache, its memo and the per-request tile levels give exactly the roots and
+    /// proofs computed from all the leaves, at tile boundaries and between them, and after a
+    /// restart that reloads the cached tiles.
+    #[tokio::test]
+    async fn cached_roots_and_proofs_equal_those_from_every_leaf() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ledger, leaves) = ledger_of(1300, dir.path()).await;
+        for size in [1, 2, 255, 256, 257, 511, 512, 513, 768, 1024, 1025, 1299, 1300] {
+            let expected = merkle::root(&leaves[..size as usize]);
+            assert_eq!(ledger.root(size).await.unwrap(), expected, "root of {size}");
+            let mut cache = LeafCache::default();
+            for index in [0, size / 3, size / 2, size - 1] {
+                let proof = ledger.inclusion_proof(index, size, &mut cache).await.unwrap();
+                assert_eq!(proof, merkle::inclusion_proof(&leaves, index, size).unwrap(), "inclusion {index} in {size}");
+                merkle::verify_inclusion(&leaves[index as usize], index, size, &proof, &expected).unwrap();
+            }
+            for old in [1, size / 2, size].into_iter().filter(|&old| old >= 1) {
+                let proof = ledger.consistency_proof(old, size).await.unwrap();
+                assert_eq!(proof, merkle::consistency_proof(&leaves, old, size).unwrap(), "consistency {old}→{size}");
+            }
+        }
+        assert!(ledger.inclusion_proof(5, 5, &mut LeafCache::default()).await.is_err());
+        drop(ledger);
+        // Reopened: the tiles come from the read models, not from the log.
+        let projections = credledger_projections::Projections::open(&dir.path().join("read.db")).unwrap();
+        assert_eq!(projections.ledger_tiles().unwrap().len(), 1300 / 256);
+    }
+
+    /// A checkpoint is signed only when events other than the last checkpoint's own exist, and
+    /// its note verifies with the ledger key and states the log's root.
+    #[tokio::test]
+    async fn a_checkpoint_is_signed_once_per_batch_of_new_events() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ledger, leaves) = ledger_of(300, dir.path()).await;
+        let now = OffsetDateTime::now_utc();
+        assert_eq!(ledger.sign_checkpoint(now).await.unwrap(), Some(300));
+        assert_eq!(ledger.sign_checkpoint(now).await.unwrap(), None, "only the checkpoint itself is new");
+        let checkpoint = ledger.store.read_all(301, 1).await.unwrap().remove(0);
+        let payload: credledger_domain::ledger::CheckpointSigned = serde_json::from_value(checkpoint.payload).unwrap();
+        let verifier = credledger_store::checkpoint::CheckpointVerifier::new(ledger.key().verifier_key()).unwrap();
+        let signed = verifier.verify(&payload.note).unwrap();
+        assert_eq!((signed.tree_size, signed.root_hash), (300, merkle::root(&leaves)));
+        assert_eq!(payload.root_hash, hex::encode(merkle::root(&leaves)));
     }
 }

@@ -146,8 +146,8 @@ impl LedgerKey {
         let secret = secret.trim();
         let signer = StandardSigner::new(secret).map_err(|_| CheckpointError::MalformedKey("private"))?;
         let seed: [u8; 32] = secret
-            .rsplit('+')
-            .next()
+            .splitn(5, '+')
+            .nth(4)
             .and_then(|key| STANDARD.decode(key).ok())
             .and_then(|key| key.get(1..).and_then(|seed| seed.try_into().ok()))
             .ok_or(CheckpointError::MalformedKey("private"))?;
@@ -268,6 +268,15 @@ mod tests {
         assert_eq!(checkpoint.root_hash, [9; 32]);
         assert_eq!(checkpoint.signed_at, datetime!(2026-11-25 10:00:00 UTC));
         assert_eq!(checkpoint.origin, "ledger.example/credledger");
+    }
+
+    #[test]
+    fn keys_whose_base64_holds_a_plus_read_back() {
+        for seed in 0..64u8 {
+            let key = LedgerKey::from_seed("ledger.example/credledger", &[seed; 32]).unwrap();
+            let again = LedgerKey::from_secret(key.secret()).unwrap();
+            assert_eq!(again.public_key(), key.public_key(), "{}", key.verifier_key());
+        }
     }
 
     #[test]

@@ -62,7 +62,7 @@ async fn export(
     caller.require_human()?;
     caller.require_admin(&app, org)?;
     if format == Format::Ndjson {
-        return verifiable_export(&app, org);
+        return verifiable_export(&app, org).await;
     }
     // The export ends at the head as it is now, so it is one consistent prefix of the log.
     let head = app.store.head().await?;
@@ -107,8 +107,8 @@ async fn export(
 }
 
 /// The organization's events up to the latest checkpoint, each with its inclusion proof.
-fn verifiable_export(app: &AppState, org: OrgId) -> Result<Response, Problem> {
-    let checkpoint = super::ledger::export_checkpoint(app, None)?;
+async fn verifiable_export(app: &AppState, org: OrgId) -> Result<Response, Problem> {
+    let checkpoint = super::ledger::export_checkpoint(app, None).await?;
     let org_text = org.to_string();
     let header = super::ledger::export_header("organization", Some(&org_text), &checkpoint);
     let tree_size = checkpoint.tree_size;

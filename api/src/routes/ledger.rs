@@ -276,7 +276,7 @@ async fn export(
     if !caller.is_server_admin() {
         return Err(Problem::forbidden("server_admin_only", "only the server-admin token exports the whole ledger"));
     }
-    let checkpoint = export_checkpoint(&app, query.tree_size)?;
+    let checkpoint = export_checkpoint(&app, query.tree_size).await?;
     let header = export_header("ledger", None, &checkpoint);
     let tree_size = checkpoint.tree_size;
     let store = app.store.clone();
@@ -311,13 +311,25 @@ async fn export(
         .map_err(|error| Problem::internal("building the export response", &error))
 }
 
-/// The checkpoint an export is made under: the one of `tree_size`, or the latest.
-pub(crate) fn export_checkpoint(app: &AppState, tree_size: Option<u64>) -> Result<CheckpointRow, Problem> {
-    match tree_size {
-        Some(size) => app.projections.checkpoints(Some(size), None, 1)?.into_iter().next().ok_or_else(|| {
+/// The checkpoint an export is made under: the one of `tree_size`, or else the first one that
+/// covers the log as it was when the request arrived (the signer makes one within a second), so
+/// an export includes everything recorded before it was asked for.
+pub(crate) async fn export_checkpoint(app: &AppState, tree_size: Option<u64>) -> Result<CheckpointRow, Problem> {
+    if let Some(size) = tree_size {
+        return app.projections.checkpoints(Some(size), None, 1)?.into_iter().next().ok_or_else(|| {
             Problem::not_found("checkpoint of that treeSize").with_field("treeSize")
-        }),
-        None => app.projections.latest_checkpoint()?.ok_or_else(no_checkpoint),
+        });
+    }
+    let head = app.store.head().await?;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let latest = app.projections.latest_checkpoint()?;
+        match latest {
+            Some(latest) if latest.tree_size >= head => return Ok(latest),
+            Some(latest) if tokio::time::Instant::now() >= deadline => return Ok(latest),
+            None if tokio::time::Instant::now() >= deadline => return Err(no_checkpoint()),
+            _ => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+        }
     }
 }
 
