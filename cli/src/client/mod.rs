@@ -170,6 +170,38 @@ impl Api {
         }
     }
 
+    /// Streams the answer of a GET into `out` (an export may take minutes: no overall timeout,
+    /// only for connecting). Returns the number of bytes written.
+    pub async fn download(&self, path: &str, out: &mut dyn std::io::Write) -> CliResult<u64> {
+        let url = format!("{}{path}", self.base);
+        if self.global.verbose {
+            eprintln!("credledger: GET {url}");
+        }
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(30))
+            .user_agent(concat!("credledger-cli/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| CliError::server(e.to_string()))?;
+        let mut response = http
+            .get(&url)
+            .bearer_auth(&self.bearer)
+            .send()
+            .await
+            .map_err(|error| CliError::server(format!("cannot reach {}: {error}", self.base)))?;
+        if !response.status().is_success() {
+            return read(response).await.map(|_| 0);
+        }
+        let mut written = 0;
+        while let Some(chunk) =
+            response.chunk().await.map_err(|e| CliError::server(format!("the download broke off: {e}")))?
+        {
+            out.write_all(&chunk).map_err(|e| CliError::server(format!("writing the download: {e}")))?;
+            written += chunk.len() as u64;
+        }
+        out.flush().map_err(|e| CliError::server(format!("writing the download: {e}")))?;
+        Ok(written)
+    }
+
     /// The organization to act in: `--org`, else the credential's own.
     pub async fn org(&self) -> CliResult<String> {
         if let Some(org) = &self.global.org {

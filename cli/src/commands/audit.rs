@@ -5,7 +5,7 @@
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::{Value, json};
 
-use crate::client::{Api, CliResult, Format, Global, output};
+use crate::client::{Api, CliError, CliResult, Format, Global, output};
 
 #[derive(Debug, Args)]
 pub struct AuditArgs {
@@ -24,6 +24,31 @@ enum AuditCommand {
     ///
     /// Example: credledger audit verify --export ledger.ndjson --checkpoint checkpoint.txt --key ledger.vkey
     Verify(super::audit_verify::VerifyArgs),
+    /// Print the ledger's public verifier key (what `audit verify --key` reads). Needs no token.
+    ///
+    /// Example: credledger audit key > ledger.vkey
+    Key,
+    /// Print a signed checkpoint (what `audit verify --checkpoint` reads): the latest, or the one
+    /// of a tree size.
+    ///
+    /// Example: credledger audit checkpoint > checkpoint.txt
+    Checkpoint {
+        /// The checkpoint of exactly this tree size instead of the latest.
+        #[arg(long)]
+        tree_size: Option<u64>,
+    },
+    /// Download a verifiable export: the organization's (owners and admins), or with `--ledger`
+    /// the whole ledger (server admin). Written to FILE, or standard output.
+    ///
+    /// Example: credledger audit export --ledger --out ledger.ndjson
+    Export {
+        /// The whole ledger instead of one organization.
+        #[arg(long)]
+        ledger: bool,
+        /// Where to write the NDJSON (default: standard output).
+        #[arg(long, value_name = "FILE")]
+        out: Option<std::path::PathBuf>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -78,6 +103,43 @@ const COLUMNS: &[&str] = &["kind", "name", "id", "state", "owner", "prefix", "ex
 pub async fn run(global: &Global, args: AuditArgs) -> CliResult<()> {
     match args.command {
         AuditCommand::Verify(verify) => super::audit_verify::run(global, verify).await?,
+        AuditCommand::Key => {
+            let key = Api::with_token(global, "")?.get("/v1/ledger/key").await?;
+            print_line(global, &key, "verifierKey")?;
+        }
+        AuditCommand::Checkpoint { tree_size } => {
+            let api = Api::connect(global).await?;
+            let checkpoint = match tree_size {
+                None => api.get("/v1/ledger/checkpoint").await?,
+                Some(size) => {
+                    let page = api.get(&format!("/v1/ledger/checkpoints?treeSize={size}&limit=1")).await?;
+                    page["items"].get(0).cloned().ok_or_else(|| {
+                        CliError::usage(format!("no checkpoint of tree size {size}: list them with GET /v1/ledger/checkpoints"))
+                    })?
+                }
+            };
+            // The note is a file format of its own: text unless JSON is asked for explicitly.
+            if global.output == Some(Format::Json) {
+                output::object(global, &checkpoint);
+            } else if !global.quiet {
+                print!("{}", checkpoint["note"].as_str().unwrap_or_default());
+            }
+        }
+        AuditCommand::Export { ledger, out } => {
+            let api = Api::connect(global).await?;
+            let path = if ledger { "/v1/ledger/export".to_owned() } else { format!("/v1/audit/{}/export", api.org().await?) };
+            let written = match &out {
+                Some(file) => {
+                    let mut file = std::fs::File::create(file)
+                        .map_err(|e| CliError::usage(format!("cannot create {}: {e}", file.display())))?;
+                    api.download(&path, &mut file).await?
+                }
+                None => api.download(&path, &mut std::io::stdout().lock()).await?,
+            };
+            if let Some(file) = &out {
+                output::say(global, &format!("{written} bytes written to {}", file.display()));
+            }
+        }
         AuditCommand::Replay(replay) => {
             let api = Api::connect(global).await?;
             let org = api.org().await?;
@@ -106,6 +168,18 @@ pub async fn run(global: &Global, args: AuditArgs) -> CliResult<()> {
                 output::list(global, &json!({ "orgId": org, "asOf": replay.as_of, "items": items }), COLUMNS);
             }
         }
+    }
+    Ok(())
+}
+
+/// Prints one text field of an answer as a line, even into a pipe or a file (it is a file format
+/// of its own); the whole answer only with an explicit `-o json`.
+fn print_line(global: &Global, answer: &Value, field: &str) -> CliResult<()> {
+    if global.output == Some(Format::Json) {
+        output::object(global, answer);
+    } else if !global.quiet {
+        let text = answer[field].as_str().ok_or_else(|| CliError::server(format!("the answer has no `{field}`")))?;
+        println!("{text}");
     }
     Ok(())
 }
