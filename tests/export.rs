@@ -60,7 +60,8 @@ async fn an_export_is_the_organizations_exact_envelopes_verifiable_offline() {
     let key = reqwest::get(format!("{}/v1/ledger/key", server.base_url)).await.unwrap();
     let key: serde_json::Value = key.json().await.unwrap();
     let verifier = credledger_store::checkpoint::CheckpointVerifier::new(key["verifierKey"].as_str().unwrap()).unwrap();
-    let checkpoint = verifier.verify(header["checkpoint"].as_str().unwrap()).expect("the header's checkpoint is signed");
+    let checkpoint =
+        verifier.verify(header["checkpoint"].as_str().unwrap()).expect("the header's checkpoint is signed");
     assert_eq!((checkpoint.tree_size, checkpoint.root_hash), (tree_size, root));
 
     let expected: Vec<(u64, Vec<u8>, Vec<u8>)> = raw_log(&server)

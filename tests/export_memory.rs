@@ -47,7 +47,7 @@ async fn drain(url: &str, token: &str) -> (u64, u64) {
     let (mut bytes, mut lines) = (0u64, 0u64);
     while let Some(chunk) = response.chunk().await.unwrap() {
         bytes += chunk.len() as u64;
-        lines += chunk.iter().filter(|b| **b == b'\n').count() as u64;
+        lines += chunk.split(|b| *b == b'\n').count() as u64 - 1;
     }
     (bytes, lines)
 }
@@ -115,8 +115,8 @@ async fn exporting_100k_events_keeps_the_server_memory_flat() {
     eprintln!(
         "export of {org_lines} organization lines ({:.1} MiB) and {ledger_lines} ledger lines ({:.1} MiB): \
          server RSS {:.1} MiB before, peak {:.1} MiB, growth {:.1} MiB",
-        org_bytes as f64 / 1048576.0,
-        ledger_bytes as f64 / 1048576.0,
+        org_bytes as f64 / 1_048_576.0,
+        ledger_bytes as f64 / 1_048_576.0,
         baseline as f64 / 1024.0,
         peak as f64 / 1024.0,
         growth_kib as f64 / 1024.0,

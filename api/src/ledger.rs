@@ -209,7 +209,8 @@ impl Ledger {
         }
         let half = subtree.len() / 2;
         let left = Subtree::new(subtree.start(), subtree.height() - 1).expect("halves of a subtree are aligned");
-        let right = Subtree::new(subtree.start() + half, subtree.height() - 1).expect("halves of a subtree are aligned");
+        let right =
+            Subtree::new(subtree.start() + half, subtree.height() - 1).expect("halves of a subtree are aligned");
         let root = merkle::join_subtree_roots(&[self.joined_root(left)?, self.joined_root(right)?]);
         if let Ok(mut joined) = self.joined.lock() {
             joined.insert(subtree, root);
@@ -238,7 +239,12 @@ impl Ledger {
     }
 
     /// The inclusion proof of the leaf at `index` (position − 1) in the tree of `size` leaves.
-    pub async fn inclusion_proof(&self, index: u64, size: u64, cache: &mut LeafCache) -> Result<Vec<[u8; 32]>, Problem> {
+    pub async fn inclusion_proof(
+        &self,
+        index: u64,
+        size: u64,
+        cache: &mut LeafCache,
+    ) -> Result<Vec<[u8; 32]>, Problem> {
         let ranges = merkle::inclusion_proof_ranges(index, size).map_err(proof_problem)?;
         self.sync_tiles(size).await?;
         let mut proof = Vec::with_capacity(ranges.len());
@@ -297,7 +303,8 @@ impl Ledger {
             occurred_at: now,
             actor: Actor::system("ledger"),
             request: None,
-            payload: serde_json::to_value(&payload).map_err(|error| Problem::internal("encoding a checkpoint", &error))?,
+            payload: serde_json::to_value(&payload)
+                .map_err(|error| Problem::internal("encoding a checkpoint", &error))?,
         };
         let appended = self.store.append(STREAM, ExpectedVersion::Any, vec![event]).await?;
         if let Ok(mut last) = self.last_signed.lock() {
@@ -308,6 +315,7 @@ impl Ledger {
     }
 }
 
+#[allow(clippy::needless_pass_by_value)] // used as `map_err(proof_problem)`
 fn proof_problem(error: merkle::ProofError) -> Problem {
     Problem::bad_request("invalid_tree_size", error.to_string())
 }
@@ -328,7 +336,7 @@ pub async fn run_checkpoint_signer(app: crate::AppState, every: std::time::Durat
 mod tests {
     use credledger_domain::{Actor, EventId};
     use credledger_store::merkle;
-    use credledger_store::{EventStore, ExpectedVersion, NewEvent};
+    use credledger_store::{ExpectedVersion, NewEvent};
     use time::OffsetDateTime;
 
     use super::{LeafCache, Ledger};
@@ -372,7 +380,11 @@ mod tests {
             let mut cache = LeafCache::default();
             for index in [0, size / 3, size / 2, size - 1] {
                 let proof = ledger.inclusion_proof(index, size, &mut cache).await.unwrap();
-                assert_eq!(proof, merkle::inclusion_proof(&leaves, index, size).unwrap(), "inclusion {index} in {size}");
+                assert_eq!(
+                    proof,
+                    merkle::inclusion_proof(&leaves, index, size).unwrap(),
+                    "inclusion {index} in {size}"
+                );
                 merkle::verify_inclusion(&leaves[index as usize], index, size, &proof, &expected).unwrap();
             }
             for old in [1, size / 2, size].into_iter().filter(|&old| old >= 1) {

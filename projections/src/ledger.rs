@@ -56,10 +56,8 @@ impl Projections {
              ORDER BY position DESC LIMIT ?3"
         );
         let mut statement = connection.prepare_cached(&sql)?;
-        let rows = statement.query_map(
-            rusqlite::params![tree_size.map(|s| s as i64), before.map(|p| p as i64), limit as i64],
-            row,
-        )?;
+        let rows = statement
+            .query_map(rusqlite::params![tree_size.map(|s| s as i64), before.map(|p| p as i64), limit as i64], row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 

@@ -85,11 +85,14 @@ impl Checkpoint {
     /// Reads a checkpoint body (the signed text of the note, without signatures).
     pub fn parse_body(text: &str) -> Result<Self, CheckpointError> {
         let malformed = |what: &str| CheckpointError::Malformed(what.to_owned());
-        let mut lines = text.strip_suffix('\n').ok_or_else(|| malformed("the text must end with a newline"))?.split('\n');
+        let mut lines =
+            text.strip_suffix('\n').ok_or_else(|| malformed("the text must end with a newline"))?.split('\n');
         let origin = lines.next().filter(|origin| !origin.is_empty()).ok_or_else(|| malformed("no origin line"))?;
         let tree_size = lines
             .next()
-            .filter(|size| !size.is_empty() && size.bytes().all(|b| b.is_ascii_digit()) && (size == &"0" || !size.starts_with('0')))
+            .filter(|size| {
+                !size.is_empty() && size.bytes().all(|b| b.is_ascii_digit()) && (size == &"0" || !size.starts_with('0'))
+            })
             .and_then(|size| size.parse::<u64>().ok())
             .ok_or_else(|| malformed("the second line must be the tree size in decimal"))?;
         let root_hash = lines
@@ -220,8 +223,10 @@ impl CheckpointVerifier {
 
     /// The checkpoint a signed note states, if and only if this key signed it.
     pub fn verify(&self, note: &str) -> Result<Checkpoint, CheckpointError> {
-        let parsed = Note::from_bytes(note.as_bytes()).map_err(|error| CheckpointError::Malformed(error.to_string()))?;
-        let verifier = StandardVerifier::new(&self.verifier_key).map_err(|_| CheckpointError::MalformedKey("verifier"))?;
+        let parsed =
+            Note::from_bytes(note.as_bytes()).map_err(|error| CheckpointError::Malformed(error.to_string()))?;
+        let verifier =
+            StandardVerifier::new(&self.verifier_key).map_err(|_| CheckpointError::MalformedKey("verifier"))?;
         parsed
             .verify(&VerifierList::new(vec![Box::new(verifier)]))
             .map_err(|_| CheckpointError::BadSignature(self.verifier_key.clone()))?;

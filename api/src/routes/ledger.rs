@@ -143,13 +143,12 @@ async fn checkpoints(
             })
         })
         .transpose()?;
-    let limit = match query.limit.unwrap_or(DEFAULT_LIMIT) {
-        limit @ 1..=MAX_LIMIT => limit,
-        _ => {
-            return Err(Problem::bad_request("invalid_query", format!("`limit` is between 1 and {MAX_LIMIT}"))
-                .with_field("limit"));
-        }
-    };
+    let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(
+            Problem::bad_request("invalid_query", format!("`limit` is between 1 and {MAX_LIMIT}")).with_field("limit")
+        );
+    }
     let mut rows = app.projections.checkpoints(query.tree_size, before, limit + 1)?;
     let next_cursor = (rows.len() > limit).then(|| {
         rows.truncate(limit);
@@ -193,7 +192,9 @@ async fn inclusion(
     let head = app.store.head().await?;
     check_size("treeSize", query.tree_size, head)?;
     if query.position == 0 || query.position > query.tree_size {
-        return Err(Problem::bad_request("invalid_query", "`position` is between 1 and `treeSize`").with_field("position"));
+        return Err(
+            Problem::bad_request("invalid_query", "`position` is between 1 and `treeSize`").with_field("position")
+        );
     }
     let leaf = app.store.read_leaf_hashes(query.position, 1).await?;
     let leaf = leaf.first().ok_or_else(|| Problem::not_found("event"))?;
@@ -247,8 +248,11 @@ async fn consistency(
 
 fn check_size(field: &str, size: u64, head: u64) -> Result<(), Problem> {
     if size == 0 || size > head {
-        return Err(Problem::bad_request("invalid_query", format!("`{field}` is between 1 and the log's size ({head})"))
-            .with_field(field));
+        return Err(Problem::bad_request(
+            "invalid_query",
+            format!("`{field}` is between 1 and the log's size ({head})"),
+        )
+        .with_field(field));
     }
     Ok(())
 }
@@ -316,9 +320,12 @@ async fn export(
 /// an export includes everything recorded before it was asked for.
 pub(crate) async fn export_checkpoint(app: &AppState, tree_size: Option<u64>) -> Result<CheckpointRow, Problem> {
     if let Some(size) = tree_size {
-        return app.projections.checkpoints(Some(size), None, 1)?.into_iter().next().ok_or_else(|| {
-            Problem::not_found("checkpoint of that treeSize").with_field("treeSize")
-        });
+        return app
+            .projections
+            .checkpoints(Some(size), None, 1)?
+            .into_iter()
+            .next()
+            .ok_or_else(|| Problem::not_found("checkpoint of that treeSize").with_field("treeSize"));
     }
     let head = app.store.head().await?;
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);

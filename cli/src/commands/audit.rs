@@ -114,7 +114,9 @@ pub async fn run(global: &Global, args: AuditArgs) -> CliResult<()> {
                 Some(size) => {
                     let page = api.get(&format!("/v1/ledger/checkpoints?treeSize={size}&limit=1")).await?;
                     page["items"].get(0).cloned().ok_or_else(|| {
-                        CliError::usage(format!("no checkpoint of tree size {size}: list them with GET /v1/ledger/checkpoints"))
+                        CliError::usage(format!(
+                            "no checkpoint of tree size {size}: list them with GET /v1/ledger/checkpoints"
+                        ))
                     })?
                 }
             };
@@ -127,7 +129,8 @@ pub async fn run(global: &Global, args: AuditArgs) -> CliResult<()> {
         }
         AuditCommand::Export { ledger, out } => {
             let api = Api::connect(global).await?;
-            let path = if ledger { "/v1/ledger/export".to_owned() } else { format!("/v1/audit/{}/export", api.org().await?) };
+            let path =
+                if ledger { "/v1/ledger/export".to_owned() } else { format!("/v1/audit/{}/export", api.org().await?) };
             let written = match &out {
                 Some(file) => {
                     let mut file = std::fs::File::create(file)

@@ -181,8 +181,9 @@ impl EventStore for SqliteStore {
         let (from, limit) = bounds(from_position, limit);
         self.reader
             .query(move |connection| {
-                let mut statement = connection
-                    .prepare_cached("SELECT position, leaf_hash FROM events WHERE position >= ?1 ORDER BY position LIMIT ?2")?;
+                let mut statement = connection.prepare_cached(
+                    "SELECT position, leaf_hash FROM events WHERE position >= ?1 ORDER BY position LIMIT ?2",
+                )?;
                 let mut rows = statement.query((from, limit))?;
                 let mut hashes = Vec::new();
                 while let Some(row) = rows.next()? {
