@@ -145,9 +145,10 @@ impl LedgerKey {
     pub fn from_secret(secret: &str) -> Result<Self, CheckpointError> {
         let secret = secret.trim();
         let signer = StandardSigner::new(secret).map_err(|_| CheckpointError::MalformedKey("private"))?;
+        // The base64 key may itself hold `+`: it is everything after the fourth separator.
         let seed: [u8; 32] = secret
-            .rsplit('+')
-            .next()
+            .splitn(5, '+')
+            .nth(4)
             .and_then(|key| STANDARD.decode(key).ok())
             .and_then(|key| key.get(1..).and_then(|seed| seed.try_into().ok()))
             .ok_or(CheckpointError::MalformedKey("private"))?;
@@ -279,6 +280,18 @@ mod tests {
         assert!(!format!("{key:?}").contains(key.secret()));
         assert!(LedgerKey::from_secret("PRIVATE+KEY+x+00000000+AA==").is_err());
         assert!(LedgerKey::from_seed("two words", &[1; 32]).is_err());
+    }
+
+    #[test]
+    fn a_key_whose_base64_holds_a_plus_reads_back() {
+        let mut pluses = 0;
+        for byte in 0..=u8::MAX {
+            let key = LedgerKey::from_seed("ledger.example/credledger", &[byte; 32]).unwrap();
+            pluses += usize::from(key.secret().matches('+').count() > 4);
+            let again = LedgerKey::from_secret(key.secret()).unwrap();
+            assert_eq!(again.public_key(), key.public_key(), "seed {byte}");
+        }
+        assert!(pluses > 0, "some seeds encode with a `+`");
     }
 
     #[test]
