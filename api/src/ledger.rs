@@ -229,7 +229,7 @@ impl Ledger {
 
     /// The inclusion proof of the leaf at `index` (position − 1) in the tree of `size` leaves.
     pub async fn inclusion_proof(&self, index: u64, size: u64, cache: &mut LeafCache) -> Result<Vec<[u8; 32]>, Problem> {
-        let ranges = merkle::inclusion_proof_ranges(index, size).map_err(proof_problem)?;
+        let ranges = merkle::inclusion_proof_ranges(index, size).map_err(|error| proof_problem(&error))?;
         self.sync_tiles(size).await?;
         let mut proof = Vec::with_capacity(ranges.len());
         for range in ranges {
@@ -240,7 +240,7 @@ impl Ledger {
 
     /// The consistency proof from the tree of `old` leaves to the tree of `new` leaves.
     pub async fn consistency_proof(&self, old: u64, new: u64) -> Result<Vec<[u8; 32]>, Problem> {
-        let ranges = merkle::consistency_proof_ranges(old, new).map_err(proof_problem)?;
+        let ranges = merkle::consistency_proof_ranges(old, new).map_err(|error| proof_problem(&error))?;
         self.sync_tiles(new).await?;
         let mut cache = LeafCache::default();
         let mut proof = Vec::with_capacity(ranges.len());
@@ -298,7 +298,7 @@ impl Ledger {
     }
 }
 
-fn proof_problem(error: merkle::ProofError) -> Problem {
+fn proof_problem(error: &merkle::ProofError) -> Problem {
     Problem::bad_request("invalid_tree_size", error.to_string())
 }
 

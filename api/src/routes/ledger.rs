@@ -143,13 +143,12 @@ async fn checkpoints(
             })
         })
         .transpose()?;
-    let limit = match query.limit.unwrap_or(DEFAULT_LIMIT) {
-        limit @ 1..=MAX_LIMIT => limit,
-        _ => {
-            return Err(Problem::bad_request("invalid_query", format!("`limit` is between 1 and {MAX_LIMIT}"))
-                .with_field("limit"));
-        }
-    };
+    let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(
+            Problem::bad_request("invalid_query", format!("`limit` is between 1 and {MAX_LIMIT}")).with_field("limit")
+        );
+    }
     let mut rows = app.projections.checkpoints(query.tree_size, before, limit + 1)?;
     let next_cursor = (rows.len() > limit).then(|| {
         rows.truncate(limit);
