@@ -86,16 +86,16 @@ impl Recorded {
         }
         // A checkpoint before the target and one after it, so that a recomputed leaf hash is
         // narrowed to the events between two signatures.
-        admin.checkpoint_covering(support::log_len(data.path()) as u64).await;
+        admin.checkpoint_covering(support::last_event_to_sign(data.path())).await;
         use_token(&server, &ci, &org, TARGET_AGENT).await;
-        admin.checkpoint_covering(support::log_len(data.path()) as u64).await;
+        admin.checkpoint_covering(support::last_event_to_sign(data.path())).await;
         for _ in 0..2 {
             use_token(&server, &deploy, &org, "deploy-bot/0.9").await;
         }
         let (_, nightly) = owner.create_token(&org, json!({ "name": "nightly", "environmentHint": "prod" })).await;
         use_token(&server, &nightly, &org, "nightly/1.0").await;
 
-        let head = support::log_len(data.path()) as u64;
+        let head = support::last_event_to_sign(data.path());
         let trusted = admin.checkpoint_covering(head).await;
         let key = support::Client::anonymous(&server).get("/v1/ledger/key").await;
         assert_eq!(key.status, 200, "{key:?}");

@@ -497,6 +497,17 @@ impl Client {
     }
 }
 
+/// The tree size a checkpoint must cover to cover every event recorded so far: the position of
+/// the last event that is not itself a checkpoint (read from the log's file, so no request).
+pub fn last_event_to_sign(data_dir: &Path) -> u64 {
+    log_events(data_dir)
+        .iter()
+        .rev()
+        .find(|event| event["type"] != "CheckpointSigned")
+        .and_then(|event| event["position"].as_u64())
+        .unwrap_or(0)
+}
+
 /// One run of the `credledger` binary.
 #[derive(Debug)]
 pub struct CliRun {
