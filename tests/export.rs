@@ -1,5 +1,6 @@
-//! `GET /v1/audit/:orgId/export`: the organization's exact recorded envelopes (NDJSON), each
-//! verifiable against its leaf hash offline, or a CSV view; nobody else's events.
+//! `GET /v1/audit/:orgId/export`: the organization's exact recorded envelopes (NDJSON) up to the
+//! latest signed checkpoint, each verifiable against its leaf hash offline, or a CSV view;
+//! nobody else's events.
 
 mod support;
 
@@ -35,9 +36,16 @@ async fn export(base_url: &str, org: &str, query: &str, token: &str) -> (u16, St
     (status, content_type, response.bytes().await.unwrap().to_vec())
 }
 
+/// The exact envelope bytes of an export line, `{"position":…,"leafHash":…,…,"envelope":<bytes>}`.
+fn envelope_of(line: &[u8]) -> &[u8] {
+    const KEY: &[u8] = b",\"envelope\":";
+    let at = line.windows(KEY.len()).position(|window| window == KEY).expect("an envelope field");
+    line[at + KEY.len()..].strip_suffix(b"}").expect("the envelope comes last")
+}
+
 #[tokio::test]
 async fn an_export_is_the_organizations_exact_envelopes_verifiable_offline() {
-    let server = Server::start().unwrap();
+    let server = Server::start_with(&["--checkpoint-interval-ms", "100"]).unwrap();
     let admin = server.admin();
     let (org, _, owner_token) = admin.create_org("acme", "ops@acme.example").await;
     let owner = server.client(&owner_token);
@@ -47,9 +55,14 @@ async fn an_export_is_the_organizations_exact_envelopes_verifiable_offline() {
     let (other, _, other_token) = admin.create_org("globex", "ops@globex.example").await;
     server.client(&other_token).create_token(&other, json!({ "name": "theirs", "environmentHint": "prod" })).await;
 
+    // The NDJSON export ends at the latest checkpoint: wait until one covers the activity.
+    admin.checkpoint_covering(support::last_event_to_sign(&server.data_dir)).await;
     let (status, content_type, body) = export(&server.base_url, &org, "", &owner_token).await;
     assert_eq!((status, content_type.as_str()), (200, "application/x-ndjson"));
-    let lines: Vec<&[u8]> = body.split(|b| *b == b'\n').filter(|line| !line.is_empty()).collect();
+    let mut lines = body.split(|b| *b == b'\n').filter(|line| !line.is_empty());
+    let header: serde_json::Value = serde_json::from_slice(lines.next().expect("a header line")).unwrap();
+    assert_eq!((header["scope"].as_str(), header["orgId"].as_str()), (Some("organization"), Some(org.as_str())));
+    let lines: Vec<&[u8]> = lines.collect();
     let expected: Vec<(u64, Vec<u8>, Vec<u8>)> = raw_log(&server)
         .into_iter()
         .filter(|(_, envelope, _)| {
@@ -59,13 +72,18 @@ async fn an_export_is_the_organizations_exact_envelopes_verifiable_offline() {
     assert!(expected.len() >= 5, "org created, owner, PAT, token, use, disable: {}", expected.len());
     assert_eq!(lines.len(), expected.len(), "every event of the organization and no other's");
     for (line, (position, envelope, leaf_hash)) in lines.iter().zip(&expected) {
-        assert_eq!(line, &envelope.as_slice(), "position {position}: the exact stored bytes");
-        // Offline verification: the leaf hash is SHA-256(0x00 ‖ line).
-        assert_eq!(credledger_store::leaf_hash(line).to_vec(), *leaf_hash, "position {position}");
+        let entry: serde_json::Value = serde_json::from_slice(line).unwrap();
+        assert_eq!(entry["position"].as_u64(), Some(*position));
+        assert_eq!(envelope_of(line), envelope.as_slice(), "position {position}: the exact stored bytes");
+        // Offline verification: the leaf hash is SHA-256(0x00 ‖ envelope).
+        assert_eq!(credledger_store::leaf_hash(envelope_of(line)).to_vec(), *leaf_hash, "position {position}");
+        assert_eq!(entry["leafHash"].as_str(), Some(hex::encode(leaf_hash).as_str()), "position {position}");
     }
     let sequences: Vec<u64> = lines
         .iter()
-        .map(|line| serde_json::from_slice::<serde_json::Value>(line).unwrap()["orgSequence"].as_u64().unwrap())
+        .map(|line| {
+            serde_json::from_slice::<serde_json::Value>(line).unwrap()["envelope"]["orgSequence"].as_u64().unwrap()
+        })
         .collect();
     assert_eq!(sequences, (1..=sequences.len() as u64).collect::<Vec<_>>(), "contiguous per-organization sequences");
 
