@@ -2,8 +2,8 @@
 //! records a ledger; while it is stopped its SQLite log is rewritten — one flipped byte, a
 //! recomputed leaf hash, a deleted, swapped, forged or truncated event — and after a restart its
 //! export must be refused by `credledger audit verify`, which names the tampered position. An
-//! organization's export verifies offline and its omissions are named; monitor mode follows the
-//! server's checkpoints and refuses a rolled-back, rewritten or re-keyed ledger.
+//! organization's export verifies offline, and an omitted entry or an altered proof is named.
+//! (Monitor mode and the `/v1/ledger` routes are tested in `ledger.rs`.)
 
 mod support;
 
