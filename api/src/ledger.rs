@@ -9,14 +9,15 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use credledger_domain::ledger::{CHECKPOINT_SIGNED, CheckpointSigned, STREAM};
 use credledger_domain::{Actor, EventId};
 use credledger_projections::Projections;
 use credledger_store::checkpoint::LedgerKey;
 use credledger_store::merkle::{self, Subtree};
-use credledger_store::{EventStore, ExpectedVersion, NewEvent};
+use credledger_store::{EventStore, ExpectedVersion, NewEvent, RawEvent, RecordedEvent, StoreError};
+use futures::stream::BoxStream;
 use time::OffsetDateTime;
 
 use crate::problem::Problem;
@@ -89,6 +90,9 @@ pub struct Ledger {
     /// One catch-up of the tile cache at a time.
     syncing: tokio::sync::Mutex<()>,
     last_signed: Mutex<Option<Signed>>,
+    /// Why the ledger stopped signing and writing: the stored log no longer matches what it
+    /// signed. Never cleared while the process runs; an operator verifies the log and restores it.
+    halted: Arc<OnceLock<String>>,
 }
 
 impl std::fmt::Debug for Ledger {
@@ -128,6 +132,7 @@ impl Ledger {
             joined: Mutex::default(),
             syncing: tokio::sync::Mutex::default(),
             last_signed: Mutex::new(last_signed),
+            halted: Arc::default(),
         })
     }
 
@@ -266,9 +271,108 @@ impl Ledger {
         Ok(proof)
     }
 
+    /// Why the ledger stopped signing checkpoints, if it did.
+    pub fn halted(&self) -> Option<String> {
+        self.halted.get().cloned()
+    }
+
+    fn halt(&self, reason: String) {
+        tracing::error!(%reason, "the stored log does not match the ledger's last signed checkpoint: the ledger is read-only and signs nothing until the log is restored; run `credledger audit verify` on a ledger export");
+        let _ = self.halted.set(reason);
+    }
+
+    /// The store the API writes through: the ledger's log, refusing appends once the ledger has
+    /// found its history altered, so nothing is ever written on top of a rewritten log.
+    pub fn guard(&self) -> Arc<dyn EventStore> {
+        Arc::new(GuardedStore { inner: self.store.clone(), halted: self.halted.clone() })
+    }
+
+    /// Checks, before the server accepts requests, that the stored log still is what the last
+    /// checkpoint signed: long enough, positions without a gap, and the same root over the
+    /// recorded leaf hashes (the cached tiles too). Reads 32 bytes per event. On a mismatch the
+    /// ledger turns read-only and stops signing (see [`Ledger::halted`]), so a log altered
+    /// while the server was down never gets new events or a new signature on top.
+    pub async fn check_at_start(&self) -> Result<(), Problem> {
+        self.check_signed_prefix(false).await
+    }
+
+    /// The same check, rehashing every envelope too (a byte changed without its recorded leaf
+    /// hash): run in the background after the start, as it reads the whole log once.
+    pub async fn check_envelopes(&self) -> Result<(), Problem> {
+        self.check_signed_prefix(true).await
+    }
+
+    async fn check_signed_prefix(&self, envelopes: bool) -> Result<(), Problem> {
+        if self.halted().is_some() {
+            return Ok(());
+        }
+        let Some(latest) = self.projections.latest_checkpoint()? else { return Ok(()) };
+        let size = latest.tree_size;
+        let head = self.store.head().await?;
+        if head < size {
+            self.halt(format!("the log ends at position {head}, but a checkpoint of {size} events was signed: events {}..{size} are gone", head + 1));
+            return Ok(());
+        }
+        let tiles = self.tiles.read().map(|tiles| tiles.clone()).unwrap_or_default();
+        let mut range = credledger_store::verify::CompactRange::default();
+        let mut tile = Vec::with_capacity(TILE as usize);
+        let mut next = 1;
+        while next <= size {
+            let page = (TILES_PER_READ * TILE).min(size - next + 1) as usize;
+            let mut rows: Vec<(u64, [u8; 32])> = Vec::with_capacity(page);
+            for row in self.store.read_raw(next, page).await? {
+                let recorded = <[u8; 32]>::try_from(row.leaf_hash.as_slice()).ok();
+                let Some(recorded) =
+                    recorded.filter(|recorded| !envelopes || *recorded == credledger_store::leaf_hash(&row.envelope))
+                else {
+                    self.halt(format!(
+                        "the event at position {} no longer hashes to the leaf hash recorded when it was appended",
+                        row.position
+                    ));
+                    return Ok(());
+                };
+                rows.push((row.position, recorded));
+            }
+            if rows.is_empty() {
+                self.halt(format!("the log ends before position {next}, inside the checkpoint of {size} events"));
+                return Ok(());
+            }
+            for &(position, leaf) in rows.iter().take_while(|(position, _)| *position <= size) {
+                if position != next {
+                    self.halt(format!("position {next} is missing: position {position} is stored in its place"));
+                    return Ok(());
+                }
+                range.push(leaf);
+                tile.push(leaf);
+                if tile.len() == TILE as usize {
+                    let index = ((next - 1) / TILE) as usize;
+                    if tiles.get(index).is_some_and(|cached| *cached != merkle::root(&tile)) {
+                        self.halt(format!(
+                            "positions {}..={next} no longer match the tree hashed before",
+                            next + 1 - TILE
+                        ));
+                        return Ok(());
+                    }
+                    tile.clear();
+                }
+                next += 1;
+            }
+        }
+        if range.root() != latest.root_hash {
+            self.halt(format!(
+                "the first {size} events no longer have the root signed at {} (checkpoint at position {})",
+                latest.signed_at, latest.position
+            ));
+        }
+        Ok(())
+    }
+
     /// Signs a checkpoint of the whole log and appends it as CheckpointSigned, if events other
     /// than the last checkpoint's own have been recorded since. Returns the tree size signed.
     pub async fn sign_checkpoint(&self, now: OffsetDateTime) -> Result<Option<u64>, Problem> {
+        if self.halted().is_some() {
+            return Ok(None);
+        }
         let head = self.store.head().await?;
         let last = *self.last_signed.lock().map_err(|_| Problem::internal("the last checkpoint", &"poisoned"))?;
         if let Some(last) = last {
@@ -276,11 +380,11 @@ impl Ledger {
                 return Ok(None);
             }
             if head < last.tree_size {
-                tracing::error!(head, signed = last.tree_size, "the log is shorter than its last signed checkpoint");
-                return Err(Problem::internal(
-                    "signing a checkpoint",
-                    &format!("the log ends at {head} but a checkpoint of {} events was signed", last.tree_size),
+                self.halt(format!(
+                    "the log ends at position {head}, but a checkpoint of {} events was signed",
+                    last.tree_size
                 ));
+                return Ok(None);
             }
         }
         if head == 0 {
@@ -315,6 +419,56 @@ impl Ledger {
     }
 }
 
+/// The log as the API writes to it: appends are refused once the ledger is read-only.
+#[derive(Debug)]
+struct GuardedStore {
+    inner: Arc<dyn EventStore>,
+    halted: Arc<OnceLock<String>>,
+}
+
+#[async_trait::async_trait]
+impl EventStore for GuardedStore {
+    async fn append(
+        &self,
+        stream: &str,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<credledger_store::AppendResult, StoreError> {
+        if let Some(reason) = self.halted.get() {
+            return Err(StoreError::ReadOnly(reason.clone()));
+        }
+        self.inner.append(stream, expected, events).await
+    }
+
+    async fn read_stream(&self, stream: &str, from_version: u64) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.inner.read_stream(stream, from_version).await
+    }
+
+    async fn read_all(&self, from_position: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.inner.read_all(from_position, limit).await
+    }
+
+    async fn read_raw(&self, from_position: u64, limit: usize) -> Result<Vec<RawEvent>, StoreError> {
+        self.inner.read_raw(from_position, limit).await
+    }
+
+    async fn read_leaf_hashes(&self, from_position: u64, limit: usize) -> Result<Vec<[u8; 32]>, StoreError> {
+        self.inner.read_leaf_hashes(from_position, limit).await
+    }
+
+    fn subscribe(&self, from_position: u64) -> BoxStream<'static, Result<RecordedEvent, StoreError>> {
+        self.inner.subscribe(from_position)
+    }
+
+    async fn head(&self) -> Result<u64, StoreError> {
+        self.inner.head().await
+    }
+
+    async fn close(&self) {
+        self.inner.close().await;
+    }
+}
+
 #[allow(clippy::needless_pass_by_value)] // used as `map_err(proof_problem)`
 fn proof_problem(error: merkle::ProofError) -> Problem {
     Problem::bad_request("invalid_tree_size", error.to_string())
@@ -322,6 +476,12 @@ fn proof_problem(error: merkle::ProofError) -> Problem {
 
 /// Signs a checkpoint every `every` while new events arrive (DESIGN.md §7: at most once a second).
 pub async fn run_checkpoint_signer(app: crate::AppState, every: std::time::Duration) {
+    let ledger = app.ledger.clone();
+    tokio::spawn(async move {
+        if let Err(problem) = ledger.check_envelopes().await {
+            tracing::warn!(code = problem.code, detail = %problem.detail, "rehashing the log against its last checkpoint failed");
+        }
+    });
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

@@ -185,6 +185,19 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
         }
     };
     let projected = state.projections.position();
+    if let Some(reason) = state.ledger.halted() {
+        let body = serde_json::json!({ "status": "ledger integrity failure", "reason": reason, "head": head, "projected": projected });
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(body));
+    }
+    if projected > head {
+        let body = serde_json::json!({
+            "status": "ledger integrity failure",
+            "reason": "the read models are ahead of the log: it was truncated or restored from an older copy",
+            "head": head,
+            "projected": projected,
+        });
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(body));
+    }
     let ready = projected >= head;
     let body = serde_json::json!({ "status": if ready { "ready" } else { "catching up" }, "head": head, "projected": projected });
     (if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, Json(body))

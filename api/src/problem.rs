@@ -179,6 +179,11 @@ impl From<StoreError> for Problem {
             StoreError::Closed => {
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", "the server is shutting down; retry")
             }
+            StoreError::ReadOnly(reason) => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ledger_integrity",
+                format!("the ledger is read-only until an operator restores its log: {reason}"),
+            ),
             other => Self::internal("event store failure", &other),
         }
     }

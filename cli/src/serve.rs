@@ -113,8 +113,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .context("loading the ledger key")?;
     let ledger = credledger_api::ledger::Ledger::new(ledger_key, store.clone(), projections.clone())
         .map_err(|problem| anyhow::anyhow!("opening the ledger: {}", problem.detail))?;
+    // A log altered while the server was down makes the ledger read-only before anything is
+    // written on top of it (the reason shows in /readyz and the log).
+    ledger.check_at_start().await.map_err(|problem| anyhow::anyhow!("checking the log: {}", problem.detail))?;
     let config = Config { trusted_proxies: args.trusted_proxies.clone(), public_url };
-    let app = AppState::new(store.clone(), projections, clock, config, keys, Arc::new(ledger));
+    let guarded = ledger.guard();
+    let app = AppState::new(guarded, projections, clock, config, keys, Arc::new(ledger));
     credledger_api::metrics_handle();
 
     // Open the admin token's file before the token exists, so that a file that cannot be

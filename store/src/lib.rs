@@ -234,6 +234,11 @@ pub enum StoreError {
     /// The file was migrated by a newer release; run that release (or newer) instead.
     #[error("event store schema version {found} is newer than this release supports ({supported})")]
     SchemaTooNew { found: i64, supported: i64 },
+    /// The ledger found its stored log no longer matches what it signed (events altered,
+    /// removed or inserted) and refuses to write on top of it; reads keep working. Verify a
+    /// ledger export, restore the log, and restart.
+    #[error("the ledger is read-only: {0}")]
+    ReadOnly(String),
     /// The store was closed or its writer has stopped: nothing more can be appended. Shut down,
     /// or reopen the store.
     #[error("the event store is closed")]

@@ -35,6 +35,8 @@
 //! counter per stream and per organization.
 
 mod compact_range;
+
+pub use compact_range::CompactRange;
 mod ledger;
 mod line;
 mod organization;

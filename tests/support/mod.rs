@@ -486,3 +486,73 @@ pub fn assert_oauth_error(reply: &OAuthReply, status: u16, error: &str) {
         panic!("{mismatch}");
     }
 }
+
+// The verifiable ledger: checkpoints, and the offline and monitor verifier of the CLI.
+
+impl Client {
+    /// Polls `GET /v1/ledger/checkpoint` until the latest checkpoint covers at least `size`
+    /// events, and returns it. Poll as a human: their requests record no event, so the wait does
+    /// not feed itself.
+    pub async fn checkpoint_covering(&self, size: u64) -> Value {
+        eventually(&format!("a checkpoint of at least {size} events"), Duration::from_secs(10), async || {
+            let reply = self.get("/v1/ledger/checkpoint").await;
+            (reply.status == 200 && reply.body["treeSize"].as_u64() >= Some(size)).then_some(reply.body)
+        })
+        .await
+    }
+}
+
+/// The tree size a checkpoint must cover to cover every event recorded so far: the position of
+/// the last event that is not itself a checkpoint (read from the log's file, so no request).
+pub fn last_event_to_sign(data_dir: &Path) -> u64 {
+    log_events(data_dir)
+        .iter()
+        .rev()
+        .find(|event| event["type"] != "CheckpointSigned")
+        .and_then(|event| event["position"].as_u64())
+        .unwrap_or(0)
+}
+
+/// One run of the `credledger` binary.
+#[derive(Debug)]
+pub struct CliRun {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl CliRun {
+    /// The `-o json` document: the result on stdout, or the failure on stderr.
+    pub fn document(&self) -> Value {
+        let text = if self.code == 0 { &self.stdout } else { &self.stderr };
+        serde_json::from_str(text).unwrap_or_else(|error| panic!("not a JSON document ({error}): {self:?}"))
+    }
+
+    /// The `-o json` failure document of a verification that must have failed (exit code 1)
+    /// for the reason `code`.
+    #[track_caller]
+    pub fn failure(&self, code: &str) -> Value {
+        assert_eq!(self.code, 1, "the verification must fail: {self:?}");
+        let document = self.document();
+        assert_eq!((document["status"].as_str(), document["code"].as_str()), (Some("failed"), Some(code)), "{self:?}");
+        document
+    }
+}
+
+/// Runs the `credledger` binary with nothing of the test's environment but `vars` (no saved
+/// login, no configuration).
+pub fn run_cli(args: &[&str], vars: &[(&str, &str)]) -> CliRun {
+    let output = Command::new(binary())
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("CREDLEDGER_CONFIG_DIR", "/nonexistent/credledger-tests")
+        .envs(vars.iter().copied())
+        .args(args)
+        .output()
+        .expect("the credledger binary runs");
+    CliRun {
+        code: output.status.code().expect("an exit code, not a signal"),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}

@@ -11,19 +11,19 @@ use crate::merkle::join_subtree_roots;
 /// The roots of the perfect subtrees that the first `size` leaves split into, largest (leftmost)
 /// first: one per set bit of `size`, so at most 64 hashes whatever the log's length.
 #[derive(Debug, Clone, Default)]
-pub(super) struct CompactRange {
+pub struct CompactRange {
     size: u64,
     roots: Vec<[u8; 32]>,
 }
 
 impl CompactRange {
-    pub(super) fn size(&self) -> u64 {
+    pub fn size(&self) -> u64 {
         self.size
     }
 
     /// Appends the next leaf: it merges with every subtree of its own size to its left, as the
     /// carry of a binary increment.
-    pub(super) fn push(&mut self, leaf: [u8; 32]) {
+    pub fn push(&mut self, leaf: [u8; 32]) {
         let mut node = leaf;
         let mut size = self.size;
         while size & 1 == 1 {
@@ -38,7 +38,7 @@ impl CompactRange {
     }
 
     /// The RFC 6962 root of the first `size` leaves.
-    pub(super) fn root(&self) -> [u8; 32] {
+    pub fn root(&self) -> [u8; 32] {
         join_subtree_roots(&self.roots)
     }
 }
