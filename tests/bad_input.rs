@@ -7,7 +7,7 @@ mod support;
 use std::time::Duration;
 
 use serde_json::json;
-use support::{Reply, Server, log_len};
+use support::{Reply, Server, commands_len};
 
 /// One bad request: what it tries; `METHOD path`, with `{org}`, `{token}`, `{member}` and
 /// `{project}` filled in; its content type and raw body; the expected status, code and field.
@@ -251,7 +251,7 @@ async fn bad_input_is_refused_with_a_problem_naming_the_field_and_appends_nothin
     let rows = rows();
     assert!(rows.len() >= 30, "{} rows", rows.len());
     tokio::time::sleep(SETTLE).await;
-    let at_start = log_len(&server.data_dir);
+    let at_start = commands_len(&server.data_dir);
     let mut failures = Vec::new();
     for (what, request, content_type, bytes, status, code, field) in rows {
         let (method, path) = request.split_once(' ').expect("METHOD path");
@@ -260,11 +260,11 @@ async fn bad_input_is_refused_with_a_problem_naming_the_field_and_appends_nothin
             .replace("{token}", &token)
             .replace("{member}", &owner_id)
             .replace("{project}", &project);
-        let before = log_len(&server.data_dir);
+        let before = commands_len(&server.data_dir);
         let reply = owner.send_raw(method, &path, content_type, bytes).await;
         tokio::time::sleep(SETTLE).await;
         let mut wrong = mismatches(&reply, status, code, field);
-        let after = log_len(&server.data_dir);
+        let after = commands_len(&server.data_dir);
         if after != before {
             wrong.push(format!("{} event(s) appended", after - before));
         }
@@ -279,7 +279,7 @@ async fn bad_input_is_refused_with_a_problem_naming_the_field_and_appends_nothin
     }
     // Denials are written a second later: nothing at all may have arrived meanwhile.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let at_end = log_len(&server.data_dir);
+    let at_end = commands_len(&server.data_dir);
     if at_end != at_start {
         failures.push(format!("the log grew from {at_start} to {at_end} events over the whole table"));
     }

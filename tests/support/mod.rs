@@ -319,6 +319,12 @@ pub fn log_len(data_dir: &Path) -> usize {
     log_events(data_dir).len()
 }
 
+/// The number of events in the log other than the ledger's own checkpoints, which the server
+/// appends by itself about once a second after any other event.
+pub fn commands_len(data_dir: &Path) -> usize {
+    log_events(data_dir).iter().filter(|event| event["type"] != "CheckpointSigned").count()
+}
+
 // OAuth2: the token and introspection endpoints take forms and answer RFC 6749 documents.
 
 /// The User-Agent of every request to the OAuth2 endpoints made through [`Server::oauth_form`].
