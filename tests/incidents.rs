@@ -253,7 +253,12 @@ async fn activity_lists_exactly_the_credentials_used_or_denied_from_a_network() 
     assert_eq!((&first["kind"], &first["name"]), (&json!("machine_token"), &json!("used")));
     assert_eq!((&first["uses"], &first["denials"]), (&json!(2), &json!(0)));
     assert_eq!(first["userAgents"], json!(["bot/1", "bot/2"]));
-    assert!(first["firstSeen"].as_str() <= first["lastSeen"].as_str(), "{first}");
+    // Compared as instants: RFC 3339 text drops trailing zeros (".86Z" is before ".864Z").
+    let instant = |value: &Value| {
+        time::OffsetDateTime::parse(value.as_str().expect("a time"), &time::format_description::well_known::Rfc3339)
+            .expect("RFC 3339")
+    };
+    assert!(instant(&first["firstSeen"]) <= instant(&first["lastSeen"]), "{first}");
     let second = item(&denied);
     assert_eq!((&second["name"], &second["uses"], &second["denials"]), (&json!("denied"), &json!(0), &json!(2)));
     assert_eq!(second["userAgents"], json!(["scanner/9"]));

@@ -201,7 +201,12 @@ async fn token_requests_and_access_token_use_show_in_the_view() {
     })
     .await;
     assert_eq!(view["lastUsedUserAgent"], "deployer/3", "{view}");
-    assert!(view["lastUsedAt"].as_str() >= before["createdAt"].as_str(), "{view}");
+    // Compared as instants: RFC 3339 text drops trailing zeros (".86Z" is before ".864Z").
+    let instant = |value: &Value| {
+        time::OffsetDateTime::parse(value.as_str().expect("a time"), &time::format_description::well_known::Rfc3339)
+            .expect("RFC 3339")
+    };
+    assert!(instant(&view["lastUsedAt"]) >= instant(&before["createdAt"]), "{view}");
     let listed = org.owner.get(&org.list_path()).await;
     assert_eq!(listed.body["items"][0]["useCount"], 3, "{listed:?}");
 }
