@@ -1,0 +1,3 @@
+//! The HTTP load generator of the benchmark harness (see bench/run.sh).
+
+fn main() {}

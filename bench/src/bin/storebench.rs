@@ -1,0 +1,3 @@
+//! Store-level benchmarks of the harness (see bench/run.sh).
+
+fn main() {}
