@@ -86,6 +86,7 @@ impl Projections {
         drop(connection);
         let manager = r2d2_sqlite::SqliteConnectionManager::file(path).with_init(|c| {
             c.pragma_update(None, "busy_timeout", 5000)?;
+            c.set_prepared_statement_cache_capacity(64);
             c.pragma_update(None, "query_only", true)
         });
         let pool = r2d2::Pool::builder().max_size(8).build(manager)?;

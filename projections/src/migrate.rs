@@ -20,6 +20,7 @@ pub(crate) fn connect(path: &Path) -> Result<Connection, ProjectionError> {
     // checkpoint, so the log's `FULL` durability is not needed here.
     connection.pragma_update(None, "synchronous", "NORMAL")?;
     connection.pragma_update(None, "busy_timeout", 5000)?;
+    connection.set_prepared_statement_cache_capacity(64);
     Ok(connection)
 }
 

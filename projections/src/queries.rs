@@ -288,7 +288,7 @@ impl Projections {
         sql.push_str(" ORDER BY c.credential_id LIMIT ?");
         args.push(Value::Integer(limit as i64));
         let connection = self.reader()?;
-        let mut statement = connection.prepare(&sql)?;
+        let mut statement = connection.prepare_cached(&sql)?;
         let rows = statement.query_map(params_from_iter(args), credential_record)?;
         rows.map(|row| {
             let (state, usage) = row?;
@@ -309,7 +309,7 @@ impl Projections {
 
     fn seen(&self, table: &str, column: &str, id: CredentialId) -> Result<Vec<SeenFrom>, ProjectionError> {
         let connection = self.reader()?;
-        let mut statement = connection.prepare(&format!(
+        let mut statement = connection.prepare_cached(&format!(
             "SELECT {column}, first_seen, last_seen, use_count, denied_count FROM {table} \
              WHERE credential_id = ?1 ORDER BY last_seen DESC, {column}"
         ))?;
@@ -327,7 +327,7 @@ impl Projections {
 
     pub fn members(&self, org: OrgId) -> Result<Vec<MemberRow>, ProjectionError> {
         let connection = self.reader()?;
-        let mut statement = connection.prepare(
+        let mut statement = connection.prepare_cached(
             "SELECT member_id, email, role, removed FROM members WHERE org_id = ?1 ORDER BY email, member_id",
         )?;
         let rows = statement.query_map([org.to_string()], member_row)?;
@@ -374,7 +374,7 @@ impl Projections {
     /// An organization's projects with their environments, by name.
     pub fn projects(&self, org: OrgId) -> Result<Vec<ProjectRow>, ProjectionError> {
         let connection = self.reader()?;
-        let mut statement = connection.prepare(
+        let mut statement = connection.prepare_cached(
             "SELECT p.project_id, p.name, p.created_at, e.name FROM projects p \
              LEFT JOIN environments e ON e.project_id = p.project_id \
              WHERE p.org_id = ?1 ORDER BY p.name, p.project_id, e.name",
@@ -402,7 +402,7 @@ impl Projections {
     /// organizations: the expiry sweeper's work list.
     pub fn expired_but_active(&self, now: OffsetDateTime, limit: usize) -> Result<Vec<Credential>, ProjectionError> {
         let connection = self.reader()?;
-        let mut statement = connection.prepare(
+        let mut statement = connection.prepare_cached(
             "SELECT state FROM credentials WHERE kind = 'machine_token' AND status = 'active' \
              AND expires_at IS NOT NULL AND expires_at <= ?1 ORDER BY expires_at LIMIT ?2",
         )?;
@@ -504,7 +504,7 @@ impl Projections {
     /// first: the timeline of an incident.
     pub fn credential_timeline(&self, org: OrgId, id: CredentialId) -> Result<Vec<AuditEntry>, ProjectionError> {
         let connection = self.reader()?;
-        let mut statement = connection.prepare(&format!(
+        let mut statement = connection.prepare_cached(&format!(
             "SELECT {AUDIT_COLUMNS} FROM audit_trail WHERE org_id = ?1 AND credential_id = ?2 ORDER BY position"
         ))?;
         let rows = statement.query_map([org.to_string(), id.to_string()], audit_entry)?;
@@ -528,7 +528,7 @@ impl Projections {
         }
         sql.push_str(" ORDER BY position");
         let connection = self.reader()?;
-        let mut statement = connection.prepare(&sql)?;
+        let mut statement = connection.prepare_cached(&sql)?;
         let mut entries = Vec::new();
         // SQLite cannot test CIDR membership: the network is applied row by row.
         for entry in statement.query_map(params_from_iter(args), audit_entry)? {
@@ -557,7 +557,7 @@ impl Projections {
         let sql = format!("{sql} AND position < ? ORDER BY position DESC LIMIT ?");
         let batch = if network.is_some() { limit.max(256) } else { limit };
         let connection = self.reader()?;
-        let mut statement = connection.prepare(&sql)?;
+        let mut statement = connection.prepare_cached(&sql)?;
         let mut page = Vec::with_capacity(limit);
         let mut before = before.map_or(i64::MAX, |b| b as i64);
         loop {
@@ -593,7 +593,7 @@ impl Projections {
             .collect::<Result<_, _>>()?;
         let mut snapshot = Vec::new();
         for table in tables {
-            let mut statement = connection.prepare(&format!("SELECT * FROM {table} ORDER BY 1, 2"))?;
+            let mut statement = connection.prepare_cached(&format!("SELECT * FROM {table} ORDER BY 1, 2"))?;
             let width = statement.column_count();
             let rows = statement
                 .query_map([], |row| (0..width).map(|i| row.get::<_, Value>(i)).collect::<Result<Vec<_>, _>>())?

@@ -108,11 +108,11 @@ fn apply_batch(
     if let Some(last) = batch.last() {
         for projector in projectors {
             let position = done.get(projector.name()).copied().unwrap_or(0).max(last.position);
-            tx.execute(
+            tx.prepare_cached(
                 "INSERT INTO projection_checkpoints (projector, position) VALUES (?1, ?2) \
                  ON CONFLICT (projector) DO UPDATE SET position = excluded.position",
-                params![projector.name(), position as i64],
-            )?;
+            )?
+            .execute(params![projector.name(), position as i64])?;
         }
     }
     tx.commit()?;

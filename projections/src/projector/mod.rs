@@ -46,6 +46,12 @@ pub(crate) fn all() -> Vec<Box<dyn Projector>> {
     vec![Box::new(Organizations), Box::new(Credentials), Box::new(Usage), Box::new(Audit), Box::new(Ledger)]
 }
 
+/// Runs a statement through the connection's cache of prepared statements: projectors run the
+/// same few statements for every event, and preparing one costs more than running it.
+pub(crate) fn exec(tx: &Transaction<'_>, sql: &str, params: impl rusqlite::Params) -> rusqlite::Result<usize> {
+    tx.prepare_cached(sql)?.execute(params)
+}
+
 /// Unix milliseconds: read models store times as integers so that filters compare numbers.
 pub(crate) fn millis(at: time::OffsetDateTime) -> i64 {
     (at.unix_timestamp_nanos() / 1_000_000) as i64

@@ -17,7 +17,7 @@ use crate::envelope::Envelope;
 use crate::{AppendResult, ExpectedVersion, NewEvent, StoreError, leaf_hash};
 
 /// Most event ids looked up by one `IN (...)` query.
-const LOOKUP_CHUNK: usize = 500;
+const LOOKUP_CHUNK: usize = 512;
 
 /// Where an already recorded (or already admitted) event sits.
 #[derive(Debug, Clone)]
@@ -69,7 +69,7 @@ impl<'a> Batch<'a> {
         let mut ids: HashMap<String, EventId> = event_ids.map(|id| (id.to_string(), id)).collect();
         let mut recorded = HashMap::new();
         let wanted: Vec<String> = ids.keys().cloned().collect();
-        for chunk in wanted.chunks(LOOKUP_CHUNK) {
+        for chunk in power_of_two_chunks(&wanted, LOOKUP_CHUNK) {
             let sql = format!("{} ({})", include_str!("find_event_ids.sql").trim_end(), repeated("?", chunk.len()));
             let mut statement = connection.prepare_cached(&sql)?;
             let mut rows = statement.query(rusqlite::params_from_iter(chunk))?;
@@ -266,6 +266,22 @@ impl<'a> Batch<'a> {
 
 /// `count` copies of `item`, comma-separated: the variable part of a multi-row statement, whose
 /// fixed part stays in its `.sql` file.
+/// Splits `items` into chunks whose lengths are powers of two (the largest that fits, at most
+/// `max`, itself a power of two), so that a statement built for a chunk's length is one of a
+/// handful the connection's statement cache keeps prepared, whatever the batch sizes.
+pub(super) fn power_of_two_chunks<T>(mut items: &[T], max: usize) -> impl Iterator<Item = &[T]> {
+    std::iter::from_fn(move || {
+        if items.is_empty() {
+            return None;
+        }
+        let len = items.len().min(max);
+        let len = 1 << (usize::BITS - 1 - len.leading_zeros());
+        let (chunk, rest) = items.split_at(len);
+        items = rest;
+        Some(chunk)
+    })
+}
+
 pub(super) fn repeated(item: &str, count: usize) -> String {
     vec![item; count].join(", ")
 }
@@ -273,4 +289,19 @@ pub(super) fn repeated(item: &str, count: usize) -> String {
 /// A stored integer that must not be negative; a negative one means a damaged file.
 fn unsigned(value: i64, position: u64, reason: &str) -> Result<u64, StoreError> {
     u64::try_from(value).map_err(|_| StoreError::Corrupt { position, reason: reason.to_owned() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::power_of_two_chunks;
+
+    #[test]
+    fn chunks_are_powers_of_two_in_order_and_cover_everything() {
+        for len in 0..600usize {
+            let items: Vec<usize> = (0..len).collect();
+            let chunks: Vec<&[usize]> = power_of_two_chunks(&items, 256).collect();
+            assert!(chunks.iter().all(|chunk| chunk.len().is_power_of_two() && chunk.len() <= 256), "{len}");
+            assert_eq!(chunks.concat(), items, "{len}");
+        }
+    }
 }

@@ -144,7 +144,7 @@ impl Writer {
 
 /// Writes rows with multi-row INSERTs, a few hundred rows per statement.
 fn insert(connection: &Connection, rows: &[Row<'_>]) -> rusqlite::Result<()> {
-    for chunk in rows.chunks(INSERT_CHUNK) {
+    for chunk in super::batch::power_of_two_chunks(rows, INSERT_CHUNK) {
         let sql = format!(
             "{} {}",
             include_str!("insert_events.sql").trim_end(),
