@@ -7,7 +7,7 @@ use credledger_domain::{
 use credledger_store::RecordedEvent;
 use rusqlite::{Transaction, params};
 
-use super::{Effects, Projector, millis, exec};
+use super::{Effects, Projector, exec, millis};
 use crate::ProjectionError;
 
 #[derive(Debug)]
@@ -86,7 +86,8 @@ impl Projector for Audit {
             }
             _ => "success",
         };
-        exec(tx, 
+        exec(
+            tx,
             "INSERT INTO audit_trail (position, recorded_at, org_id, credential_id, event_type, actor_kind, \
              actor_id, ip, user_agent, outcome, summary, leaf_hash, method, route, reason, count) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",

@@ -8,7 +8,7 @@ use credledger_domain::{
 use credledger_store::RecordedEvent;
 use rusqlite::{OptionalExtension, Transaction, params};
 
-use super::{Effects, Projector, millis, exec};
+use super::{Effects, Projector, exec, millis};
 use crate::ProjectionError;
 use crate::credential::Credential;
 
@@ -108,7 +108,8 @@ fn save(tx: &Transaction<'_>, credential: &Credential, event: &RecordedEvent) ->
     };
     let scopes = serde_json::to_string(&view.scopes).map_err(|e| ProjectionError::Decode(e.to_string()))?;
     let conditions = serde_json::to_string(&view.conditions).map_err(|e| ProjectionError::Decode(e.to_string()))?;
-    exec(tx, 
+    exec(
+        tx,
         include_str!("upsert_credential.sql"),
         params![
             view.id.to_string(),
@@ -132,12 +133,14 @@ fn save(tx: &Transaction<'_>, credential: &Credential, event: &RecordedEvent) ->
             event.position as i64,
         ],
     )?;
-    exec(tx, 
+    exec(
+        tx,
         "INSERT INTO credential_secrets (secret_hash, credential_id, created_at) VALUES (?1, ?2, ?3) \
          ON CONFLICT (secret_hash) DO NOTHING",
         params![credential.current_secret().to_hex(), view.id.to_string(), millis(event.occurred_at)],
     )?;
-    exec(tx, 
+    exec(
+        tx,
         "UPDATE credential_secrets SET replaced_at = ?3 \
          WHERE credential_id = ?1 AND secret_hash <> ?2 AND replaced_at IS NULL",
         params![view.id.to_string(), credential.current_secret().to_hex(), millis(event.occurred_at)],

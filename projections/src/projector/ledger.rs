@@ -5,7 +5,7 @@ use credledger_domain::ledger::{CHECKPOINT_SIGNED, CheckpointSigned};
 use credledger_store::RecordedEvent;
 use rusqlite::{Transaction, params};
 
-use super::{Effects, Projector, millis, exec};
+use super::{Effects, Projector, exec, millis};
 use crate::ProjectionError;
 
 #[derive(Debug)]
@@ -32,7 +32,8 @@ impl Projector for Ledger {
             .ok()
             .and_then(|root| root.try_into().ok())
             .ok_or(ProjectionError::corrupt(event.position, "a checkpoint's root hash is not 32 bytes of hex"))?;
-        exec(tx, 
+        exec(
+            tx,
             "INSERT INTO checkpoints (position, tree_size, root_hash, signed_at, origin, note) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![

@@ -5,7 +5,7 @@ use credledger_domain::organization::Event;
 use credledger_store::RecordedEvent;
 use rusqlite::{Transaction, params};
 
-use super::{Effects, Projector, millis, exec};
+use super::{Effects, Projector, exec, millis};
 use crate::ProjectionError;
 
 #[derive(Debug)]
@@ -28,43 +28,50 @@ impl Projector for Organizations {
         let at = millis(event.occurred_at);
         match org_event {
             Event::OrgCreated(created) => {
-                exec(tx, 
+                exec(
+                    tx,
                     "INSERT INTO organizations (org_id, name, created_at) VALUES (?1, ?2, ?3)",
                     params![created.org_id.to_string(), created.name.as_str(), millis(created.created_at)],
                 )?;
             }
             Event::MemberAdded(added) => {
-                exec(tx, 
+                exec(
+                    tx,
                     "INSERT INTO members (member_id, org_id, email, role, added_at) VALUES (?1, ?2, ?3, ?4, ?5)",
                     params![added.member_id.to_string(), org_id, added.email.as_str(), added.role.as_str(), at],
                 )?;
             }
             Event::MemberRoleChanged(changed) => {
-                exec(tx, 
+                exec(
+                    tx,
                     "UPDATE members SET role = ?2 WHERE member_id = ?1",
                     params![changed.member_id.to_string(), changed.to.as_str()],
                 )?;
             }
             Event::MemberRemoved(removed) => {
-                exec(tx, 
+                exec(
+                    tx,
                     "UPDATE members SET removed = 1, removed_at = ?2 WHERE member_id = ?1",
                     params![removed.member_id.to_string(), at],
                 )?;
             }
             Event::ProjectCreated(created) => {
-                exec(tx, 
+                exec(
+                    tx,
                     "INSERT INTO projects (project_id, org_id, name, created_at) VALUES (?1, ?2, ?3, ?4)",
                     params![created.project_id.to_string(), org_id, created.name.as_str(), at],
                 )?;
                 for environment in &created.environments {
-                    exec(tx, 
+                    exec(
+                        tx,
                         "INSERT INTO environments (project_id, name) VALUES (?1, ?2)",
                         params![created.project_id.to_string(), environment.as_str()],
                     )?;
                 }
             }
             Event::EnvironmentAdded(added) => {
-                exec(tx, 
+                exec(
+                    tx,
                     "INSERT INTO environments (project_id, name) VALUES (?1, ?2)",
                     params![added.project_id.to_string(), added.name.as_str()],
                 )?;

@@ -7,7 +7,7 @@ use credledger_domain::usage::Event;
 use credledger_store::RecordedEvent;
 use rusqlite::{Transaction, params};
 
-use super::{Effects, Projector, millis, exec};
+use super::{Effects, Projector, exec, millis};
 use crate::ProjectionError;
 
 #[derive(Debug)]
@@ -33,7 +33,8 @@ impl Projector for Usage {
         };
         let (id, at) = (id.to_string(), millis(at));
         if let Event::CredentialAccessDenied(denied) = usage {
-            exec(tx, 
+            exec(
+                tx,
                 "INSERT INTO credential_usage (credential_id, denied_count, last_denied_at, last_denied_reason) \
                  VALUES (?1, ?2, ?3, ?4) ON CONFLICT (credential_id) DO UPDATE SET \
                  denied_count = denied_count + excluded.denied_count, \
@@ -41,7 +42,8 @@ impl Projector for Usage {
                 params![id, denials, at, denied.reason.as_str()],
             )?;
         } else {
-            exec(tx, 
+            exec(
+                tx,
                 "INSERT INTO credential_usage (credential_id, last_used_at, last_used_ip, last_used_user_agent, use_count) \
                  VALUES (?1, ?2, ?3, ?4, 1) ON CONFLICT (credential_id) DO UPDATE SET \
                  last_used_at = excluded.last_used_at, last_used_ip = excluded.last_used_ip, \
@@ -49,7 +51,8 @@ impl Projector for Usage {
                 params![id, at, ip, user_agent],
             )?;
         }
-        exec(tx, 
+        exec(
+            tx,
             "INSERT INTO usage_ips (credential_id, ip, first_seen, last_seen, use_count, denied_count) \
              VALUES (?1, ?2, ?3, ?3, ?4, ?5) ON CONFLICT (credential_id, ip) DO UPDATE SET \
              last_seen = excluded.last_seen, use_count = use_count + excluded.use_count, \
@@ -57,7 +60,8 @@ impl Projector for Usage {
             params![id, ip, at, uses, denials],
         )?;
         if let Some(user_agent) = user_agent {
-            exec(tx, 
+            exec(
+                tx,
                 "INSERT INTO usage_user_agents (credential_id, user_agent, first_seen, last_seen, use_count, denied_count) \
                  VALUES (?1, ?2, ?3, ?3, ?4, ?5) ON CONFLICT (credential_id, user_agent) DO UPDATE SET \
                  last_seen = excluded.last_seen, use_count = use_count + excluded.use_count, \
