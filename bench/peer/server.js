@@ -51,10 +51,13 @@ server.listen(port, HOST, () => {
     ],
     scopes: [SCOPE],
     jwks: { keys: [{ ...signingKey, kid: 'bench', alg: ACCESS_TOKEN_ALG, use: 'sig' }] },
+    // Set explicitly, as oidc-provider asks: the token lifetime as credledger's, and every
+    // authenticated client may introspect (its default for confidential clients).
+    ttl: { ClientCredentials: ACCESS_TOKEN_TTL },
     features: {
       devInteractions: { enabled: false },
       clientCredentials: { enabled: true },
-      introspection: { enabled: true },
+      introspection: { enabled: true, allowedPolicy: () => true },
       revocation: { enabled: false },
       resourceIndicators: {
         enabled: true,
