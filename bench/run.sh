@@ -65,6 +65,7 @@ RESULTS=$WORK/results.ndjson
 : >"$RESULTS"
 SERVER_PID=
 PEER_PID=
+LOADGEN_PID=
 
 stop() {
     local pid=$1
@@ -80,6 +81,7 @@ stop() {
     wait "$pid" 2>/dev/null || true
 }
 cleanup() {
+    stop "$LOADGEN_PID"
     stop "$SERVER_PID"
     stop "$PEER_PID"
     rm -rf "$WORK"
@@ -123,6 +125,7 @@ measure() {
     "$BIN/loadgen" "$scenario" --setup "$setup" --connections "$CONNECTIONS" --duration "$DURATION" \
         --warmup "$WARMUP" --threads "$THREADS" "$@" >"$out" 2>"$WORK/loadgen.err" &
     local loadgen=$!
+    LOADGEN_PID=$loadgen
     while kill -0 "$loadgen" 2>/dev/null; do
         rss=$(memory_kib "$server" VmRSS)
         if [ -n "$rss" ] && [ "$rss" -gt "$peak" ]; then peak=$rss; fi
@@ -130,6 +133,7 @@ measure() {
     done
     local status=0
     wait "$loadgen" || status=$?
+    LOADGEN_PID=
     local hwm cpu
     hwm=$(memory_kib "$server" VmHWM)
     cpu=$(python3 -c 'import sys, time; a, b, t = map(float, sys.argv[1:]); print(round((b - a) / 100 / (time.time() - t), 2))' \
