@@ -82,7 +82,18 @@ pub struct Setup {
 impl Setup {
     pub fn read(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+        let setup: Self = serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        // Every request's target is built from these: check them once, here.
+        for endpoint in [setup.token_path(), setup.introspect_path()] {
+            ensure!(
+                endpoint.starts_with('/') && endpoint.parse::<hyper::Uri>().is_ok(),
+                "{endpoint} is not an absolute path"
+            );
+        }
+        if let Some(org) = &setup.org_id {
+            uuid::Uuid::parse_str(org).with_context(|| format!("orgId {org} is not a uuid"))?;
+        }
+        Ok(setup)
     }
 
     fn field<'a>(value: Option<&'a String>, name: &str) -> anyhow::Result<&'a str> {
@@ -133,7 +144,7 @@ pub struct ConnectionState {
     index: u64,
     sent: u64,
     /// `mixed`: the token this connection created and will revoke next.
-    pending_token: Option<String>,
+    pending_token: Option<uuid::Uuid>,
 }
 
 impl ConnectionState {
@@ -287,7 +298,8 @@ impl Workload {
                 }
             }
         };
-        // Every part was valid when the workload was prepared (paths, header values).
+        // Every part was checked before: the paths and the organization id when the setup was read,
+        // the header values when the workload was prepared, a token id when its answer was judged.
         (kind, request.expect("the request is built from validated parts"))
     }
 
@@ -297,7 +309,7 @@ impl Workload {
             Kind::CreateToken => {
                 state.pending_token = serde_json::from_slice::<serde_json::Value>(body)
                     .ok()
-                    .and_then(|view| view["id"].as_str().map(str::to_owned));
+                    .and_then(|view| view["id"].as_str().and_then(|id| uuid::Uuid::parse_str(id).ok()));
                 return status.is_success() && state.pending_token.is_some();
             }
             // A failed revocation is not retried: the next lifecycle command creates a token again.
