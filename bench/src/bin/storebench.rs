@@ -9,6 +9,9 @@
 //! `{"scenario": "...", "value": <number>, "unit": "...", "detail": {...}}`; progress goes to
 //! standard error. Files go to a fresh temporary directory (inside `--data-dir` when given),
 //! removed at the end unless `--keep`. Timings include nothing outside the span described below.
+//! The machine's 2 cores are shared with whatever else runs: every `detail` carries the load
+//! average at start (`load_average_at_start`), and timed spans report the process's CPU time
+//! (`process_cpu_seconds`), so a starved run shows itself.
 //!
 //! Logs that scenarios read are generated through the store's real append path (group commit,
 //! WAL, `synchronous=FULL`), with events built by the domain's deciders and wrapped as the API
@@ -22,7 +25,8 @@
 //!
 //! # `appends` (target ≥ 200k events/s, durable)
 //!
-//! `--tasks` (256) tokio tasks append to one fresh SQLite store opened as the server opens it;
+//! `--tasks` (256) tokio tasks append to one fresh SQLite store, opened with `SqliteStore::open`
+//! (what `credledger_store::open("sqlite://…")` does; the concrete type gives the commit count);
 //! each task claims the next append from a shared counter, builds a CredentialUsed (or denial)
 //! for a random one of `--credentials` (10 000) usage streams exactly as the usage recorder does
 //! (domain event, `event::encode`, v7 id), and appends it with `ExpectedVersion::Any`. **Timed**:
@@ -81,6 +85,9 @@
 //! models without credentials, and that growth (connection pool, schema) is subtracted. Value =
 //! the remaining growth / credentials. It is what a server's resident set grows by, so it
 //! includes what the allocator keeps of the load's temporary decoding (the peak is in `detail`).
+//! The index's live heap alone: `storebench hot-index --keep`, then `heaptrack storebench
+//! hot-index-load --read-db DIR/read.db`; the child never frees its read models, so the
+//! profiler's "leaked" total is what they hold (compare with `DIR/empty.db`).
 
 // The crate root lives beside its modules' directory, so each names its file.
 #[path = "storebench/appends.rs"]
@@ -174,6 +181,7 @@ async fn main() -> anyhow::Result<()> {
         None => tempfile::Builder::new().prefix("storebench-").tempdir()?,
     };
     eprintln!("storebench: working in {}", dir.path().display());
+    let load_average = measure::load_average();
     let log_spec = |default_credentials| LogSpec {
         events: args.events,
         credentials: args.credentials.unwrap_or(default_credentials),
@@ -202,6 +210,8 @@ async fn main() -> anyhow::Result<()> {
         let kept = dir.keep();
         eprintln!("storebench: kept {}", kept.display());
     }
-    println!("{}", result?);
+    let mut result = result?;
+    result["detail"]["load_average_at_start"] = serde_json::json!(load_average);
+    println!("{result}");
     Ok(())
 }

@@ -11,7 +11,7 @@ use credledger_store::{EventStore, ExpectedVersion, SqliteStore};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::measure::{BatchMetrics, Percentiles, distribution, round3};
+use crate::measure::{BatchMetrics, Percentiles, cpu_seconds, distribution, round3};
 use crate::workload::{Organization, Rng};
 
 /// One usage event in this many is a coalesced denial, as in the generated logs.
@@ -71,6 +71,7 @@ async fn variant(path: &Path, spec: Appends, per_append: u64, metrics: &BatchMet
     );
 
     let claimed = Arc::new(AtomicU64::new(0));
+    let cpu_before = cpu_seconds()?;
     let started = Instant::now();
     let mut appenders = Vec::new();
     for task in 0..spec.tasks.max(1) {
@@ -103,6 +104,7 @@ async fn variant(path: &Path, spec: Appends, per_append: u64, metrics: &BatchMet
         latencies.extend(appender.await??);
     }
     let elapsed = started.elapsed().as_secs_f64();
+    let cpu = cpu_seconds()? - cpu_before;
     let commits = store.commits();
     let mut appends_per_batch = metrics.appends.take();
     let batch_seconds = metrics.seconds.take();
@@ -134,6 +136,8 @@ async fn variant(path: &Path, spec: Appends, per_append: u64, metrics: &BatchMet
             // Share of the wall time the writer thread spent inside batches (judging, encoding,
             // hashing, inserting, committing): near 1 means the writer is the bottleneck.
             "writer_busy_fraction": round3(writer_busy / elapsed),
+            // Of the 2 cores' 2 × `seconds`: well below means the run shared the machine.
+            "process_cpu_seconds": round3(cpu),
             "file_bytes": file_bytes,
             "file_bytes_per_event": round3(file_bytes as f64 / spec.events as f64),
         }),

@@ -91,6 +91,24 @@ pub fn resident_memory() -> anyhow::Result<(u64, u64)> {
     Ok((field("VmRSS:")?, field("VmHWM:")?))
 }
 
+/// CPU time this process has used so far (user + system, all threads), in seconds: compared with
+/// the wall time of a span, it shows whether the run had the machine's cores or shared them.
+pub fn cpu_seconds() -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat")?;
+    // The command name (field 2) may hold spaces; the fields after its `)` are space-separated,
+    // utime and stime being the 12th and 13th of them, in clock ticks (USER_HZ, 100 on Linux).
+    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let ticks: Vec<u64> = after_name.split_whitespace().skip(11).take(2).map(str::parse).collect::<Result<_, _>>()?;
+    anyhow::ensure!(ticks.len() == 2, "no utime and stime in /proc/self/stat");
+    Ok((ticks[0] + ticks[1]) as f64 / 100.0)
+}
+
+/// The machine's 1-minute load average when the run started: context for every figure, since
+/// the benchmark shares 2 cores with whatever else runs.
+pub fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg").ok()?.split_whitespace().next()?.parse().ok()
+}
+
 /// Values recorded into one histogram.
 #[derive(Debug, Default)]
 pub struct Samples(Mutex<Vec<f64>>);
@@ -161,6 +179,14 @@ mod tests {
         assert!(close(p.p50_ms, 50.0) && close(p.p99_ms, 99.0) && close(p.max_ms, 100.0), "{p:?}");
         let mut one = vec![Duration::from_millis(7)];
         assert!(close(Percentiles::of(&mut one).p99_ms, 7.0));
+    }
+
+    #[test]
+    fn cpu_time_and_load_are_read_from_proc() {
+        let spent = cpu_seconds().unwrap();
+        let busy = (0..2_000_000u64).fold(0u64, |sum, n| sum.wrapping_add(n * n));
+        assert!(std::hint::black_box(busy) > 0 && cpu_seconds().unwrap() >= spent);
+        assert!(load_average().is_some());
     }
 
     #[test]

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 
 use crate::log::{self, LogSpec};
-use crate::measure::round3;
+use crate::measure::{cpu_seconds, round3};
 use crate::rebuild::generated_store;
 
 /// Rows read from the log per page, as the export route reads them.
@@ -34,9 +34,11 @@ pub async fn run(dir: &Path, spec: LogSpec, cli: Option<PathBuf>) -> anyhow::Res
 
     let verifier = CheckpointVerifier::new(key.verifier_key())?;
     let reader = BufReader::with_capacity(1 << 20, File::open(&export)?);
+    let cpu_before = cpu_seconds()?;
     let started = Instant::now();
     let verified = verify_export(reader, &verifier, None, |_| {})?;
     let seconds = started.elapsed().as_secs_f64();
+    let cpu = cpu_seconds()? - cpu_before;
     anyhow::ensure!(verified.events == tree_size, "verified {} of {tree_size} events", verified.events);
     let events_per_second = tree_size as f64 / seconds;
     eprintln!("storebench: verify: {events_per_second:.0} events/s");
@@ -50,6 +52,8 @@ pub async fn run(dir: &Path, spec: LogSpec, cli: Option<PathBuf>) -> anyhow::Res
             "target_events_per_second": 1_000_000,
             "events": tree_size,
             "seconds": round3(seconds),
+            // Single-threaded: up to 1 core's worth of `seconds`.
+            "process_cpu_seconds": round3(cpu),
             "export_bytes": bytes,
             "export_bytes_per_event": round3(bytes as f64 / tree_size as f64),
             "megabytes_per_second": round3(bytes as f64 / seconds / 1e6),
