@@ -106,25 +106,10 @@ pub async fn generate(store: &Arc<dyn EventStore>, spec: LogSpec) -> anyhow::Res
         let now = OffsetDateTime::now_utc();
         if !lifecycle.is_empty() && issued / LIFECYCLE_EVERY != (issued + USAGE_PER_APPEND) / LIFECYCLE_EVERY {
             let turn = next_lifecycle % lifecycle.len();
-            let (id, state, version) = &mut lifecycle[turn];
-            let command = if next_lifecycle.is_multiple_of(2) {
-                Organization::roll_command(&mut rng)?
-            } else {
-                machine_token::Command::Disable
-            };
-            let (after, mut events) = organization.token_command(std::mem::take(state), command, now)?;
-            *state = after;
-            if !next_lifecycle.is_multiple_of(2) {
-                let (after, enabled) =
-                    organization.token_command(std::mem::take(state), machine_token::Command::Enable, now)?;
-                *state = after;
-                events.extend(enabled);
-            }
-            let count = events.len() as u64;
-            // Exact: a token's changes must land in the order they were decided.
-            pipeline.push(machine_token::stream(*id), ExpectedVersion::Exact(*version), events).await?;
-            *version += count;
-            issued += count;
+            let (stream, expected, events) =
+                lifecycle_change(&organization, &mut lifecycle[turn], next_lifecycle, &mut rng, now)?;
+            issued += events.len() as u64;
+            pipeline.push(stream, expected, events).await?;
             next_lifecycle += 1;
         }
         let index = rng.below(ids.len() as u64);
@@ -152,6 +137,32 @@ pub async fn generate(store: &Arc<dyn EventStore>, spec: LogSpec) -> anyhow::Res
         started,
         ended: OffsetDateTime::now_utc(),
     })
+}
+
+/// The `turn`-th lifecycle change, of the token `(id, state, version)`: a roll on even turns, a
+/// disable followed by an enable on odd ones. Updates the token's state and version; returns the
+/// append, which expects the version exactly, so a token's changes land in the order decided.
+fn lifecycle_change(
+    organization: &Organization,
+    (id, state, version): &mut (CredentialId, machine_token::State, u64),
+    turn: usize,
+    rng: &mut Rng,
+    now: OffsetDateTime,
+) -> anyhow::Result<(String, ExpectedVersion, Vec<NewEvent>)> {
+    let commands = if turn.is_multiple_of(2) {
+        vec![Organization::roll_command(rng)?]
+    } else {
+        vec![machine_token::Command::Disable, machine_token::Command::Enable]
+    };
+    let mut events = Vec::new();
+    for command in commands {
+        let (after, decided) = organization.token_command(std::mem::take(state), command, now)?;
+        *state = after;
+        events.extend(decided);
+    }
+    let expected = ExpectedVersion::Exact(*version);
+    *version += events.len() as u64;
+    Ok((machine_token::stream(*id), expected, events))
 }
 
 /// Appends with many in flight; their positions are whatever order the writer takes them in.
