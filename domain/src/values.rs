@@ -496,7 +496,40 @@ fn format_clock(minutes: u16) -> String {
 #[serde(try_from = "String", into = "String")]
 pub struct UserAgentPattern {
     source: String,
-    matcher: globset::GlobMatcher,
+    /// Shared by every pattern with the same text (see [`compiled`]): a compiled glob is a
+    /// regex of several KiB, and most credentials of an organization use a handful of patterns.
+    matcher: std::sync::Arc<globset::GlobMatcher>,
+}
+
+/// The compiled matcher of a pattern's text, shared while any pattern of that text is alive. The
+/// table holds weak references, so it never keeps a matcher nobody uses; dead entries are
+/// dropped whenever it has doubled since the last sweep.
+fn compiled(source: &str) -> Result<std::sync::Arc<globset::GlobMatcher>, ValueError> {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex, OnceLock, Weak};
+    struct Table {
+        matchers: HashMap<String, Weak<globset::GlobMatcher>>,
+        sweep_at: usize,
+    }
+    static TABLE: OnceLock<Mutex<Table>> = OnceLock::new();
+    let table = TABLE.get_or_init(|| Mutex::new(Table { matchers: HashMap::new(), sweep_at: 1024 }));
+    let lock = || table.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(shared) = lock().matchers.get(source).and_then(Weak::upgrade) {
+        return Ok(shared);
+    }
+    let glob = globset::GlobBuilder::new(source)
+        .literal_separator(false)
+        .backslash_escape(true)
+        .build()
+        .map_err(|e| ValueError::InvalidUserAgentPattern { reason: e.kind().to_string() })?;
+    let matcher = Arc::new(glob.compile_matcher());
+    let mut table = lock();
+    if table.matchers.len() >= table.sweep_at {
+        table.matchers.retain(|_, matcher| matcher.strong_count() > 0);
+        table.sweep_at = (table.matchers.len() * 2).max(1024);
+    }
+    table.matchers.insert(source.to_owned(), Arc::downgrade(&matcher));
+    Ok(matcher)
 }
 
 impl UserAgentPattern {
@@ -509,12 +542,7 @@ impl UserAgentPattern {
         if input.chars().any(char::is_control) {
             return Err(ValueError::InvalidUserAgentPattern { reason: "must not contain control characters".into() });
         }
-        let glob = globset::GlobBuilder::new(input)
-            .literal_separator(false)
-            .backslash_escape(true)
-            .build()
-            .map_err(|e| ValueError::InvalidUserAgentPattern { reason: e.kind().to_string() })?;
-        Ok(Self { source: input.to_owned(), matcher: glob.compile_matcher() })
+        Ok(Self { source: input.to_owned(), matcher: compiled(input)? })
     }
 
     pub fn matches(&self, user_agent: &str) -> bool {
@@ -731,6 +759,20 @@ mod tests {
         assert!(UserAgentPattern::parse(&"a".repeat(257)).is_err());
         assert!(UserAgentPattern::parse("").is_err());
         assert!(UserAgentPattern::parse("[unclosed").is_err());
+    }
+
+    #[test]
+    fn patterns_of_the_same_text_share_one_compiled_matcher() {
+        let first = UserAgentPattern::parse("deploy-bot/*").unwrap();
+        let second = UserAgentPattern::parse("deploy-bot/*").unwrap();
+        assert!(std::sync::Arc::ptr_eq(&first.matcher, &second.matcher));
+        let other = UserAgentPattern::parse("deploy-bot/1.*").unwrap();
+        assert!(!std::sync::Arc::ptr_eq(&first.matcher, &other.matcher));
+        assert!(second.matches("deploy-bot/7") && !other.matches("deploy-bot/7"));
+        drop((first, second));
+        // Nothing keeps a matcher alive once its patterns are gone; the text compiles again.
+        let again = UserAgentPattern::parse("deploy-bot/*").unwrap();
+        assert!(again.matches("deploy-bot/7"));
     }
 
     #[test]
