@@ -42,20 +42,16 @@ pub enum LedgerKeyError {
 pub fn load_or_create_key(path: &Path, origin: &str) -> Result<LedgerKey, LedgerKeyError> {
     let shown = path.display().to_string();
     let io = |source| LedgerKeyError::Io { path: shown.clone(), source };
+    let damaged = |error: credledger_store::checkpoint::CheckpointError| LedgerKeyError::Damaged {
+        path: shown.clone(),
+        reason: error.to_string(),
+    };
     match std::fs::read_to_string(path) {
-        Ok(text) => LedgerKey::from_secret(&text)
-            .map_err(|error| LedgerKeyError::Damaged { path: shown.clone(), reason: error.to_string() }),
+        Ok(text) => LedgerKey::from_secret(&text).map_err(damaged),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-            let key = LedgerKey::generate(origin)
-                .map_err(|error| LedgerKeyError::Damaged { path: shown.clone(), reason: error.to_string() })?;
-            let temporary = path.with_extension("tmp");
-            let mut options = std::fs::OpenOptions::new();
-            options.write(true).create(true).truncate(true);
-            #[cfg(unix)]
-            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-            let mut file = options.open(&temporary).map_err(io)?;
-            std::io::Write::write_all(&mut file, format!("{}\n", key.secret()).as_bytes()).map_err(io)?;
-            file.sync_all().map_err(io)?;
+            let key = LedgerKey::generate(origin).map_err(damaged)?;
+            let temporary =
+                crate::signing::write_private_sibling(path, format!("{}\n", key.secret()).as_bytes()).map_err(io)?;
             // Never replace a key another node wrote meanwhile: that one is the ledger's key.
             let linked = std::fs::hard_link(&temporary, path);
             let _ = std::fs::remove_file(&temporary);
@@ -63,11 +59,9 @@ pub fn load_or_create_key(path: &Path, origin: &str) -> Result<LedgerKey, Ledger
                 Err(error) if error.kind() != std::io::ErrorKind::AlreadyExists => return Err(io(error)),
                 _ => {}
             }
-            let text = std::fs::read_to_string(path).map_err(io)?;
-            LedgerKey::from_secret(&text)
-                .map_err(|error| LedgerKeyError::Damaged { path: shown.clone(), reason: error.to_string() })
+            LedgerKey::from_secret(&std::fs::read_to_string(path).map_err(io)?).map_err(damaged)
         }
-        Err(source) => Err(LedgerKeyError::Io { path: shown, source }),
+        Err(source) => Err(io(source)),
     }
 }
 

@@ -300,14 +300,21 @@ fn save(path: &Path, keys: &[StoredKey]) -> Result<(), KeyError> {
     let bytes = serde_json::to_vec_pretty(keys)
         .map_err(|e| KeyError::Damaged { path: path.to_owned(), reason: e.to_string() })?;
     // Write a sibling file and rename it over the old one, so a crash never leaves half a key.
+    let temporary = write_private_sibling(path, &bytes).map_err(io)?;
+    std::fs::rename(&temporary, path).map_err(io)?;
+    Ok(())
+}
+
+/// Writes `bytes` to `path` with the extension `tmp`, readable by its owner only (0600) and
+/// synced, and returns that path: the first half of replacing a key file atomically.
+pub(crate) fn write_private_sibling(path: &Path, bytes: &[u8]) -> std::io::Result<PathBuf> {
     let temporary = path.with_extension("tmp");
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(&temporary).map_err(io)?;
-    std::io::Write::write_all(&mut file, &bytes).map_err(io)?;
-    file.sync_all().map_err(io)?;
-    std::fs::rename(&temporary, path).map_err(io)?;
-    Ok(())
+    let mut file = options.open(&temporary)?;
+    std::io::Write::write_all(&mut file, bytes)?;
+    file.sync_all()?;
+    Ok(temporary)
 }

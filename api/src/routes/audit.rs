@@ -80,7 +80,7 @@ struct UsesQuery {
 
 /// Who caused an event.
 #[derive(Debug, Serialize, ToSchema)]
-struct ActorView {
+pub(crate) struct ActorView {
     /// member, machine_token, service_credential, machine or system.
     kind: String,
     id: String,
@@ -89,7 +89,7 @@ struct ActorView {
 /// One event of the trail.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct AuditEntryView {
+pub(crate) struct AuditEntryView {
     /// The event's position in the log: its leaf index + 1 in the verifiable ledger.
     position: u64,
     /// When the event was recorded.

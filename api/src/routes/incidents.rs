@@ -61,21 +61,8 @@ struct TracedCredentialView {
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct TimelineEntryView {
-    /// The event's position in the log: its leaf index + 1 in the verifiable ledger.
-    position: u64,
-    #[serde(with = "time::serde::rfc3339")]
-    at: OffsetDateTime,
-    #[serde(rename = "type")]
-    event_type: String,
-    actor: TimelineActorView,
-    ip: Option<String>,
-    user_agent: Option<String>,
-    /// success or denied.
-    outcome: String,
-    summary: String,
-    /// SHA-256(0x00 ‖ envelope), hex: the event's leaf in the verifiable ledger.
-    leaf_hash: String,
-    credential_id: Option<String>,
+    #[serde(flatten)]
+    entry: super::audit::AuditEntryView,
     /// The request's method, for a usage event.
     method: Option<String>,
     /// The request's route template, for a usage event.
@@ -86,32 +73,11 @@ struct TimelineEntryView {
     count: Option<u64>,
 }
 
-/// Who caused an event.
-#[derive(Debug, Serialize, ToSchema)]
-struct TimelineActorView {
-    /// member, machine_token, service_credential, machine or system.
-    kind: String,
-    id: String,
-}
-
 impl From<AuditEntry> for TimelineEntryView {
-    fn from(entry: AuditEntry) -> Self {
-        Self {
-            position: entry.position,
-            at: entry.recorded_at,
-            event_type: entry.event_type,
-            actor: TimelineActorView { kind: entry.actor_kind, id: entry.actor_id },
-            ip: entry.ip,
-            user_agent: entry.user_agent,
-            outcome: entry.outcome,
-            summary: entry.summary,
-            leaf_hash: entry.leaf_hash,
-            credential_id: entry.credential_id,
-            method: entry.method,
-            route: entry.route,
-            reason: entry.reason,
-            count: entry.count,
-        }
+    fn from(mut entry: AuditEntry) -> Self {
+        let (method, route, reason, count) =
+            (entry.method.take(), entry.route.take(), entry.reason.take(), entry.count);
+        Self { entry: entry.into(), method, route, reason, count }
     }
 }
 
