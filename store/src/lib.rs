@@ -10,6 +10,7 @@
 //! Backends are chosen by URL with [`open`]; the SQLite backend ([`SqliteStore`]) is the embedded
 //! default. Every backend runs the same contract suite ([`store_contract_tests!`]).
 
+mod batch;
 #[doc(hidden)]
 pub mod checkpoint;
 pub mod contract;

@@ -6,7 +6,6 @@
 //! WAL lets them run beside the writer, and each sees whole batches only, so no reader ever sees
 //! a position before the ones below it.
 
-mod batch;
 mod migrate;
 mod writer;
 

@@ -11,12 +11,18 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use rusqlite::{Connection, TransactionBehavior};
+use std::collections::HashMap;
+
+use credledger_domain::{EventId, OrgId};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::batch::{Batch, Row, repeated};
+use crate::batch::{Batch, Committed, Recorded, Row, power_of_two_chunks, repeated, unsigned};
 use crate::{AppendResult, ExpectedVersion, NewEvent, StoreError};
+
+/// Most event ids looked up by one `IN (...)` query.
+const LOOKUP_CHUNK: usize = 512;
 
 /// Most events taken into one batch. A single larger append still goes in whole, alone.
 const MAX_BATCH_EVENTS: usize = 4096;
@@ -126,10 +132,12 @@ impl Writer {
         // below cannot change before the commit, even if another process opened the file.
         let tx = self.connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let ids = requests.iter().flat_map(|request| request.events.iter().map(|event| event.event_id));
-        let mut batch = Batch::begin(&tx, ids, OffsetDateTime::now_utc())?;
+        let head: i64 = tx.prepare_cached(include_str!("head.sql"))?.query_row([], |row| row.get(0))?;
+        let head = unsigned(head, 0, "the head position is negative")?;
+        let mut batch = Batch::begin(head, find_recorded(&tx, ids)?, OffsetDateTime::now_utc());
         let mut outcomes = Vec::with_capacity(requests.len());
         for request in requests {
-            outcomes.push(batch.admit(&tx, &request.stream, request.expected, &request.events)?);
+            outcomes.push(batch.admit(&mut Log(&tx), &request.stream, request.expected, &request.events)?);
         }
         let Some((rows, head)) = batch.into_rows() else {
             // Only refusals and retries: nothing to commit (dropping `tx` rolls back).
@@ -142,9 +150,59 @@ impl Writer {
     }
 }
 
+/// Where those of `event_ids` that the log already holds sit.
+fn find_recorded(
+    connection: &Connection,
+    event_ids: impl Iterator<Item = EventId>,
+) -> Result<HashMap<EventId, Recorded>, StoreError> {
+    let mut ids: HashMap<String, EventId> = event_ids.map(|id| (id.to_string(), id)).collect();
+    let mut recorded = HashMap::new();
+    let wanted: Vec<String> = ids.keys().cloned().collect();
+    for chunk in power_of_two_chunks(&wanted, LOOKUP_CHUNK) {
+        let sql = format!("{} ({})", include_str!("find_event_ids.sql").trim_end(), repeated("?", chunk.len()));
+        let mut statement = connection.prepare_cached(&sql)?;
+        let mut rows = statement.query(rusqlite::params_from_iter(chunk))?;
+        while let Some(row) = rows.next()? {
+            let (event_id, position, stream, version, event_type): (String, i64, String, i64, String) =
+                (row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?);
+            let position = unsigned(position, 0, "negative position")?;
+            let version = unsigned(version, position, "negative stream version")?;
+            if let Some(id) = ids.remove(&event_id) {
+                recorded.insert(id, Recorded { position, stream, version, event_type });
+            }
+        }
+    }
+    Ok(recorded)
+}
+
+/// The committed log through the writer's transaction.
+struct Log<'c>(&'c Connection);
+
+impl Committed for Log<'_> {
+    fn stream_version(&mut self, stream: &str) -> Result<Option<u64>, StoreError> {
+        let version: Option<i64> = self
+            .0
+            .prepare_cached(include_str!("stream_version.sql"))?
+            .query_row([stream], |row| row.get(0))
+            .optional()?
+            .flatten();
+        version.map(|version| unsigned(version, 0, "negative stream version")).transpose()
+    }
+
+    fn org_sequence(&mut self, org: OrgId) -> Result<u64, StoreError> {
+        let sequence: Option<i64> = self
+            .0
+            .prepare_cached(include_str!("org_sequence.sql"))?
+            .query_row([org.to_string()], |row| row.get(0))
+            .optional()?
+            .flatten();
+        unsigned(sequence.unwrap_or(0), 0, "negative organization sequence")
+    }
+}
+
 /// Writes rows with multi-row INSERTs, a few hundred rows per statement.
 fn insert(connection: &Connection, rows: &[Row<'_>]) -> rusqlite::Result<()> {
-    for chunk in super::batch::power_of_two_chunks(rows, INSERT_CHUNK) {
+    for chunk in power_of_two_chunks(rows, INSERT_CHUNK) {
         let sql = format!(
             "{} {}",
             include_str!("insert_events.sql").trim_end(),

@@ -10,27 +10,33 @@
 use std::collections::HashMap;
 
 use credledger_domain::{EventId, OrgId};
-use rusqlite::{Connection, OptionalExtension};
 use time::OffsetDateTime;
 
 use crate::envelope::Envelope;
 use crate::{AppendResult, ExpectedVersion, NewEvent, StoreError, leaf_hash};
 
-/// Most event ids looked up by one `IN (...)` query.
-const LOOKUP_CHUNK: usize = 512;
-
 /// Where an already recorded (or already admitted) event sits.
 #[derive(Debug, Clone)]
-struct Recorded {
-    position: u64,
-    stream: String,
-    version: u64,
-    event_type: String,
+pub(crate) struct Recorded {
+    pub position: u64,
+    pub stream: String,
+    pub version: u64,
+    pub event_type: String,
+}
+
+/// The committed log as a batch sees it inside the backend's write transaction: the facts that
+/// admission needs beyond the batch itself. Each is asked at most once per stream or
+/// organization per batch (the batch keeps the answers in its overlay).
+pub(crate) trait Committed {
+    /// The version of the stream's last event; `None` when it has none.
+    fn stream_version(&mut self, stream: &str) -> Result<Option<u64>, StoreError>;
+    /// The sequence number of the organization's last event; 0 when it has none.
+    fn org_sequence(&mut self, org: OrgId) -> Result<u64, StoreError>;
 }
 
 /// One event ready to insert, borrowing from the append that carried it.
 #[derive(Debug)]
-pub(super) struct Row<'a> {
+pub(crate) struct Row<'a> {
     pub position: i64,
     pub stream: &'a str,
     pub version: i64,
@@ -44,7 +50,7 @@ pub(super) struct Row<'a> {
 
 /// The overlay of one batch over the committed log.
 #[derive(Debug)]
-pub(super) struct Batch<'a> {
+pub(crate) struct Batch<'a> {
     /// The last position handed out so far.
     head: u64,
     recorded_at: OffsetDateTime,
@@ -58,46 +64,17 @@ pub(super) struct Batch<'a> {
 }
 
 impl<'a> Batch<'a> {
-    /// Starts a batch at the committed head, looking up which of `event_ids` are recorded.
-    pub(super) fn begin(
-        connection: &Connection,
-        event_ids: impl Iterator<Item = EventId>,
-        recorded_at: OffsetDateTime,
-    ) -> Result<Self, StoreError> {
-        let head: i64 = connection.prepare_cached(include_str!("head.sql"))?.query_row([], |row| row.get(0))?;
-        let head = unsigned(head, 0, "the head position is negative")?;
-        let mut ids: HashMap<String, EventId> = event_ids.map(|id| (id.to_string(), id)).collect();
-        let mut recorded = HashMap::new();
-        let wanted: Vec<String> = ids.keys().cloned().collect();
-        for chunk in power_of_two_chunks(&wanted, LOOKUP_CHUNK) {
-            let sql = format!("{} ({})", include_str!("find_event_ids.sql").trim_end(), repeated("?", chunk.len()));
-            let mut statement = connection.prepare_cached(&sql)?;
-            let mut rows = statement.query(rusqlite::params_from_iter(chunk))?;
-            while let Some(row) = rows.next()? {
-                let (event_id, position, stream, version, event_type): (String, i64, String, i64, String) =
-                    (row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?);
-                let position = unsigned(position, 0, "negative position")?;
-                let version = unsigned(version, position, "negative stream version")?;
-                if let Some(id) = ids.remove(&event_id) {
-                    recorded.insert(id, Recorded { position, stream, version, event_type });
-                }
-            }
-        }
-        Ok(Self {
-            head,
-            recorded_at,
-            versions: HashMap::new(),
-            org_sequences: HashMap::new(),
-            recorded,
-            rows: Vec::new(),
-        })
+    /// Starts a batch at the committed head; `recorded` says where those of the batch's event ids
+    /// that the log already holds sit.
+    pub(crate) fn begin(head: u64, recorded: HashMap<EventId, Recorded>, recorded_at: OffsetDateTime) -> Self {
+        Self { head, recorded_at, versions: HashMap::new(), org_sequences: HashMap::new(), recorded, rows: Vec::new() }
     }
 
     /// Judges one append. The outer error fails the whole batch (the database failed); the inner
     /// one refuses only this append.
-    pub(super) fn admit(
+    pub(crate) fn admit(
         &mut self,
-        connection: &Connection,
+        log: &mut impl Committed,
         stream: &'a str,
         expected: ExpectedVersion,
         events: &'a [NewEvent],
@@ -105,7 +82,7 @@ impl<'a> Batch<'a> {
         if let Some(outcome) = self.earlier_append(stream, events) {
             return Ok(outcome);
         }
-        let current = self.stream_version(connection, stream)?;
+        let current = self.stream_version(log, stream)?;
         let admitted = match expected {
             ExpectedVersion::Any => true,
             ExpectedVersion::NoStream => current.is_none(),
@@ -125,7 +102,7 @@ impl<'a> Batch<'a> {
             let version = first_version + offset;
             let org_sequence = match event.org_id {
                 None => None,
-                Some(org) => Some(self.next_org_sequence(connection, &mut sequences, org)?),
+                Some(org) => Some(self.next_org_sequence(log, &mut sequences, org)?),
             };
             let envelope = Envelope {
                 position,
@@ -184,7 +161,7 @@ impl<'a> Batch<'a> {
 
     /// The rows to insert and the head they leave; `None` when every append was refused or was
     /// a retry, so there is nothing to commit.
-    pub(super) fn into_rows(self) -> Option<(Vec<Row<'a>>, u64)> {
+    pub(crate) fn into_rows(self) -> Option<(Vec<Row<'a>>, u64)> {
         (!self.rows.is_empty()).then_some((self.rows, self.head))
     }
 
@@ -217,16 +194,11 @@ impl<'a> Batch<'a> {
         }))
     }
 
-    fn stream_version(&mut self, connection: &Connection, stream: &'a str) -> Result<Option<u64>, StoreError> {
+    fn stream_version(&mut self, log: &mut impl Committed, stream: &'a str) -> Result<Option<u64>, StoreError> {
         if let Some(version) = self.versions.get(stream) {
             return Ok(*version);
         }
-        let version: Option<i64> = connection
-            .prepare_cached(include_str!("stream_version.sql"))?
-            .query_row([stream], |row| row.get(0))
-            .optional()?
-            .flatten();
-        let version = version.map(|version| unsigned(version, 0, "negative stream version")).transpose()?;
+        let version = log.stream_version(stream)?;
         self.versions.insert(stream, version);
         Ok(version)
     }
@@ -235,7 +207,7 @@ impl<'a> Batch<'a> {
     /// the numbers the append has taken so far; they reach the overlay only if it is admitted.
     fn next_org_sequence(
         &mut self,
-        connection: &Connection,
+        log: &mut impl Committed,
         pending: &mut Vec<(OrgId, u64)>,
         org: OrgId,
     ) -> Result<u64, StoreError> {
@@ -243,33 +215,26 @@ impl<'a> Batch<'a> {
             *last += 1;
             return Ok(*last);
         }
-        let next = self.org_sequence(connection, org)? + 1;
+        let next = self.org_sequence(log, org)? + 1;
         pending.push((org, next));
         Ok(next)
     }
 
     /// The organization's last sequence number: the overlay's, or the log's (0 for none).
-    fn org_sequence(&mut self, connection: &Connection, org: OrgId) -> Result<u64, StoreError> {
+    fn org_sequence(&mut self, log: &mut impl Committed, org: OrgId) -> Result<u64, StoreError> {
         if let Some(sequence) = self.org_sequences.get(&org) {
             return Ok(*sequence);
         }
-        let sequence: Option<i64> = connection
-            .prepare_cached(include_str!("org_sequence.sql"))?
-            .query_row([org.to_string()], |row| row.get(0))
-            .optional()?
-            .flatten();
-        let sequence = unsigned(sequence.unwrap_or(0), 0, "negative organization sequence")?;
+        let sequence = log.org_sequence(org)?;
         self.org_sequences.insert(org, sequence);
         Ok(sequence)
     }
 }
 
-/// `count` copies of `item`, comma-separated: the variable part of a multi-row statement, whose
-/// fixed part stays in its `.sql` file.
 /// Splits `items` into chunks whose lengths are powers of two (the largest that fits, at most
 /// `max`, itself a power of two), so that a statement built for a chunk's length is one of a
 /// handful the connection's statement cache keeps prepared, whatever the batch sizes.
-pub(super) fn power_of_two_chunks<T>(mut items: &[T], max: usize) -> impl Iterator<Item = &[T]> {
+pub(crate) fn power_of_two_chunks<T>(mut items: &[T], max: usize) -> impl Iterator<Item = &[T]> {
     std::iter::from_fn(move || {
         if items.is_empty() {
             return None;
@@ -282,12 +247,14 @@ pub(super) fn power_of_two_chunks<T>(mut items: &[T], max: usize) -> impl Iterat
     })
 }
 
-pub(super) fn repeated(item: &str, count: usize) -> String {
+/// `count` copies of `item`, comma-separated: the variable part of a multi-row statement, whose
+/// fixed part stays in its `.sql` file.
+pub(crate) fn repeated(item: &str, count: usize) -> String {
     vec![item; count].join(", ")
 }
 
 /// A stored integer that must not be negative; a negative one means a damaged file.
-fn unsigned(value: i64, position: u64, reason: &str) -> Result<u64, StoreError> {
+pub(crate) fn unsigned(value: i64, position: u64, reason: &str) -> Result<u64, StoreError> {
     u64::try_from(value).map_err(|_| StoreError::Corrupt { position, reason: reason.to_owned() })
 }
 
