@@ -13,7 +13,7 @@ use credledger_domain::{EventId, OrgId};
 use time::OffsetDateTime;
 
 use crate::envelope::Envelope;
-use crate::{AppendResult, ExpectedVersion, NewEvent, StoreError, leaf_hash};
+use crate::{AppendResult, ExpectedVersion, NewEvent, RawEvent, RecordedEvent, StoreError, leaf_hash};
 
 /// Where an already recorded (or already admitted) event sits.
 #[derive(Debug, Clone)]
@@ -40,9 +40,9 @@ pub(crate) struct Row<'a> {
     pub position: i64,
     pub stream: &'a str,
     pub version: i64,
-    pub org_id: Option<String>,
+    pub org_id: Option<OrgId>,
     pub org_sequence: Option<i64>,
-    pub event_id: String,
+    pub event_id: EventId,
     pub event_type: &'a str,
     pub envelope: Vec<u8>,
     pub leaf_hash: [u8; 32],
@@ -128,9 +128,9 @@ impl<'a> Batch<'a> {
                 position: position as i64,
                 stream,
                 version: version as i64,
-                org_id: event.org_id.map(|org| org.to_string()),
+                org_id: event.org_id,
                 org_sequence: org_sequence.map(|sequence| sequence as i64),
-                event_id: event.event_id.to_string(),
+                event_id: event.event_id,
                 event_type: &event.event_type,
                 leaf_hash: leaf_hash(&envelope),
                 envelope,
@@ -157,6 +157,25 @@ impl<'a> Batch<'a> {
         self.org_sequences.extend(sequences);
         self.rows.extend(rows);
         Ok(Ok(result))
+    }
+
+    /// The rows that import `events` (decoded from a log being moved, see [`imported`]) as they
+    /// are: same positions, bytes and hashes.
+    pub(crate) fn import_rows(events: &'a [RecordedEvent]) -> Vec<Row<'a>> {
+        events
+            .iter()
+            .map(|event| Row {
+                position: event.position as i64,
+                stream: &event.stream,
+                version: event.version as i64,
+                org_id: event.org_id,
+                org_sequence: event.org_sequence.map(|sequence| sequence as i64),
+                event_id: event.event_id,
+                event_type: &event.event_type,
+                envelope: event.envelope.to_vec(),
+                leaf_hash: event.leaf_hash,
+            })
+            .collect()
     }
 
     /// The rows to insert and the head they leave; `None` when every append was refused or was
@@ -229,6 +248,25 @@ impl<'a> Batch<'a> {
         self.org_sequences.insert(org, sequence);
         Ok(sequence)
     }
+}
+
+/// Decodes rows read from another log for import, refusing the import unless every row is whole
+/// (its envelope decodes, names its row's position, and hashes to its stored leaf hash) and the
+/// rows run gap-free from `head + 1`, where the importing log ends. Returns the decoded events.
+pub(crate) fn imported(rows: &[RawEvent], head: u64) -> Result<Vec<RecordedEvent>, StoreError> {
+    let mut events = Vec::with_capacity(rows.len());
+    for (row, expected) in rows.iter().zip(head + 1..) {
+        let corrupt = |reason: String| StoreError::Corrupt { position: row.position, reason };
+        if row.position != expected {
+            return Err(corrupt(format!("an import must continue the log at position {expected}")));
+        }
+        if row.leaf_hash.as_slice() != leaf_hash(&row.envelope) {
+            return Err(corrupt("the envelope does not hash to its leaf hash".to_owned()));
+        }
+        let position = i64::try_from(row.position).map_err(|_| corrupt("position out of range".to_owned()))?;
+        events.push(crate::envelope::decode_stored(position, &row.envelope, &row.leaf_hash)?);
+    }
+    Ok(events)
 }
 
 /// Splits `items` into chunks whose lengths are powers of two (the largest that fits, at most

@@ -42,6 +42,7 @@ macro_rules! store_contract_tests {
             every_acknowledged_event_survives_reopening,
             the_leaf_hash_is_the_hash_of_the_stored_envelope_bytes,
             raw_rows_and_leaf_hashes_read_back_as_stored,
+            imported_rows_keep_their_positions_bytes_and_hashes,
             a_subscription_sees_every_event_once_across_catch_up_and_live,
             a_subscription_starts_at_the_position_asked_for,
             a_subscription_ends_after_the_last_event_when_the_store_closes,
@@ -419,6 +420,64 @@ pub async fn raw_rows_and_leaf_hashes_read_back_as_stored(backend: &dyn Backend)
     assert_eq!(store.read_leaf_hashes(5, 1).await.unwrap(), [all[4].leaf_hash]);
     assert!(store.read_leaf_hashes(6, 10).await.unwrap().is_empty());
     assert!(store.read_raw(1, 0).await.unwrap().is_empty());
+}
+
+pub async fn imported_rows_keep_their_positions_bytes_and_hashes(backend: &dyn Backend) {
+    // The rows come from another log: an embedded one in a directory of its own.
+    let dir = std::env::temp_dir().join(format!("credledger-contract-{}", Uuid::new_v4().simple()));
+    let source = crate::SqliteStore::open(dir.join("source.db")).await.unwrap();
+    source.append("contract-im-a", ExpectedVersion::NoStream, events(Some(org(50)), 3)).await.unwrap();
+    source.append("contract-im-b", ExpectedVersion::NoStream, events(None, 2)).await.unwrap();
+    source.append("contract-im-a", ExpectedVersion::Exact(2), events(Some(org(50)), 2)).await.unwrap();
+    let rows = source.read_raw(1, 100).await.unwrap();
+    source.close().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(rows.len(), 7);
+
+    let store = backend.open().await;
+    // Refused, writing nothing: a first row that is not the next position, a gap, an envelope
+    // that no longer hashes to its leaf hash, and one that names another position.
+    let mut altered = rows[..2].to_vec();
+    let mut envelope = altered[1].envelope.to_vec();
+    let last = envelope.len() - 2;
+    envelope[last] ^= 0x01;
+    altered[1].envelope = envelope.into();
+    let mut renumbered = rows[..1].to_vec();
+    renumbered[0].position = 2;
+    let mut swapped = rows[..2].to_vec();
+    swapped[1].envelope = rows[0].envelope.clone();
+    swapped[1].leaf_hash = rows[0].leaf_hash.clone();
+    for (what, bad) in [
+        ("not at the head", rows[1..3].to_vec()),
+        ("a gap", vec![rows[0].clone(), rows[2].clone()]),
+        ("an altered envelope", altered),
+        ("a renumbered row", renumbered),
+        ("an envelope naming another position", swapped),
+    ] {
+        match store.import(bad).await {
+            Err(StoreError::Corrupt { .. }) => {}
+            other => panic!("{what}: expected Corrupt, got {other:?}"),
+        }
+        assert_eq!(store.head().await.unwrap(), 0, "{what} wrote nothing");
+        assert!(store.read_raw(1, 10).await.unwrap().is_empty(), "{what} wrote nothing");
+    }
+
+    assert_eq!(store.import(rows[..4].to_vec()).await.unwrap(), 4);
+    assert_eq!(store.import(rows[4..].to_vec()).await.unwrap(), 7);
+    assert_eq!(store.import(Vec::new()).await.unwrap(), 7);
+    assert_eq!(store.head().await.unwrap(), 7);
+    assert_eq!(store.read_raw(1, 100).await.unwrap(), rows);
+    let imported = everything(&*store).await;
+    assert_eq!(positions(&imported), (1..=7).collect::<Vec<_>>());
+    assert_eq!(store.read_stream("contract-im-a", 0).await.unwrap().len(), 5);
+
+    // The log goes on from the imported streams' versions and organization sequences, and
+    // imported ids are recognised.
+    let next = store.append("contract-im-a", ExpectedVersion::Exact(4), events(Some(org(50)), 1)).await.unwrap();
+    assert_eq!(next, AppendResult { first_position: 8, last_position: 8, next_expected_version: 5 });
+    assert_eq!(store.read_all(8, 1).await.unwrap()[0].org_sequence, Some(6));
+    let stale = store.append("contract-im-b", ExpectedVersion::NoStream, events(None, 1)).await;
+    assert!(matches!(stale, Err(StoreError::WrongExpectedVersion { actual: Some(1), .. })), "{stale:?}");
 }
 
 pub async fn a_subscription_sees_every_event_once_across_catch_up_and_live(backend: &dyn Backend) {

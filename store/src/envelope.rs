@@ -10,7 +10,7 @@ use credledger_domain::{Actor, EventId, OrgId, RequestMeta};
 use serde::{Deserialize, Serialize};
 use time::{OffsetDateTime, UtcOffset};
 
-use crate::RecordedEvent;
+use crate::{RecordedEvent, StoreError};
 
 /// What the writer knows about an event when it serialises it; borrowed so that building a batch
 /// copies no payloads.
@@ -89,6 +89,19 @@ pub(crate) fn decode(envelope: Arc<[u8]>, leaf_hash: [u8; 32]) -> Result<Recorde
         leaf_hash,
         envelope,
     })
+}
+
+/// Decodes a stored row (its position key, envelope bytes and leaf hash), checking that the
+/// envelope decodes and names the row's position: what every backend's reads do.
+pub(crate) fn decode_stored(position: i64, envelope: &[u8], leaf_hash: &[u8]) -> Result<RecordedEvent, StoreError> {
+    let corrupt = |reason: String| StoreError::Corrupt { position: u64::try_from(position).unwrap_or(0), reason };
+    let leaf_hash: [u8; 32] = leaf_hash.try_into().map_err(|_| corrupt("the leaf hash is not 32 bytes".to_owned()))?;
+    let event =
+        decode(Arc::from(envelope), leaf_hash).map_err(|error| corrupt(format!("undecodable envelope: {error}")))?;
+    if i64::try_from(event.position).ok() != Some(position) {
+        return Err(corrupt(format!("the envelope says position {}", event.position)));
+    }
+    Ok(event)
 }
 
 #[cfg(test)]

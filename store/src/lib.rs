@@ -15,8 +15,12 @@ mod batch;
 pub mod checkpoint;
 pub mod contract;
 mod envelope;
+mod follow;
 pub mod merkle;
+mod postgres;
 mod sqlite;
+#[doc(hidden)]
+pub mod testing;
 pub mod verify;
 
 use std::fmt;
@@ -28,10 +32,13 @@ use futures::stream::BoxStream;
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 /// Opens the store a URL names: `sqlite://PATH` or `sqlite:PATH` (the file and its directory are
-/// created if missing). Any other scheme is [`StoreError::UnsupportedUrl`].
+/// created if missing), or `postgres://USER:PASSWORD@HOST:PORT/DATABASE` (also `postgresql://`,
+/// with libpq's keyword parameters; the database must exist, its tables are created). Any other
+/// scheme is [`StoreError::UnsupportedUrl`].
 pub async fn open(url: &str) -> Result<Arc<dyn EventStore>, StoreError> {
     if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
         if path.is_empty() {
@@ -39,6 +46,9 @@ pub async fn open(url: &str) -> Result<Arc<dyn EventStore>, StoreError> {
         }
         let store = SqliteStore::open(Path::new(path)).await?;
         return Ok(Arc::new(store));
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok(Arc::new(PostgresStore::open(url).await?));
     }
     // Only the scheme goes into the error: the rest of a URL may carry a password.
     let scheme = url.split_once(':').map_or("(none)", |(scheme, _)| scheme);
@@ -81,6 +91,21 @@ pub trait EventStore: Send + Sync + fmt::Debug {
 
     /// The last committed position; 0 when the log is empty.
     async fn head(&self) -> Result<u64, StoreError>;
+
+    /// Stores rows read from another log ([`EventStore::read_raw`]) exactly as they are, same
+    /// positions, envelope bytes and leaf hashes, in one transaction, and returns the new head:
+    /// how a ledger moves between backends. Refused, writing nothing, unless the rows continue
+    /// this log gap-free from its head and every row is whole (its envelope decodes, states the
+    /// row's position and hashes to the row's leaf hash).
+    async fn import(&self, rows: Vec<RawEvent>) -> Result<u64, StoreError>;
+
+    /// Whether this process leads the background work that must run once per ledger (the expiry
+    /// sweeper, checkpoint signing, process managers), as it changes. A backend that only one
+    /// process can open leads for as long as it is open (the default: always `true`); a shared
+    /// one elects a single leader among the processes using it.
+    fn leadership(&self) -> tokio::sync::watch::Receiver<bool> {
+        tokio::sync::watch::channel(true).1
+    }
 
     /// Stops accepting appends, commits those already queued, and stops the writer. Later
     /// appends fail with [`StoreError::Closed`]; reads keep working.
@@ -217,6 +242,10 @@ pub enum StoreError {
     /// The database failed. For a read, retry or report; the server keeps running.
     #[error("event store database: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// PostgreSQL refused or failed a statement, or could not be reached. For a read, retry or
+    /// report; an append in a failed batch fails as [`StoreError::BatchFailed`] and may be retried.
+    #[error("event store database: {0}")]
+    Postgres(String),
     /// No read connection could be had in time: the store is overloaded or its file is gone.
     #[error("event store connection pool: {0}")]
     Pool(#[from] r2d2::Error),
@@ -244,6 +273,28 @@ pub enum StoreError {
     /// or reopen the store.
     #[error("the event store is closed")]
     Closed,
+}
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(error: tokio_postgres::Error) -> Self {
+        // The default text of a server error is just "db error": say what the server said.
+        match error.as_db_error() {
+            Some(db) => Self::Postgres(format!("{} ({})", db.message(), db.code().code())),
+            None => Self::Postgres(match std::error::Error::source(&error) {
+                Some(source) => format!("{error}: {source}"),
+                None => error.to_string(),
+            }),
+        }
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for StoreError {
+    fn from(error: deadpool_postgres::PoolError) -> Self {
+        match error {
+            deadpool_postgres::PoolError::Backend(error) => error.into(),
+            other => Self::Postgres(format!("connection pool: {other}")),
+        }
+    }
 }
 
 /// The Merkle leaf hash of an envelope (RFC 6962): SHA-256(0x00 ‖ envelope bytes). Public so that

@@ -138,7 +138,7 @@ async fn store_urls_choose_the_backend() {
     store.close().await;
     assert!(path.exists(), "the file and its directory are created");
 
-    let error = credledger_store::open("postgres://user:hunter2@db.invalid/ledger").await.unwrap_err();
+    let error = credledger_store::open("mysql://user:hunter2@db.invalid/ledger").await.unwrap_err();
     assert!(matches!(error, StoreError::UnsupportedUrl(_)), "{error:?}");
     assert!(!error.to_string().contains("hunter2"), "the error leaks no password: {error}");
     assert!(matches!(credledger_store::open("sqlite://").await, Err(StoreError::UnsupportedUrl(_))));

@@ -9,13 +9,12 @@
 mod migrate;
 mod writer;
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use futures::StreamExt;
 use futures::stream::BoxStream;
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::Connection;
@@ -27,9 +26,6 @@ use writer::{AppendRequest, Message, Writer};
 /// Appends that may wait for the writer before `append` itself waits: backpressure, not a limit
 /// on batch size.
 const QUEUE: usize = 16 * 1024;
-
-/// Events a subscription reads per page while catching up.
-const SUBSCRIBE_PAGE: usize = 512;
 
 /// How long a connection waits for SQLite's lock before reporting it busy. Only a checkpoint or
 /// another process competes with the writer, so a wait this long means something is wrong.
@@ -199,11 +195,17 @@ impl EventStore for SqliteStore {
     }
 
     fn subscribe(&self, from_position: u64) -> BoxStream<'static, Result<RecordedEvent, StoreError>> {
-        subscribe(self.reader.clone(), from_position)
+        crate::follow::follow(self.reader.clone(), self.reader.head.clone(), from_position)
     }
 
     async fn head(&self) -> Result<u64, StoreError> {
         Ok(*self.reader.head.borrow())
+    }
+
+    async fn import(&self, rows: Vec<RawEvent>) -> Result<u64, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.appends.send(Message::Import(rows, reply)).await.map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
     }
 
     async fn close(&self) {
@@ -251,78 +253,20 @@ fn decode_rows(mut rows: rusqlite::Rows<'_>) -> Result<Vec<RecordedEvent>, Store
     let mut events = Vec::new();
     while let Some(row) = rows.next()? {
         let position: i64 = row.get(0)?;
-        let corrupt = |reason: String| StoreError::Corrupt { position: u64::try_from(position).unwrap_or(0), reason };
-        let envelope: Arc<[u8]> =
-            Arc::from(row.get_ref(1)?.as_blob().map_err(|_| corrupt("the envelope is not a blob".to_owned()))?);
-        let leaf_hash: [u8; 32] = row
-            .get_ref(2)?
-            .as_blob()
-            .ok()
-            .and_then(|hash| hash.try_into().ok())
-            .ok_or_else(|| corrupt("the leaf hash is not 32 bytes".to_owned()))?;
-        let event =
-            envelope::decode(envelope, leaf_hash).map_err(|error| corrupt(format!("undecodable envelope: {error}")))?;
-        if i64::try_from(event.position).ok() != Some(position) {
-            return Err(corrupt(format!("the envelope says position {}", event.position)));
-        }
-        events.push(event);
+        let corrupt = |reason: &str| StoreError::Corrupt {
+            position: u64::try_from(position).unwrap_or(0),
+            reason: reason.to_owned(),
+        };
+        let envelope = row.get_ref(1)?.as_blob().map_err(|_| corrupt("the envelope is not a blob"))?;
+        let leaf_hash = row.get_ref(2)?.as_blob().map_err(|_| corrupt("the leaf hash is not 32 bytes"))?;
+        events.push(envelope::decode_stored(position, envelope, leaf_hash)?);
     }
     Ok(events)
 }
 
-/// Catch-up and live share one loop: wait until the head reaches the next wanted position, read
-/// a page from there, yield it. Positions are gap-free and the head is published only after the
-/// commit, so a read after the wait always starts exactly at `next`; nothing is skipped and
-/// nothing is yielded twice, whether the event was old or just committed.
-fn subscribe(reader: Arc<Reader>, from_position: u64) -> BoxStream<'static, Result<RecordedEvent, StoreError>> {
-    struct Follow {
-        reader: Arc<Reader>,
-        head: watch::Receiver<u64>,
-        next: u64,
-        page: VecDeque<RecordedEvent>,
-        failed: bool,
+#[async_trait::async_trait]
+impl crate::follow::Pages for Reader {
+    async fn page(&self, from_position: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.read_all(from_position, limit).await
     }
-    let head = reader.head.clone();
-    let state = Follow { reader, head, next: from_position.max(1), page: VecDeque::new(), failed: false };
-    futures::stream::unfold(state, |mut follow| async move {
-        loop {
-            if let Some(event) = follow.page.pop_front() {
-                follow.next = event.position + 1;
-                return Some((Ok(event), follow));
-            }
-            if follow.failed {
-                return None;
-            }
-            let next = follow.next;
-            // Fails only once the writer is gone and the head is still below `next`: the store
-            // is closed and everything committed has been yielded.
-            if follow.head.wait_for(|head| *head >= next).await.is_err() {
-                return None;
-            }
-            let page = match follow.reader.read_all(next, SUBSCRIBE_PAGE).await {
-                Ok(page) => page,
-                Err(error) => {
-                    follow.failed = true;
-                    return Some((Err(error), follow));
-                }
-            };
-            // The head said `next` is committed; a page that does not start there means the log
-            // has a hole, which must be reported, not skipped.
-            let hole = if page.is_empty() {
-                Some(next)
-            } else {
-                page.iter()
-                    .zip(next..)
-                    .find(|(event, expected)| event.position != *expected)
-                    .map(|(_, expected)| expected)
-            };
-            if let Some(position) = hole {
-                follow.failed = true;
-                let reason = "committed but missing from a read of the log".to_owned();
-                return Some((Err(StoreError::Corrupt { position, reason }), follow));
-            }
-            follow.page = page.into();
-        }
-    })
-    .boxed()
 }

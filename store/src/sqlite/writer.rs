@@ -19,7 +19,7 @@ use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::batch::{Batch, Committed, Recorded, Row, power_of_two_chunks, repeated, unsigned};
-use crate::{AppendResult, ExpectedVersion, NewEvent, StoreError};
+use crate::{AppendResult, ExpectedVersion, NewEvent, RawEvent, StoreError};
 
 /// Most event ids looked up by one `IN (...)` query.
 const LOOKUP_CHUNK: usize = 512;
@@ -34,6 +34,9 @@ const INSERT_CHUNK: usize = 256;
 #[derive(Debug)]
 pub(super) enum Message {
     Append(AppendRequest),
+    /// Rows of another log to store as they are (see `EventStore::import`), alone in their
+    /// transaction; answered with the new head.
+    Import(Vec<RawEvent>, oneshot::Sender<Result<u64, StoreError>>),
     /// Stop accepting, commit what is queued, then stop.
     Close,
 }
@@ -72,6 +75,9 @@ impl Writer {
                     Message::Append(request) => {
                         events += request.events.len();
                         requests.push(request);
+                    }
+                    Message::Import(rows, reply) => {
+                        let _ = reply.send(self.import(&rows));
                     }
                     // Appends already queued are still taken (the receiver hands them out
                     // until it is empty); new ones are refused from now on.
@@ -123,6 +129,19 @@ impl Writer {
                 }
             }
         }
+    }
+
+    /// Stores another log's rows as they are, after the log's last event.
+    fn import(&mut self, rows: &[RawEvent]) -> Result<u64, StoreError> {
+        let tx = self.connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let head: i64 = tx.prepare_cached(include_str!("head.sql"))?.query_row([], |row| row.get(0))?;
+        let events = crate::batch::imported(rows, unsigned(head, 0, "the head position is negative")?)?;
+        let Some(last) = events.last().map(|event| event.position) else { return Ok(head as u64) };
+        insert(&tx, &Batch::import_rows(&events))?;
+        tx.commit()?;
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        self.head.send_replace(last);
+        Ok(last)
     }
 
     /// Judges and writes a batch in one immediate transaction. Returns each append's outcome and,
@@ -218,9 +237,9 @@ fn insert(connection: &Connection, rows: &[Row<'_>]) -> rusqlite::Result<()> {
             statement.raw_bind_parameter(next(), row.position)?;
             statement.raw_bind_parameter(next(), row.stream)?;
             statement.raw_bind_parameter(next(), row.version)?;
-            statement.raw_bind_parameter(next(), row.org_id.as_deref())?;
+            statement.raw_bind_parameter(next(), row.org_id.map(|org| org.to_string()))?;
             statement.raw_bind_parameter(next(), row.org_sequence)?;
-            statement.raw_bind_parameter(next(), row.event_id.as_str())?;
+            statement.raw_bind_parameter(next(), row.event_id.to_string())?;
             statement.raw_bind_parameter(next(), row.event_type)?;
             statement.raw_bind_parameter(next(), row.envelope.as_slice())?;
             statement.raw_bind_parameter(next(), &row.leaf_hash[..])?;

@@ -1,0 +1,375 @@
+//! The PostgreSQL backend: one database holds the log, shared by any number of server processes.
+//!
+//! Appends from this process go through one writer task that commits by group commit (see
+//! `writer`); appends from every process are serialised by a transaction-level advisory lock, under
+//! which the writer reads the head and hands out the next positions. A position is thus given
+//! only after every lower one has committed, so positions are gap-free and in commit order as
+//! every reader sees them.
+//!
+//! Every commit notifies the channel `credledger_events` with its new head, inside the committing
+//! transaction (PostgreSQL delivers it only if the commit succeeds). Each process listens on it to
+//! learn of other processes' appends, and polls the head every second as well, so a notification
+//! lost with a dropped connection delays an event by at most a poll, never loses it. What a
+//! subscription reads is decided by the head and read from the table, as in the SQLite backend.
+
+mod migrate;
+mod writer;
+
+use std::collections::HashSet;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use futures::stream::BoxStream;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_postgres::NoTls;
+
+use crate::{AppendResult, EventStore, ExpectedVersion, NewEvent, RawEvent, RecordedEvent, StoreError, envelope};
+use writer::{AppendRequest, Message, Writer};
+
+/// Appends that may wait for the writer before `append` itself waits.
+const QUEUE: usize = 16 * 1024;
+
+/// Connections per process: the writer's, the reads', and headroom for subscriptions' pages.
+const POOL_SIZE: usize = 16;
+
+/// The notification channel every commit signals with its new head.
+pub(crate) const CHANNEL: &str = "credledger_events";
+
+/// How often the head is polled besides notifications, and how often leadership is checked.
+const POLL: Duration = Duration::from_secs(1);
+
+/// Advisory lock keys, in the 64-bit space PostgreSQL shares among all users of a database:
+/// ASCII "cl-appnd", "cl-migr8" and "cl-leadr", unlikely to collide with anyone else's.
+pub(crate) const APPEND_LOCK: i64 = 0x636c_2d61_7070_6e64;
+const MIGRATE_LOCK: i64 = 0x636c_2d6d_6967_7238;
+const LEADER_LOCK: i64 = 0x636c_2d6c_6561_6472;
+
+/// The log in one PostgreSQL database. Cheap to share behind an `Arc`.
+#[derive(Debug)]
+pub struct PostgresStore {
+    config: tokio_postgres::Config,
+    appends: mpsc::Sender<Message>,
+    reader: Arc<Reader>,
+    commits: Arc<AtomicU64>,
+    leadership: OnceLock<watch::Receiver<bool>>,
+}
+
+#[derive(Debug)]
+struct Reader {
+    pool: Pool,
+    head: watch::Receiver<u64>,
+}
+
+impl PostgresStore {
+    /// Connects to the database a `postgres://` or `postgresql://` URL names, applies the
+    /// migrations (one process at a time) and starts the writer and the listener.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        // The URL may carry a password: nothing of it goes into errors or logs.
+        let config = tokio_postgres::Config::from_str(url)
+            .map_err(|error| StoreError::UnsupportedUrl(format!("invalid PostgreSQL URL: {}", redacted(&error))))?;
+        let manager =
+            Manager::from_config(config.clone(), NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .wait_timeout(Some(Duration::from_secs(10)))
+            .create_timeout(Some(Duration::from_secs(10)))
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .build()
+            .map_err(|error| StoreError::Postgres(format!("connection pool: {error}")))?;
+        let head = {
+            let mut client = pool.get().await?;
+            migrate::apply(&mut client).await?;
+            head(&client).await?
+        };
+        let (head_sender, head_receiver) = watch::channel(head);
+        let (appends, receiver) = mpsc::channel(QUEUE);
+        let commits = Arc::new(AtomicU64::new(0));
+        let writer = Writer { pool: pool.clone(), head: head_sender, commits: commits.clone() };
+        tokio::spawn(writer.run(receiver));
+        tokio::spawn(listen(config.clone(), appends.downgrade()));
+        tracing::debug!(head, "event store opened on PostgreSQL");
+        Ok(Self {
+            config,
+            appends,
+            reader: Arc::new(Reader { pool, head: head_receiver }),
+            commits,
+            leadership: OnceLock::new(),
+        })
+    }
+
+    /// Transactions this process's writer has committed since open.
+    pub fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
+    }
+}
+
+/// The text of a URL parse error, which never quotes the URL itself; kept to its first line.
+fn redacted(error: &tokio_postgres::Error) -> String {
+    error.to_string().lines().next().unwrap_or_default().to_owned()
+}
+
+async fn head(client: &tokio_postgres::Client) -> Result<u64, StoreError> {
+    let head: i64 = client.query_one("SELECT COALESCE(MAX(position), 0) FROM events", &[]).await?.get(0);
+    crate::batch::unsigned(head, 0, "the head position is negative")
+}
+
+#[async_trait::async_trait]
+impl EventStore for PostgresStore {
+    async fn append(
+        &self,
+        stream: &str,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendResult, StoreError> {
+        crate::check_stream_name(stream)?;
+        if events.is_empty() {
+            return Err(StoreError::EmptyAppend);
+        }
+        let mut seen = HashSet::with_capacity(events.len());
+        if let Some(event) = events.iter().find(|event| !seen.insert(event.event_id)) {
+            return Err(StoreError::DuplicateEventId { event_id: event.event_id, stream: stream.to_owned() });
+        }
+        let (reply, answer) = oneshot::channel();
+        let request = AppendRequest { stream: stream.to_owned(), expected, events, reply };
+        self.appends.send(Message::Append(request)).await.map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn read_stream(&self, stream: &str, from_version: u64) -> Result<Vec<RecordedEvent>, StoreError> {
+        crate::check_stream_name(stream)?;
+        let from_version = i64::try_from(from_version).unwrap_or(i64::MAX);
+        let client = self.reader.pool.get().await?;
+        let statement = client
+            .prepare_cached(
+                "SELECT position, envelope, leaf_hash FROM events WHERE stream = $1 AND version >= $2 ORDER BY version",
+            )
+            .await?;
+        decode_rows(&client.query(&statement, &[&stream, &from_version]).await?)
+    }
+
+    async fn read_all(&self, from_position: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.reader.read_all(from_position, limit).await
+    }
+
+    async fn read_raw(&self, from_position: u64, limit: usize) -> Result<Vec<RawEvent>, StoreError> {
+        let (from_position, limit) = bounds(from_position, limit);
+        let client = self.reader.pool.get().await?;
+        let statement = client
+            .prepare_cached(
+                "SELECT position, org_id, envelope, leaf_hash FROM events WHERE position >= $1 \
+                 ORDER BY position LIMIT $2",
+            )
+            .await?;
+        let rows = client.query(&statement, &[&from_position, &limit]).await?;
+        Ok(rows
+            .iter()
+            .map(|row| RawEvent {
+                position: u64::try_from(row.get::<_, i64>(0)).unwrap_or(0),
+                org_id: row.get::<_, Option<uuid::Uuid>>(1).map(|org| org.hyphenated().to_string()),
+                envelope: Arc::from(row.get::<_, &[u8]>(2)),
+                leaf_hash: row.get::<_, Vec<u8>>(3),
+            })
+            .collect())
+    }
+
+    async fn read_leaf_hashes(&self, from_position: u64, limit: usize) -> Result<Vec<[u8; 32]>, StoreError> {
+        let (from_position, limit) = bounds(from_position, limit);
+        let client = self.reader.pool.get().await?;
+        let statement = client
+            .prepare_cached("SELECT position, leaf_hash FROM events WHERE position >= $1 ORDER BY position LIMIT $2")
+            .await?;
+        client
+            .query(&statement, &[&from_position, &limit])
+            .await?
+            .iter()
+            .map(|row| {
+                <[u8; 32]>::try_from(row.get::<_, &[u8]>(1)).map_err(|_| StoreError::Corrupt {
+                    position: u64::try_from(row.get::<_, i64>(0)).unwrap_or(0),
+                    reason: "the leaf hash is not 32 bytes".to_owned(),
+                })
+            })
+            .collect()
+    }
+
+    fn subscribe(&self, from_position: u64) -> BoxStream<'static, Result<RecordedEvent, StoreError>> {
+        crate::follow::follow(self.reader.clone(), self.reader.head.clone(), from_position)
+    }
+
+    async fn head(&self) -> Result<u64, StoreError> {
+        Ok(*self.reader.head.borrow())
+    }
+
+    async fn import(&self, rows: Vec<RawEvent>) -> Result<u64, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.appends.send(Message::Import(rows, reply)).await.map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    fn leadership(&self) -> watch::Receiver<bool> {
+        self.leadership
+            .get_or_init(|| {
+                let (sender, receiver) = watch::channel(false);
+                tokio::spawn(lead(self.config.clone(), sender, self.reader.head.clone()));
+                receiver
+            })
+            .clone()
+    }
+
+    async fn close(&self) {
+        let _ = self.appends.send(Message::Close).await;
+        let mut head = self.reader.head.clone();
+        while head.changed().await.is_ok() {}
+    }
+}
+
+impl Reader {
+    async fn read_all(&self, from_position: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let (from_position, limit) = bounds(from_position, limit);
+        let client = self.pool.get().await?;
+        let statement = client
+            .prepare_cached(
+                "SELECT position, envelope, leaf_hash FROM events WHERE position >= $1 ORDER BY position LIMIT $2",
+            )
+            .await?;
+        decode_rows(&client.query(&statement, &[&from_position, &limit]).await?)
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::follow::Pages for Reader {
+    async fn page(&self, from_position: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.read_all(from_position, limit).await
+    }
+}
+
+fn bounds(from_position: u64, limit: usize) -> (i64, i64) {
+    (i64::try_from(from_position).unwrap_or(i64::MAX), i64::try_from(limit).unwrap_or(i64::MAX))
+}
+
+/// Decodes `(position, envelope, leaf_hash)` rows, checking each envelope against its row.
+fn decode_rows(rows: &[tokio_postgres::Row]) -> Result<Vec<RecordedEvent>, StoreError> {
+    rows.iter()
+        .map(|row| envelope::decode_stored(row.get::<_, i64>(0), row.get::<_, &[u8]>(1), row.get::<_, &[u8]>(2)))
+        .collect()
+}
+
+/// Learns of commits by any process: notifications on [`CHANNEL`] as they happen, and a poll of
+/// the head every [`POLL`] in case a notification was lost (a dropped connection, a full queue).
+/// Each head seen goes to the writer, which publishes it; stops when the store is gone.
+async fn listen(config: tokio_postgres::Config, writer: mpsc::WeakSender<Message>) {
+    let report = |head: u64| match writer.upgrade() {
+        // A full queue only delays this head until the next poll.
+        Some(writer) => {
+            let _ = writer.try_send(Message::Seen(head));
+            true
+        }
+        None => false,
+    };
+    loop {
+        let (client, mut connection) = match config.connect(NoTls).await {
+            Ok(connected) => connected,
+            Err(error) => {
+                tracing::warn!(error = %StoreError::from(error), "the event store listener cannot connect; retrying");
+                tokio::time::sleep(POLL).await;
+                if writer.upgrade().is_none() {
+                    return;
+                }
+                continue;
+            }
+        };
+        let (notes, mut notified) = mpsc::unbounded_channel();
+        let driver = tokio::spawn(async move {
+            let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
+            while let Some(Ok(message)) = futures::StreamExt::next(&mut messages).await {
+                if let tokio_postgres::AsyncMessage::Notification(note) = message {
+                    if notes.send(note.payload().parse::<u64>().unwrap_or(0)).is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        if let Err(error) = client.batch_execute(&format!("LISTEN {CHANNEL}")).await {
+            tracing::warn!(error = %StoreError::from(error), "the event store listener cannot listen; retrying");
+            driver.abort();
+            tokio::time::sleep(POLL).await;
+            continue;
+        }
+        let mut poll = tokio::time::interval(POLL);
+        loop {
+            let seen = tokio::select! {
+                note = notified.recv() => match note {
+                    Some(head) => Ok(head),
+                    None => break,
+                },
+                _ = poll.tick() => head(&client).await,
+            };
+            match seen {
+                Ok(head) => {
+                    if !report(head) {
+                        driver.abort();
+                        return;
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "the event store listener lost its connection; reconnecting");
+                    break;
+                }
+            }
+        }
+        driver.abort();
+        if writer.upgrade().is_none() {
+            return;
+        }
+    }
+}
+
+/// Holds the leader's session-level advisory lock while this process has it, and says so on
+/// `leading`. The lock lives as long as its connection: when the process dies or its connection
+/// breaks, PostgreSQL releases it and another process takes it within a poll. A leader that
+/// loses its connection stops leading at once. Stops when the store is closed or nobody listens.
+async fn lead(config: tokio_postgres::Config, leading: watch::Sender<bool>, mut head: watch::Receiver<u64>) {
+    let gone = |leading: &watch::Sender<bool>, head: &mut watch::Receiver<u64>| {
+        leading.is_closed() || head.has_changed().is_err()
+    };
+    while !gone(&leading, &mut head) {
+        let connected = config.connect(NoTls).await;
+        let Ok((client, connection)) = connected else {
+            leading.send_replace(false);
+            tokio::time::sleep(POLL).await;
+            continue;
+        };
+        let driver = tokio::spawn(connection);
+        loop {
+            let checked = if *leading.borrow() {
+                client.simple_query("SELECT 1").await.map(|_| true)
+            } else {
+                client.query_one("SELECT pg_try_advisory_lock($1)", &[&LEADER_LOCK]).await.map(|row| row.get(0))
+            };
+            match checked {
+                Ok(now) => {
+                    if leading.send_replace(now) != now {
+                        tracing::info!(leading = now, "background work leadership changed");
+                    }
+                }
+                Err(error) => {
+                    if leading.send_replace(false) {
+                        tracing::warn!(error = %StoreError::from(error), "lost the leader's connection; background work stops here");
+                    }
+                    break;
+                }
+            }
+            tokio::time::sleep(POLL).await;
+            if gone(&leading, &mut head) {
+                break;
+            }
+        }
+        driver.abort();
+    }
+    leading.send_replace(false);
+}
