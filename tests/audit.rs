@@ -105,18 +105,7 @@ fn hex(bytes: &[u8]) -> String {
 
 /// Each event's position with the `envelope` and `leaf_hash` columns of the log, raw.
 fn raw_log(server: &Server) -> Vec<(u64, Vec<u8>, Vec<u8>)> {
-    let connection = rusqlite::Connection::open_with_flags(
-        server.data_dir.join("events.db"),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .expect("opening the log");
-    let mut statement =
-        connection.prepare("SELECT position, envelope, leaf_hash FROM events ORDER BY position").expect("query");
-    statement
-        .query_map([], |row| Ok((row.get::<_, i64>(0)? as u64, row.get(1)?, row.get(2)?)))
-        .expect("rows")
-        .collect::<Result<_, _>>()
-        .expect("rows read")
+    support::raw_log(&server.data_dir)
 }
 
 /// The positions of the organization's events in the log recorded in `[since, until)`.

@@ -9,18 +9,7 @@ use support::Server;
 
 /// (position, envelope bytes, leaf hash) of every event of the log, from the SQLite file.
 fn raw_log(server: &Server) -> Vec<(u64, Vec<u8>, Vec<u8>)> {
-    let connection = rusqlite::Connection::open_with_flags(
-        server.data_dir.join("events.db"),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .unwrap();
-    let mut statement =
-        connection.prepare("SELECT position, envelope, leaf_hash FROM events ORDER BY position").unwrap();
-    statement
-        .query_map([], |row| Ok((row.get::<_, i64>(0)? as u64, row.get(1)?, row.get(2)?)))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect()
+    support::raw_log(&server.data_dir)
 }
 
 async fn export(base_url: &str, org: &str, query: &str, token: &str) -> (u16, String, Vec<u8>) {

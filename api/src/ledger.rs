@@ -368,7 +368,22 @@ impl Ledger {
             return Ok(None);
         }
         let head = self.store.head().await?;
-        let last = *self.last_signed.lock().map_err(|_| Problem::internal("the last checkpoint", &"poisoned"))?;
+        // Another node may have signed since (several servers on one ledger): its checkpoint, once
+        // projected, counts as the last one here too.
+        let projected = self
+            .projections
+            .latest_checkpoint()?
+            .map(|checkpoint| Signed { tree_size: checkpoint.tree_size, position: checkpoint.position });
+        let last = {
+            let mut last =
+                self.last_signed.lock().map_err(|_| Problem::internal("the last checkpoint", &"poisoned"))?;
+            if let Some(projected) =
+                projected.filter(|projected| last.is_none_or(|last| projected.position > last.position))
+            {
+                *last = Some(projected);
+            }
+            *last
+        };
         if let Some(last) = last {
             if head <= last.position {
                 return Ok(None);
@@ -394,7 +409,7 @@ impl Ledger {
             note,
         };
         let event = NewEvent {
-            event_id: EventId::from_uuid(uuid::Uuid::now_v7()),
+            event_id: checkpoint_event_id(self.key.origin(), head),
             event_type: CHECKPOINT_SIGNED.to_owned(),
             schema_version: credledger_domain::event::SCHEMA_VERSION,
             org_id: None,
@@ -411,6 +426,16 @@ impl Ledger {
         tracing::debug!(tree_size = head, root = %hex::encode(root), "checkpoint signed");
         Ok(Some(head))
     }
+}
+
+/// The id of the event that records the checkpoint of `tree_size` events: the same on every node,
+/// so two nodes signing the same tree size record one checkpoint (the second append is a retry).
+fn checkpoint_event_id(origin: &str, tree_size: u64) -> EventId {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(format!("CheckpointSigned\u{0}{origin}\u{0}{tree_size}").as_bytes());
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    EventId::from_uuid(uuid::Builder::from_custom_bytes(bytes).into_uuid())
 }
 
 /// The log as the API writes to it: appends are refused once the ledger is read-only.
@@ -456,6 +481,17 @@ impl EventStore for GuardedStore {
 
     async fn head(&self) -> Result<u64, StoreError> {
         self.inner.head().await
+    }
+
+    async fn import(&self, rows: Vec<RawEvent>) -> Result<u64, StoreError> {
+        if let Some(reason) = self.halted.get() {
+            return Err(StoreError::ReadOnly(reason.clone()));
+        }
+        self.inner.import(rows).await
+    }
+
+    fn leadership(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.inner.leadership()
     }
 
     async fn close(&self) {

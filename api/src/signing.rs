@@ -8,7 +8,9 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::SystemTime;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -116,6 +118,9 @@ struct Key {
 struct KeySet {
     current: Arc<Key>,
     by_kid: HashMap<String, Arc<Key>>,
+    /// The file's modification time when it was read: another node sharing the file (several
+    /// servers on one ledger) that rotates the keys changes it, and this node reloads.
+    modified: Option<SystemTime>,
 }
 
 /// The signing keys; cheap to clone.
@@ -124,6 +129,8 @@ pub struct SigningKeys {
     path: Arc<PathBuf>,
     issuer: Arc<str>,
     keys: Arc<RwLock<KeySet>>,
+    /// When the file was last checked for another node's rotation (Unix seconds).
+    checked_at: Arc<AtomicI64>,
 }
 
 impl std::fmt::Debug for SigningKeys {
@@ -156,14 +163,44 @@ impl SigningKeys {
             Ok(bytes) => serde_json::from_slice(&bytes)
                 .map_err(|e| KeyError::Damaged { path: path.to_owned(), reason: e.to_string() })?,
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-                let first = vec![new_key(now)?];
-                save(path, &first)?;
-                first
+                create(path, &[new_key(now)?])?;
+                // Another node sharing the file may have created it first: its keys are the ones.
+                read(path)?
             }
             Err(source) => return Err(KeyError::Io { path: path.to_owned(), source }),
         };
         let set = key_set(path, stored)?;
-        Ok(Self { path: Arc::new(path.to_owned()), issuer: Arc::from(issuer), keys: Arc::new(RwLock::new(set)) })
+        Ok(Self {
+            path: Arc::new(path.to_owned()),
+            issuer: Arc::from(issuer),
+            keys: Arc::new(RwLock::new(set)),
+            checked_at: Arc::new(AtomicI64::new(now.unix_timestamp())),
+        })
+    }
+
+    /// Reloads the file if another node sharing it rotated the keys since it was read. A file
+    /// that cannot be read keeps the keys in memory (and says so in the log).
+    fn refresh(&self) {
+        let modified = std::fs::metadata(&*self.path).and_then(|meta| meta.modified()).ok();
+        if modified.is_none() || modified == self.read().modified {
+            return;
+        }
+        match read(&self.path).and_then(|stored| key_set(&self.path, stored)) {
+            Ok(set) => {
+                *self.keys.write().unwrap_or_else(std::sync::PoisonError::into_inner) = set;
+                tracing::info!(path = %self.path.display(), "signing keys reloaded after a rotation elsewhere");
+            }
+            Err(error) => tracing::warn!(%error, "the signing key file changed but cannot be read"),
+        }
+    }
+
+    /// [`Self::refresh`] at most once a second: the price of noticing another node's rotation
+    /// on the token-issuing path.
+    fn refresh_now_and_then(&self) {
+        let now = OffsetDateTime::now_utc().unix_timestamp();
+        if self.checked_at.swap(now, Ordering::Relaxed) != now {
+            self.refresh();
+        }
     }
 
     pub fn issuer(&self) -> &str {
@@ -172,6 +209,7 @@ impl SigningKeys {
 
     /// Signs claims with the current key: `base64url(header).base64url(claims).base64url(sig)`.
     pub fn sign(&self, claims: &Claims) -> String {
+        self.refresh_now_and_then();
         let key = Arc::clone(&self.read().current);
         let header = serde_json::json!({ "alg": "EdDSA", "typ": "at+jwt", "kid": key.stored.kid });
         let mut token = URL_SAFE_NO_PAD.encode(header.to_string());
@@ -190,7 +228,16 @@ impl SigningKeys {
             return Err(JwtError::Algorithm);
         }
         let kid = header.kid.ok_or(JwtError::UnknownKey)?;
-        let key = self.read().by_kid.get(&kid).cloned().ok_or(JwtError::UnknownKey)?;
+        let known = self.read().by_kid.get(&kid).cloned();
+        let key = match known {
+            Some(key) => key,
+            // Perhaps minted by another node with a key it rotated in since this one read the
+            // file (checked at most once a second, so unknown kids cannot make this node spin).
+            None => {
+                self.refresh_now_and_then();
+                self.read().by_kid.get(&kid).cloned().ok_or(JwtError::UnknownKey)?
+            }
+        };
         let mut validation = Validation::new(Algorithm::EdDSA);
         validation.set_audience(&[AUDIENCE]);
         validation.set_issuer(&[&*self.issuer]);
@@ -219,6 +266,7 @@ impl SigningKeys {
 
     /// The published keys: the current one, and retired ones whose tokens may not have expired.
     pub fn jwks(&self) -> Jwks {
+        self.refresh();
         let set = self.read();
         let mut keys: Vec<&Arc<Key>> = set.by_kid.values().collect();
         keys.sort_by_key(|key| std::cmp::Reverse(key.stored.created_at));
@@ -240,6 +288,8 @@ impl SigningKeys {
     /// Makes a new key current. The old one keeps verifying until its last token has expired;
     /// keys retired longer ago than that are dropped. Returns the new key's id.
     pub fn rotate(&self, now: OffsetDateTime) -> Result<String, KeyError> {
+        // Start from the file, which another node may have rotated meanwhile.
+        self.refresh();
         let mut set = self.keys.write().unwrap_or_else(std::sync::PoisonError::into_inner);
         let fresh = new_key(now)?;
         let kid = fresh.kid.clone();
@@ -292,7 +342,27 @@ fn key_set(path: &Path, stored: Vec<StoredKey>) -> Result<KeySet, KeyError> {
         by_kid.insert(key.stored.kid.clone(), key);
     }
     let current = current.ok_or_else(|| damaged("no current key"))?;
-    Ok(KeySet { current, by_kid })
+    let modified = std::fs::metadata(path).and_then(|meta| meta.modified()).ok();
+    Ok(KeySet { current, by_kid, modified })
+}
+
+fn read(path: &Path) -> Result<Vec<StoredKey>, KeyError> {
+    let bytes = std::fs::read(path).map_err(|source| KeyError::Io { path: path.to_owned(), source })?;
+    serde_json::from_slice(&bytes).map_err(|e| KeyError::Damaged { path: path.to_owned(), reason: e.to_string() })
+}
+
+/// Writes a new key file unless one exists (another node sharing it may be creating it too).
+fn create(path: &Path, keys: &[StoredKey]) -> Result<(), KeyError> {
+    let io = |source| KeyError::Io { path: path.to_owned(), source };
+    let bytes = serde_json::to_vec_pretty(keys)
+        .map_err(|e| KeyError::Damaged { path: path.to_owned(), reason: e.to_string() })?;
+    let temporary = write_private_sibling(path, &bytes).map_err(io)?;
+    let linked = std::fs::hard_link(&temporary, path);
+    let _ = std::fs::remove_file(&temporary);
+    match linked {
+        Err(error) if error.kind() != std::io::ErrorKind::AlreadyExists => Err(io(error)),
+        _ => Ok(()),
+    }
 }
 
 fn save(path: &Path, keys: &[StoredKey]) -> Result<(), KeyError> {
@@ -305,10 +375,14 @@ fn save(path: &Path, keys: &[StoredKey]) -> Result<(), KeyError> {
     Ok(())
 }
 
-/// Writes `bytes` to `path` with the extension `tmp`, readable by its owner only (0600) and
-/// synced, and returns that path: the first half of replacing a key file atomically.
+/// Writes `bytes` to a new file beside `path` (named after it, this process and a random number,
+/// so that nodes sharing the directory never write the same one), readable by its owner only
+/// (0600) and synced, and returns its path: the first half of replacing a key file atomically.
 pub(crate) fn write_private_sibling(path: &Path, bytes: &[u8]) -> std::io::Result<PathBuf> {
-    let temporary = path.with_extension("tmp");
+    let mut unique = [0u8; 4];
+    getrandom::fill(&mut unique).map_err(std::io::Error::other)?;
+    let name = path.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
+    let temporary = path.with_file_name(format!("{name}.{}-{}.tmp", std::process::id(), hex::encode(unique)));
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]

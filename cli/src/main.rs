@@ -4,6 +4,7 @@ mod client;
 mod commands;
 mod serve;
 mod signing_key;
+mod store_admin;
 
 use std::process::ExitCode;
 
@@ -22,6 +23,15 @@ struct Cli {
 enum Command {
     /// Run the server: the ledger, its projections and the HTTP API.
     Serve(serve::ServeArgs),
+    /// Create or upgrade an event store's tables (servers also do this when they start).
+    ///
+    /// Example: credledger migrate --store postgres://credledger@db.internal/credledger
+    Migrate(store_admin::MigrateArgs),
+    /// Copy a whole ledger between event stores, positions, hashes and checkpoints intact, then
+    /// verify the copy.
+    ///
+    /// Example: credledger copy --from sqlite://./credledger-data/events.db --to postgres://credledger@db.internal/credledger
+    Copy(store_admin::CopyArgs),
     /// Manage the key that signs access tokens.
     SigningKey(signing_key::SigningKeyArgs),
     /// Machine tokens: create, list, get, update, disable, enable, revoke, roll, transfer.
@@ -59,6 +69,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => exit_code(serve::run(args)),
+        Command::Migrate(args) => exit_code(store_admin::migrate(&args)),
+        Command::Copy(args) => exit_code(store_admin::copy(&args)),
         Command::SigningKey(args) => client::run(&cli.global, signing_key::run(&cli.global, args)),
         Command::Token(args) => client::run(&cli.global, commands::token::run(&cli.global, args)),
         Command::Org(args) => client::run(&cli.global, commands::org::run(&cli.global, args)),

@@ -143,14 +143,20 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let denial_writer = tokio::spawn(background::run_denial_writer(app.clone(), stopped));
-    let jobs = [
-        tokio::spawn(background::run_member_removals(app.clone())),
-        tokio::spawn(background::run_expiry_sweeper(app.clone(), Duration::from_secs(args.expiry_sweep_seconds))),
-        tokio::spawn(credledger_api::ledger::run_checkpoint_signer(
+    let background_work = {
+        let (app, sweep, sign) = (
             app.clone(),
+            Duration::from_secs(args.expiry_sweep_seconds),
             Duration::from_millis(args.checkpoint_interval_ms),
-        )),
-    ];
+        );
+        tokio::spawn(lead(store.leadership(), move || {
+            vec![
+                tokio::spawn(background::run_member_removals(app.clone())),
+                tokio::spawn(background::run_expiry_sweeper(app.clone(), sweep)),
+                tokio::spawn(credledger_api::ledger::run_checkpoint_signer(app.clone(), sign)),
+            ]
+        }))
+    };
 
     // Scripts and tests read this line to find the port.
     println!("credledger listening on http://{address}");
@@ -160,9 +166,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     axum::serve(listener, service).with_graceful_shutdown(shutdown).await?;
     // In-flight requests are done. Background commands are idempotent and may stop anywhere;
     // pending denials are written; then the store commits what is queued and stops.
-    for job in jobs {
-        job.abort();
-    }
+    background_work.abort();
     let _ = stop.send(true);
     if let Err(error) = denial_writer.await {
         tracing::warn!(%error, "the denial writer did not finish");
@@ -171,6 +175,34 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     runner.abort();
     tracing::info!("credledger stopped");
     Ok(())
+}
+
+/// Runs the background work that must run once per ledger (started by `start`) while this
+/// process leads, and stops it as soon as it does not: with the embedded store always, with a
+/// shared one while this process holds the leader's lock. The jobs stop with this task.
+async fn lead(
+    mut leadership: tokio::sync::watch::Receiver<bool>,
+    start: impl Fn() -> Vec<tokio::task::JoinHandle<()>>,
+) {
+    struct Jobs(Vec<tokio::task::JoinHandle<()>>);
+    impl Drop for Jobs {
+        fn drop(&mut self) {
+            self.0.iter().for_each(tokio::task::JoinHandle::abort);
+        }
+    }
+    loop {
+        // A closed channel keeps its last value for good: lead on, or never.
+        if leadership.wait_for(|leading| *leading).await.is_err() {
+            return;
+        }
+        tracing::info!("leading: this server runs the expiry sweeper, checkpoint signing and process managers");
+        let jobs = Jobs(start());
+        if leadership.wait_for(|leading| !*leading).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+        drop(jobs);
+        tracing::info!("no longer leading: background work stopped here");
+    }
 }
 
 /// `https://ledger.example.com:8443/` names its ledger `ledger.example.com:8443/credledger`.

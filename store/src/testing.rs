@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 
 use tokio_postgres::NoTls;
 
-/// The shared cluster's superuser URL (without a database).
-fn server() -> &'static str {
+/// The shared cluster's superuser URL (without a database), starting the cluster on first use.
+pub fn server_url() -> &'static str {
     static SERVER: OnceLock<Result<String, String>> = OnceLock::new();
     match SERVER.get_or_init(|| match std::env::var("CREDLEDGER_TEST_POSTGRES_URL") {
         Ok(url) if !url.is_empty() => Ok(url.trim_end_matches('/').to_owned()),
@@ -32,7 +32,7 @@ fn server() -> &'static str {
 
 /// A URL of a new, empty database on the test cluster (starting the cluster on first use).
 pub async fn database() -> String {
-    let server = tokio::task::spawn_blocking(server).await.expect("starting the test cluster");
+    let server = tokio::task::spawn_blocking(server_url).await.expect("starting the test cluster");
     let name = format!("credledger_test_{}", uuid::Uuid::new_v4().simple());
     let (client, connection) = tokio_postgres::connect(&format!("{server}/postgres"), NoTls)
         .await
@@ -45,6 +45,11 @@ pub async fn database() -> String {
     drop(client);
     let _ = driver.await;
     format!("{server}/{name}")
+}
+
+/// The `psql` to reach the cluster with: the one beside the server binaries, else the `PATH`'s.
+pub fn client_binary() -> PathBuf {
+    binaries().map(|bin| bin.join("psql")).ok().filter(|psql| psql.exists()).unwrap_or_else(|| PathBuf::from("psql"))
 }
 
 /// The directory of the server binaries: `CREDLEDGER_TEST_PG_BIN`, else the newest

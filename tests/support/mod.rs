@@ -55,12 +55,19 @@ impl Server {
             bail!("{} is missing", binary.display());
         }
         let clock_file = data_dir.join("clock-shift");
-        let mut child = Command::new(&binary)
+        let mut command = Command::new(&binary);
+        command
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .arg("--clock-shift-file")
             .arg(&clock_file)
-            .args(args)
+            .args(args);
+        if !args.contains(&"--store") {
+            if let Some(url) = store_url(data_dir) {
+                command.args(["--store", &url]);
+            }
+        }
+        let mut child = command
             .env("CREDLEDGER_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -299,18 +306,97 @@ async fn into_reply(response: reqwest::Response) -> Reply {
     Reply { status, content_type, body }
 }
 
-/// Every event of the server's log, read from its SQLite file (read-only, beside the server).
+/// Set by a test binary whose tests need the embedded store whatever the run's backend (they edit
+/// the log's file behind the server's back).
+static SQLITE_ONLY: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Makes every server this test binary starts use the embedded SQLite store.
+pub fn sqlite_only() {
+    SQLITE_ONLY.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether this run's servers use PostgreSQL (`CREDLEDGER_TEST_STORE=postgres`), each a fresh
+/// database of the throwaway test cluster; otherwise the embedded store in the data directory.
+pub fn on_postgres() -> bool {
+    std::env::var("CREDLEDGER_TEST_STORE").is_ok_and(|store| store == "postgres")
+        && !SQLITE_ONLY.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// The PostgreSQL URL of the data directory's ledger, created on first use and kept in the
+/// directory (so a restart finds it); `None` for the embedded store.
+pub fn store_url(data_dir: &Path) -> Option<String> {
+    if !on_postgres() {
+        return None;
+    }
+    let kept = data_dir.join("test-store-url");
+    if let Ok(url) = std::fs::read_to_string(&kept) {
+        return Some(url);
+    }
+    let url = fresh_database();
+    std::fs::create_dir_all(data_dir).expect("creating the data directory");
+    std::fs::write(&kept, &url).expect("keeping the store URL");
+    Some(url)
+}
+
+/// A new, empty database on the throwaway test cluster.
+pub fn fresh_database() -> String {
+    let server = credledger_store::testing::server_url();
+    let name = format!("credledger_e2e_{}", uuid::Uuid::new_v4().simple());
+    psql(&format!("{server}/postgres"), &format!("CREATE DATABASE {name}"));
+    format!("{server}/{name}")
+}
+
+/// Runs one statement with `psql` and returns its unaligned, tuples-only output.
+pub fn psql(url: &str, sql: &str) -> String {
+    let output = Command::new(credledger_store::testing::client_binary())
+        .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", url, "-c", sql])
+        .output()
+        .expect("running psql");
+    assert!(output.status.success(), "psql failed: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).expect("psql output is UTF-8")
+}
+
+/// (position, envelope bytes, leaf hash) of every event of the server's log, read beside the
+/// server from its SQLite file or its PostgreSQL database.
+pub fn raw_log(data_dir: &Path) -> Vec<(u64, Vec<u8>, Vec<u8>)> {
+    let url = store_url(data_dir).unwrap_or_else(|| format!("sqlite://{}", data_dir.join("events.db").display()));
+    raw_log_of(&url)
+}
+
+/// (position, envelope bytes, leaf hash) of every event of the log a store URL names.
+pub fn raw_log_of(url: &str) -> Vec<(u64, Vec<u8>, Vec<u8>)> {
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        let connection = rusqlite::Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .expect("opening the log");
+        let mut statement =
+            connection.prepare("SELECT position, envelope, leaf_hash FROM events ORDER BY position").expect("query");
+        return statement
+            .query_map([], |row| Ok((row.get::<_, i64>(0)? as u64, row.get(1)?, row.get(2)?)))
+            .expect("rows")
+            .collect::<Result<_, _>>()
+            .expect("rows read");
+    }
+    let sql = "SELECT position, encode(envelope, 'hex'), encode(leaf_hash, 'hex') FROM events ORDER BY position";
+    psql(url, sql)
+        .lines()
+        .filter(|line| !line.is_empty())
+        .map(|line| {
+            let mut fields = line.split('|');
+            let mut next = || fields.next().expect("three columns");
+            let position = next().parse().expect("a position");
+            (position, hex::decode(next()).expect("hex"), hex::decode(next()).expect("hex"))
+        })
+        .collect()
+}
+
+/// Every event of the server's log, read beside the server.
 pub fn log_events(data_dir: &Path) -> Vec<Value> {
-    let connection = rusqlite::Connection::open_with_flags(
-        data_dir.join("events.db"),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .expect("opening the log");
-    let mut statement = connection.prepare("SELECT envelope FROM events ORDER BY position").expect("query");
-    statement
-        .query_map([], |row| row.get::<_, Vec<u8>>(0))
-        .expect("rows")
-        .map(|bytes| serde_json::from_slice(&bytes.expect("row")).expect("envelope JSON"))
+    raw_log(data_dir)
+        .into_iter()
+        .map(|(_, envelope, _)| serde_json::from_slice(&envelope).expect("envelope JSON"))
         .collect()
 }
 

@@ -1,0 +1,199 @@
+//! `credledger migrate` and `credledger copy`: the operator's commands that work on event stores
+//! directly, not through a server.
+//!
+//! `copy` moves a whole ledger between backends (SQLite ↔ PostgreSQL ↔ …) row by row as stored:
+//! same positions, same envelope bytes, same leaf hashes, so every signed checkpoint, inclusion
+//! proof and export made before the move still verifies after it. It resumes an interrupted copy
+//! (the destination must then be a prefix of the source) and ends by verifying the destination
+//! against the source and against the last signed checkpoint.
+
+use std::io::IsTerminal as _;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context as _, bail};
+use clap::Args;
+use credledger_domain::ledger::{CHECKPOINT_SIGNED, CheckpointSigned};
+use credledger_store::EventStore;
+use credledger_store::verify::CompactRange;
+
+/// Rows read and imported per transaction.
+const PAGE: usize = 2000;
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// The event store to migrate: `sqlite://PATH` or `postgres://USER:PASSWORD@HOST/DATABASE`.
+    #[arg(long, env = "CREDLEDGER_STORE")]
+    store: String,
+    /// Also migrate the read models in this data directory (`DATA_DIR/read.db`).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct CopyArgs {
+    /// The ledger to copy (stop its servers first, or copy what it holds when the copy starts).
+    #[arg(long)]
+    from: String,
+    /// Where to copy it: an empty store, or one an interrupted copy of the same ledger left.
+    #[arg(long)]
+    to: String,
+}
+
+pub fn migrate(args: &MigrateArgs) -> anyhow::Result<()> {
+    runtime()?.block_on(async {
+        let store = credledger_store::open(&args.store).await.context("opening and migrating the event store")?;
+        let head = store.head().await?;
+        store.close().await;
+        println!("event store migrated: {} events", head);
+        if let Some(dir) = &args.data_dir {
+            credledger_projections::Projections::open(&dir.join("read.db")).context("migrating the read models")?;
+            println!("read models migrated: {}", dir.join("read.db").display());
+        }
+        Ok(())
+    })
+}
+
+pub fn copy(args: &CopyArgs) -> anyhow::Result<()> {
+    runtime()?.block_on(async {
+        let source = credledger_store::open(&args.from).await.context("opening the source store")?;
+        let destination = credledger_store::open(&args.to).await.context("opening the destination store")?;
+        let result = copy_between(&source, &destination).await;
+        source.close().await;
+        destination.close().await;
+        result
+    })
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")
+}
+
+async fn copy_between(source: &Arc<dyn EventStore>, destination: &Arc<dyn EventStore>) -> anyhow::Result<()> {
+    let end = source.head().await?;
+    let start = destination.head().await?;
+    if start > end {
+        bail!("the destination holds {start} events, more than the source's {end}: it is another ledger");
+    }
+    if start > 0 {
+        // Resume only on top of a prefix of this very ledger.
+        let mut position = 1;
+        while position <= start {
+            let limit = PAGE.min((start - position + 1) as usize);
+            let theirs = source.read_leaf_hashes(position, limit).await?;
+            let ours = destination.read_leaf_hashes(position, limit).await?;
+            if let Some(offset) = theirs.iter().zip(&ours).position(|(a, b)| a != b) {
+                bail!(
+                    "the destination is not empty and differs from the source at position {}: it is another ledger",
+                    position + offset as u64
+                );
+            }
+            position += limit as u64;
+        }
+        eprintln!("resuming: the destination already holds the first {start} events");
+    }
+
+    let progress = progress_bar(end - start, "copying");
+    let mut next = start + 1;
+    while next <= end {
+        let rows = source.read_raw(next, PAGE.min((end - next + 1) as usize)).await?;
+        if rows.is_empty() {
+            bail!("the source ends at position {} before its head {end}", next - 1);
+        }
+        let count = rows.len() as u64;
+        let head =
+            destination.import(rows).await.with_context(|| format!("importing the events from position {next}"))?;
+        next += count;
+        progress.inc(count);
+        if head != next - 1 {
+            bail!("the destination's head is {head} after importing up to position {}", next - 1);
+        }
+    }
+    progress.finish_and_clear();
+    println!("copied {} events (positions {}..={end})", end - start, start + 1);
+
+    let checked = verify_copy(source, destination, end).await?;
+    match checked {
+        Some((tree_size, root)) => println!(
+            "verified: {end} events identical in both stores (positions, envelope bytes, leaf hashes); \
+             the last signed checkpoint ({tree_size} events, root {root}) matches the destination"
+        ),
+        None => println!(
+            "verified: {end} events identical in both stores (positions, envelope bytes, leaf hashes); \
+             the ledger has no signed checkpoint yet"
+        ),
+    }
+    Ok(())
+}
+
+/// Compares both stores row by row up to `end`, recomputes every leaf hash from its bytes, and
+/// checks the destination's Merkle root against the last signed checkpoint. Returns that
+/// checkpoint's tree size and root, if there is one.
+async fn verify_copy(
+    source: &Arc<dyn EventStore>,
+    destination: &Arc<dyn EventStore>,
+    end: u64,
+) -> anyhow::Result<Option<(u64, String)>> {
+    let progress = progress_bar(end, "verifying");
+    let mut last_checkpoint: Option<CheckpointSigned> = None;
+    let mut next = 1;
+    while next <= end {
+        let limit = PAGE.min((end - next + 1) as usize);
+        let (theirs, ours) = (source.read_raw(next, limit).await?, destination.read_raw(next, limit).await?);
+        if theirs.len() != ours.len() {
+            bail!(
+                "verification failed: the destination has {} events from position {next}, the source {}",
+                ours.len(),
+                theirs.len()
+            );
+        }
+        for (theirs, ours) in theirs.iter().zip(&ours) {
+            if theirs != ours {
+                bail!("verification failed: position {} differs between the stores", ours.position);
+            }
+            if ours.leaf_hash != credledger_store::leaf_hash(&ours.envelope) {
+                bail!("verification failed: the envelope at position {} does not hash to its leaf hash", ours.position);
+            }
+        }
+        // Checkpoints are recorded as events; only the last one needs the tree recomputed.
+        for event in destination.read_all(next, limit).await? {
+            if event.event_type == CHECKPOINT_SIGNED {
+                last_checkpoint = serde_json::from_value(event.payload).ok();
+            }
+        }
+        next += limit as u64;
+        progress.inc(limit as u64);
+    }
+    progress.finish_and_clear();
+    let Some(checkpoint) = last_checkpoint else { return Ok(None) };
+    let mut tree = CompactRange::default();
+    let mut next = 1;
+    while next <= checkpoint.tree_size {
+        let limit = PAGE.min((checkpoint.tree_size - next + 1) as usize);
+        for leaf in destination.read_leaf_hashes(next, limit).await? {
+            tree.push(leaf);
+        }
+        next += limit as u64;
+    }
+    let root = hex::encode(tree.root());
+    if tree.size() != checkpoint.tree_size || root != checkpoint.root_hash {
+        bail!(
+            "verification failed: the destination's first {} events have root {root}, but the checkpoint signed {}",
+            checkpoint.tree_size,
+            checkpoint.root_hash
+        );
+    }
+    Ok(Some((checkpoint.tree_size, root)))
+}
+
+fn progress_bar(length: u64, what: &'static str) -> indicatif::ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(length);
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{msg} {bar:40} {pos}/{len} events ({per_sec})") {
+        bar.set_style(style);
+    }
+    bar.set_message(what);
+    bar
+}

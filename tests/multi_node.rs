@@ -1,0 +1,288 @@
+//! Several `credledger serve` processes on one PostgreSQL database behave as one ledger: what one
+//! records the other serves, a revocation through one is enforced by the other within a bound,
+//! conflicting commands through both never both apply to the same version, and the background
+//! work (expiry sweeper, checkpoint signing, member-removal process manager) runs once, on the
+//! leader, and moves to another node when the leader stops.
+//!
+//! Always on PostgreSQL: the throwaway test cluster, whatever `CREDLEDGER_TEST_STORE` says.
+
+mod support;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use support::{Client, Server, eventually};
+
+const DAY: i64 = 86_400;
+
+/// The revocation bound the test asserts: a subscription round trip is milliseconds (a
+/// NOTIFY), the polling fallback one second; two seconds leaves room for a loaded CI machine.
+const REVOCATION_BOUND: Duration = Duration::from_secs(2);
+
+/// Two nodes on one fresh database, sharing the key files as an operator would (one mounted
+/// directory), each with its own data directory for its read models.
+struct Cluster {
+    a: Server,
+    b: Server,
+    url: String,
+    shared: tempfile::TempDir,
+    admin_token: String,
+}
+
+fn node_args<'a>(url: &'a str, shared: &'a Path) -> Vec<String> {
+    vec![
+        "--store".into(),
+        url.into(),
+        "--signing-key-file".into(),
+        shared.join("signing-keys.json").display().to_string(),
+        "--ledger-key-file".into(),
+        shared.join("ledger-key").display().to_string(),
+        // Both nodes are reached through one name (a load balancer's): the tokens' issuer.
+        "--public-url".into(),
+        "http://ledger.test".into(),
+        "--expiry-sweep-seconds".into(),
+        "1".into(),
+        "--checkpoint-interval-ms".into(),
+        "200".into(),
+    ]
+}
+
+fn start_node(url: &str, shared: &Path) -> Server {
+    let args = node_args(url, shared);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Server::start_with(&args).expect("a node starts")
+}
+
+impl Cluster {
+    fn start() -> Self {
+        let url = support::fresh_database();
+        let shared = tempfile::tempdir().unwrap();
+        let a = start_node(&url, shared.path());
+        let b = start_node(&url, shared.path());
+        let admin_token = a.admin_token.clone().expect("the first node creates the admin token");
+        assert!(b.admin_token.is_none(), "the second node finds the admin token the first created");
+        Self { a, b, url, shared, admin_token }
+    }
+
+    fn admin(&self, node: &Server) -> Client {
+        node.client(&self.admin_token)
+    }
+
+    fn events(&self) -> Vec<Value> {
+        support::psql(&self.url, "SELECT convert_from(envelope, 'UTF8') FROM events ORDER BY position")
+            .lines()
+            .filter(|line| !line.is_empty())
+            .map(|line| serde_json::from_str(line).expect("an envelope"))
+            .collect()
+    }
+}
+
+async fn new_org(client: &Client, name: &str) -> (String, String) {
+    let (org, _, owner_pat) = client.create_org(name, &format!("ops@{name}.example")).await;
+    (org, owner_pat)
+}
+
+fn token_path(org: &str, id: &str) -> String {
+    format!("/v1/machine-tokens/{org}/{id}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_one_node_records_the_other_serves_and_a_revocation_crosses_within_the_bound() {
+    let cluster = Cluster::start();
+    let (a, b) = (&cluster.a, &cluster.b);
+    let (org, owner_pat) = new_org(&cluster.admin(a), "acme").await;
+    let (owner_a, owner_b) = (a.client(&owner_pat), b.client(&owner_pat));
+
+    // Created through A, served by B (its read models follow the shared log).
+    let (id, value) = owner_a.create_token(&org, json!({ "name": "ci", "environmentHint": "prod" })).await;
+    let seen = eventually("B serves the token A created", Duration::from_secs(5), async || {
+        let reply = owner_b.get(&token_path(&org, &id)).await;
+        (reply.status == 200).then_some(reply.body)
+    })
+    .await;
+    assert_eq!(seen["name"], "ci");
+    // The token authenticates on both nodes.
+    let probe = format!("/v1/projects/{org}");
+    assert_eq!(a.client(&value).get(&probe).await.status, 200);
+    assert_eq!(b.client(&value).get(&probe).await.status, 200);
+
+    // Revoked through A; B refuses it within the bound, measured from A's answer.
+    let revoked = owner_a.delete(&token_path(&org, &id)).await;
+    assert_eq!(revoked.status, 200, "{revoked:?}");
+    let since = Instant::now();
+    let on_b = b.client(&value);
+    let refused_after = loop {
+        let reply = on_b.get(&probe).await;
+        if reply.status == 401 {
+            assert_eq!(reply.code(), "revoked", "{reply:?}");
+            break since.elapsed();
+        }
+        assert_eq!(reply.status, 200, "{reply:?}");
+        assert!(since.elapsed() < REVOCATION_BOUND, "B still accepted the revoked token after {:?}", since.elapsed());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    println!("a revocation through node A was enforced by node B after {refused_after:?}");
+
+    // The usage B recorded is in the shared log, and visible through A.
+    let uses = eventually("A serves B's recorded use", Duration::from_secs(5), async || {
+        let reply = owner_a.get(&format!("{}/uses", token_path(&org, &id))).await;
+        (reply.status == 200 && reply.body["items"].as_array().is_some_and(|items| items.len() >= 2))
+            .then_some(reply.body)
+    })
+    .await;
+    assert!(uses["items"].as_array().unwrap().len() >= 2, "{uses}");
+
+    // An access token signed by A verifies on B: the signing keys are shared.
+    let credential = owner_a.create_service_credential(&org, json!({ "name": "deployer" })).await;
+    eventually("B knows the service credential", Duration::from_secs(5), async || {
+        let reply = owner_b.get(&format!("/v1/service-credentials/{org}/{}", credential.id)).await;
+        (reply.status == 200).then_some(())
+    })
+    .await;
+    let access_token = a.access_token(&credential.client_id, &credential.secret, None).await;
+    let introspected = b
+        .oauth_form(
+            "/oauth2/introspect",
+            support::ClientAuth::Basic { id: &credential.client_id, secret: &credential.secret },
+            &[("token", &access_token)],
+        )
+        .await;
+    assert_eq!(introspected.status, 200, "{introspected:?}");
+    assert_eq!(introspected.body["active"], true, "{introspected:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conflicting_commands_through_both_nodes_never_both_apply() {
+    let cluster = Cluster::start();
+    let (a, b) = (&cluster.a, &cluster.b);
+    let (org, owner_pat) = new_org(&cluster.admin(a), "acme").await;
+    let (owner_a, owner_b) = (a.client(&owner_pat), b.client(&owner_pat));
+    for round in 0..5 {
+        let (id, _) =
+            owner_a.create_token(&org, json!({ "name": format!("ci-{round}"), "environmentHint": "prod" })).await;
+        let path = token_path(&org, &id);
+        eventually("B serves the token", Duration::from_secs(5), async || {
+            (owner_b.get(&path).await.status == 200).then_some(())
+        })
+        .await;
+        // Revoke through both at once, twice each.
+        let (first, second, third, fourth) =
+            tokio::join!(owner_a.delete(&path), owner_b.delete(&path), owner_a.delete(&path), owner_b.delete(&path));
+        let replies = [first, second, third, fourth];
+        for reply in &replies {
+            assert!(reply.status == 200 || reply.status == 409, "round {round}: {reply:?}");
+        }
+        assert!(replies.iter().any(|reply| reply.status == 200), "round {round}: {replies:?}");
+        let stream = format!("mt-{id}");
+        let events: Vec<Value> = cluster.events().into_iter().filter(|event| event["stream"] == stream).collect();
+        let revocations = events.iter().filter(|event| event["type"] == "MachineTokenRevoked").count();
+        assert_eq!(revocations, 1, "round {round}: one revocation recorded: {events:?}");
+        let versions: Vec<u64> = events.iter().map(|event| event["version"].as_u64().unwrap()).collect();
+        assert_eq!(versions, (0..versions.len() as u64).collect::<Vec<_>>(), "round {round}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn background_work_runs_once_on_the_leader_and_moves_when_it_stops() {
+    let cluster = Cluster::start();
+    let (a, b) = (&cluster.a, &cluster.b);
+    let (org, owner_pat) = new_org(&cluster.admin(a), "acme").await;
+    let owner_a = a.client(&owner_pat);
+
+    // Expiry: tokens that expire in a day, both clocks two days ahead.
+    let mut expiring = Vec::new();
+    for n in 0..4 {
+        let body = json!({ "name": format!("short-{n}"), "environmentHint": "prod", "expiresInDays": 1 });
+        expiring.push(owner_a.create_token(&org, body).await.0);
+    }
+    // Member removal: a member owning tokens, removed through B.
+    let (member_id, member_pat) = owner_a.add_member_with_token(&org, "dev@acme.example", "admin").await;
+    let member = a.client(&member_pat);
+    let mut owned = Vec::new();
+    for n in 0..3 {
+        owned.push(member.create_token(&org, json!({ "name": format!("dev-{n}"), "environmentHint": "dev" })).await.0);
+    }
+    eventually("B knows the member", Duration::from_secs(5), async || {
+        let reply = b.client(&owner_pat).get(&format!("/v1/orgs/{org}/members")).await;
+        (reply.status == 200 && reply.body.to_string().contains(&member_id)).then_some(())
+    })
+    .await;
+    let removed = b.client(&owner_pat).delete(&format!("/v1/orgs/{org}/members/{member_id}")).await;
+    assert!(removed.status == 200 || removed.status == 204, "{removed:?}");
+    a.shift_clock(2 * DAY);
+    b.shift_clock(2 * DAY);
+
+    eventually("every short token expired and every owned token flagged", Duration::from_secs(15), async || {
+        let events = cluster.events();
+        let expired = expiring
+            .iter()
+            .all(|id| events.iter().any(|e| e["stream"] == format!("mt-{id}") && e["type"] == "MachineTokenExpired"));
+        let flagged = owned
+            .iter()
+            .all(|id| events.iter().any(|e| e["stream"] == format!("mt-{id}") && e["type"] == "MachineTokenFlagged"));
+        (expired && flagged).then_some(())
+    })
+    .await;
+    // Give a duplicate every chance to appear: several sweeps and signing rounds.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let events = cluster.events();
+    let mut per_stream_and_type: HashMap<(String, String), usize> = HashMap::new();
+    for event in &events {
+        let key = (event["stream"].as_str().unwrap().to_owned(), event["type"].as_str().unwrap().to_owned());
+        *per_stream_and_type.entry(key).or_default() += 1;
+    }
+    for id in &expiring {
+        assert_eq!(per_stream_and_type[&(format!("mt-{id}"), "MachineTokenExpired".to_owned())], 1, "{id}");
+    }
+    for id in &owned {
+        assert_eq!(per_stream_and_type[&(format!("mt-{id}"), "MachineTokenFlagged".to_owned())], 1, "{id}");
+    }
+    let checkpoints = checkpoint_sizes(&events);
+    assert!(!checkpoints.is_empty(), "checkpoints were signed");
+    assert!(checkpoints.windows(2).all(|pair| pair[0] < pair[1]), "no tree size signed twice: {checkpoints:?}");
+
+    // The leader stops; the other node takes the work over (the first node to start leads, but
+    // whichever it is, one node is left running): new events get a checkpoint.
+    drop(owner_a);
+    let Cluster { a, b, url, shared, admin_token } = cluster;
+    assert!(a.stop().unwrap().success());
+    let owner_follower = b.client(&owner_pat);
+    let cluster = Cluster { a: b, b: start_node(&url, shared.path()), url, shared, admin_token };
+    let (created, _) = owner_follower.create_token(&org, json!({ "name": "after", "environmentHint": "prod" })).await;
+    let position = cluster
+        .events()
+        .iter()
+        .find(|e| e["stream"] == format!("mt-{created}"))
+        .and_then(|e| e["position"].as_u64())
+        .unwrap();
+    eventually("a node still running signs a checkpoint covering new events", Duration::from_secs(15), async || {
+        checkpoint_sizes(&cluster.events()).last().is_some_and(|size| *size >= position).then_some(())
+    })
+    .await;
+    let checkpoints = checkpoint_sizes(&cluster.events());
+    assert!(checkpoints.windows(2).all(|pair| pair[0] < pair[1]), "no tree size signed twice: {checkpoints:?}");
+    // And the ledger verifies through the remaining nodes.
+    let verified = support::run_cli(
+        &[
+            "audit",
+            "verify",
+            "--url",
+            &cluster.a.base_url,
+            "--state",
+            &cluster.shared.path().join("state").display().to_string(),
+        ],
+        &[("CREDLEDGER_TOKEN", &cluster.admin_token)],
+    );
+    assert_eq!(verified.code, 0, "{verified:?}");
+}
+
+/// The tree sizes of the recorded checkpoints, in log order.
+fn checkpoint_sizes(events: &[Value]) -> Vec<u64> {
+    events
+        .iter()
+        .filter(|event| event["type"] == "CheckpointSigned")
+        .map(|event| event["payload"]["treeSize"].as_u64().expect("a tree size"))
+        .collect()
+}
