@@ -6,9 +6,10 @@
 mod support;
 
 use std::path::Path;
+use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::{Server, run_cli};
+use support::{Server, eventually, run_cli};
 
 const FAST: [&str; 2] = ["--checkpoint-interval-ms", "100"];
 
@@ -33,7 +34,24 @@ fn start(store: &str, keys: &Path) -> Server {
     Server::start_with(&args).expect("a server starts on the store")
 }
 
-/// Every signed checkpoint the server lists.
+/// The checkpoints listed (newest first) end with every one of `earlier`, unchanged.
+fn assert_ends_with(listed: &[Value], earlier: &[Value]) {
+    assert!(listed.len() >= earlier.len() && !earlier.is_empty(), "{listed:?}");
+    assert_eq!(listed[listed.len() - earlier.len()..], earlier[..]);
+}
+
+/// Waits until the server has checked the copied log and projected all of it.
+async fn ready(server: &Server) {
+    let client = support::Client::anonymous(server);
+    eventually("the copy passes the integrity check and is projected", Duration::from_secs(20), async || {
+        let ready = client.get("/readyz").await;
+        assert!(ready.body.get("reason").is_none(), "{ready:?}");
+        (ready.status == 200 && ready.body["status"] == "ready").then_some(())
+    })
+    .await;
+}
+
+/// Every signed checkpoint the server lists, newest first.
 async fn checkpoints(server: &Server, admin_token: &str) -> Vec<Value> {
     let listed = server.client(admin_token).get("/v1/ledger/checkpoints?limit=1000").await;
     assert_eq!(listed.status, 200, "{listed:?}");
@@ -82,9 +100,8 @@ async fn a_ledger_copied_to_postgres_and_back_verifies_with_the_same_checkpoints
     assert!(copied.stdout.contains(last["rootHash"].as_str().unwrap()), "names the checkpoint it checked: {copied:?}");
 
     let on_postgres = start(&postgres, keys.path());
-    let ready = on_postgres.client(&admin_token).get("/readyz").await;
-    assert_eq!(ready.body["status"], "ready", "the copy passes the start-up integrity check: {ready:?}");
-    assert_eq!(checkpoints(&on_postgres, &admin_token).await[..before.len()], before[..]);
+    ready(&on_postgres).await;
+    assert_ends_with(&checkpoints(&on_postgres, &admin_token).await, &before);
     verify(&on_postgres, &admin_token, &files.path().join("state-postgres"));
     // The copied ledger is live: the token still works, the revoked one is still revoked.
     assert_eq!(on_postgres.client(&value).get(&format!("/v1/projects/{org}")).await.status, 200);
@@ -100,20 +117,17 @@ async fn a_ledger_copied_to_postgres_and_back_verifies_with_the_same_checkpoints
     let back = sqlite_url(&files.path().join("back"));
     let copied = run_cli(&["copy", "--from", &postgres, "--to", &back], &[]);
     assert_eq!(copied.code, 0, "{copied:?}");
+    // Copying again resumes: nothing left to copy, and the copy still verifies.
+    let again = run_cli(&["copy", "--from", &postgres, "--to", &back], &[]);
+    assert_eq!(again.code, 0, "{again:?}");
+    assert!(again.stdout.contains("copied 0 events") && again.stdout.contains("verified"), "{again:?}");
     let on_sqlite = start(&back, keys.path());
-    assert_eq!(
-        checkpoints(&on_sqlite, &admin_token).await[..on_postgres_checkpoints.len()],
-        on_postgres_checkpoints[..]
-    );
+    ready(&on_sqlite).await;
+    assert_ends_with(&checkpoints(&on_sqlite, &admin_token).await, &on_postgres_checkpoints);
     verify(&on_sqlite, &admin_token, &files.path().join("state-back"));
     let view = on_sqlite.client(&owner_pat).get(&format!("/v1/machine-tokens/{org}/{id}")).await;
     assert_eq!(view.body["state"], "active", "{view:?}");
     assert!(on_sqlite.stop().unwrap().success());
-
-    // Copying again resumes: nothing left to copy, and the copy still verifies.
-    let again = run_cli(&["copy", "--from", &postgres, "--to", &back], &[]);
-    assert_eq!(again.code, 0, "{again:?}");
-    assert!(again.stdout.contains("copied 0 events"), "{again:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -73,7 +73,9 @@ async fn copy_between(source: &Arc<dyn EventStore>, destination: &Arc<dyn EventS
     let end = source.head().await?;
     let start = destination.head().await?;
     if start > end {
-        bail!("the destination holds {start} events, more than the source's {end}: it is another ledger");
+        bail!(
+            "the destination holds {start} events, more than the source's {end}: it is another ledger, or one that went on after an earlier copy"
+        );
     }
     if start > 0 {
         // Resume only on top of a prefix of this very ledger.
