@@ -15,6 +15,8 @@ mod batch;
 pub mod checkpoint;
 pub mod contract;
 mod envelope;
+#[cfg(feature = "eventstoredb")]
+mod esdb;
 pub mod merkle;
 mod sqlite;
 pub mod verify;
@@ -31,7 +33,9 @@ use time::OffsetDateTime;
 pub use sqlite::SqliteStore;
 
 /// Opens the store a URL names: `sqlite://PATH` or `sqlite:PATH` (the file and its directory are
-/// created if missing). Any other scheme is [`StoreError::UnsupportedUrl`].
+/// created if missing), or, in a build with the `eventstoredb` feature,
+/// `esdb://HOST:PORT?tls=false&ledger=NAME` (also `esdb+discover://`, `kurrentdb://`). Any other
+/// scheme is [`StoreError::UnsupportedUrl`].
 pub async fn open(url: &str) -> Result<Arc<dyn EventStore>, StoreError> {
     if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
         if path.is_empty() {
@@ -39,6 +43,14 @@ pub async fn open(url: &str) -> Result<Arc<dyn EventStore>, StoreError> {
         }
         let store = SqliteStore::open(Path::new(path)).await?;
         return Ok(Arc::new(store));
+    }
+    if ["esdb://", "esdb+discover://", "kurrentdb://", "kurrentdb+discover://"].iter().any(|s| url.starts_with(s)) {
+        #[cfg(feature = "eventstoredb")]
+        return Ok(Arc::new(esdb::EsdbStore::open(url).await?));
+        #[cfg(not(feature = "eventstoredb"))]
+        return Err(StoreError::UnsupportedUrl(
+            "this build has no EventStoreDB backend: build with --features eventstoredb".to_owned(),
+        ));
     }
     // Only the scheme goes into the error: the rest of a URL may carry a password.
     let scheme = url.split_once(':').map_or("(none)", |(scheme, _)| scheme);
@@ -240,6 +252,12 @@ pub enum StoreError {
     /// ledger export, restore the log, and restart.
     #[error("the ledger is read-only: {0}")]
     ReadOnly(String),
+    /// The EventStoreDB/KurrentDB client failed (server unreachable, access denied, an append
+    /// over the server's size limit...). For a read, retry or report; the client reconnects by
+    /// itself. Never holds the store URL's credentials.
+    #[cfg(feature = "eventstoredb")]
+    #[error("EventStoreDB: {0}")]
+    EventStoreDb(String),
     /// The store was closed or its writer has stopped: nothing more can be appended. Shut down,
     /// or reopen the store.
     #[error("the event store is closed")]
