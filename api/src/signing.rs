@@ -229,14 +229,13 @@ impl SigningKeys {
         }
         let kid = header.kid.ok_or(JwtError::UnknownKey)?;
         let known = self.read().by_kid.get(&kid).cloned();
-        let key = match known {
-            Some(key) => key,
-            // Perhaps minted by another node with a key it rotated in since this one read the
-            // file (checked at most once a second, so unknown kids cannot make this node spin).
-            None => {
-                self.refresh_now_and_then();
-                self.read().by_kid.get(&kid).cloned().ok_or(JwtError::UnknownKey)?
-            }
+        // Unknown: perhaps minted by another node with a key it rotated in since this one read
+        // the file (checked at most once a second, so unknown kids cannot make this node spin).
+        let key = if let Some(key) = known {
+            key
+        } else {
+            self.refresh_now_and_then();
+            self.read().by_kid.get(&kid).cloned().ok_or(JwtError::UnknownKey)?
         };
         let mut validation = Validation::new(Algorithm::EdDSA);
         validation.set_audience(&[AUDIENCE]);

@@ -45,7 +45,7 @@ pub fn migrate(args: &MigrateArgs) -> anyhow::Result<()> {
         let store = credledger_store::open(&args.store).await.context("opening and migrating the event store")?;
         let head = store.head().await?;
         store.close().await;
-        println!("event store migrated: {} events", head);
+        println!("event store migrated: {head} events");
         if let Some(dir) = &args.data_dir {
             credledger_projections::Projections::open(&dir.join("read.db")).context("migrating the read models")?;
             println!("read models migrated: {}", dir.join("read.db").display());

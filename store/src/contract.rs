@@ -446,7 +446,7 @@ pub async fn imported_rows_keep_their_positions_bytes_and_hashes(backend: &dyn B
     renumbered[0].position = 2;
     let mut swapped = rows[..2].to_vec();
     swapped[1].envelope = rows[0].envelope.clone();
-    swapped[1].leaf_hash = rows[0].leaf_hash.clone();
+    swapped[1].leaf_hash.clone_from(&rows[0].leaf_hash);
     for (what, bad) in [
         ("not at the head", rows[1..3].to_vec()),
         ("a gap", vec![rows[0].clone(), rows[2].clone()]),

@@ -15,6 +15,8 @@ mod batch;
 pub mod checkpoint;
 pub mod contract;
 mod envelope;
+#[cfg(feature = "eventstoredb")]
+mod esdb;
 mod follow;
 pub mod merkle;
 mod postgres;
@@ -36,8 +38,10 @@ pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 /// Opens the store a URL names: `sqlite://PATH` or `sqlite:PATH` (the file and its directory are
-/// created if missing), or `postgres://USER:PASSWORD@HOST:PORT/DATABASE` (also `postgresql://`,
-/// with libpq's keyword parameters; the database must exist, its tables are created). Any other
+/// created if missing), `postgres://USER:PASSWORD@HOST:PORT/DATABASE` (also `postgresql://`,
+/// with libpq's keyword parameters; the database must exist, its tables are created), or, in a
+/// build with the `eventstoredb` feature, `esdb://HOST:PORT?tls=false&ledger=NAME` (also
+/// `esdb+discover://`, `kurrentdb://`). Any other
 /// scheme is [`StoreError::UnsupportedUrl`].
 pub async fn open(url: &str) -> Result<Arc<dyn EventStore>, StoreError> {
     if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
@@ -49,6 +53,14 @@ pub async fn open(url: &str) -> Result<Arc<dyn EventStore>, StoreError> {
     }
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         return Ok(Arc::new(PostgresStore::open(url).await?));
+    }
+    if ["esdb://", "esdb+discover://", "kurrentdb://", "kurrentdb+discover://"].iter().any(|s| url.starts_with(s)) {
+        #[cfg(feature = "eventstoredb")]
+        return Ok(Arc::new(esdb::EsdbStore::open(url).await?));
+        #[cfg(not(feature = "eventstoredb"))]
+        return Err(StoreError::UnsupportedUrl(
+            "this build has no EventStoreDB backend: build with --features eventstoredb".to_owned(),
+        ));
     }
     // Only the scheme goes into the error: the rest of a URL may carry a password.
     let scheme = url.split_once(':').map_or("(none)", |(scheme, _)| scheme);
@@ -93,10 +105,12 @@ pub trait EventStore: Send + Sync + fmt::Debug {
     async fn head(&self) -> Result<u64, StoreError>;
 
     /// Stores rows read from another log ([`EventStore::read_raw`]) exactly as they are, same
-    /// positions, envelope bytes and leaf hashes, in one transaction, and returns the new head:
+    /// positions, envelope bytes and leaf hashes, and returns the new head:
     /// how a ledger moves between backends. Refused, writing nothing, unless the rows continue
     /// this log gap-free from its head and every row is whole (its envelope decodes, states the
-    /// row's position and hashes to the row's leaf hash).
+    /// row's position and hashes to the row's leaf hash). SQLite and PostgreSQL import in one
+    /// transaction; EventStoreDB in appends of under 1 MiB, so a failure there may leave a prefix
+    /// imported (which a later import continues).
     async fn import(&self, rows: Vec<RawEvent>) -> Result<u64, StoreError>;
 
     /// Whether this process leads the background work that must run once per ledger (the expiry
@@ -269,6 +283,12 @@ pub enum StoreError {
     /// ledger export, restore the log, and restart.
     #[error("the ledger is read-only: {0}")]
     ReadOnly(String),
+    /// The EventStoreDB/KurrentDB client failed (server unreachable, access denied, an append
+    /// over the server's size limit...). For a read, retry or report; the client reconnects by
+    /// itself. Never holds the store URL's credentials.
+    #[cfg(feature = "eventstoredb")]
+    #[error("EventStoreDB: {0}")]
+    EventStoreDb(String),
     /// The store was closed or its writer has stopped: nothing more can be appended. Shut down,
     /// or reopen the store.
     #[error("the event store is closed")]

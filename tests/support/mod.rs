@@ -62,10 +62,10 @@ impl Server {
             .arg("--clock-shift-file")
             .arg(&clock_file)
             .args(args);
-        if !args.contains(&"--store") {
-            if let Some(url) = store_url(data_dir) {
-                command.args(["--store", &url]);
-            }
+        if !args.contains(&"--store")
+            && let Some(url) = store_url(data_dir)
+        {
+            command.args(["--store", &url]);
         }
         let mut child = command
             .env("CREDLEDGER_LOG", "warn")

@@ -287,10 +287,10 @@ async fn listen(config: tokio_postgres::Config, writer: mpsc::WeakSender<Message
         let driver = tokio::spawn(async move {
             let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
             while let Some(Ok(message)) = futures::StreamExt::next(&mut messages).await {
-                if let tokio_postgres::AsyncMessage::Notification(note) = message {
-                    if notes.send(note.payload().parse::<u64>().unwrap_or(0)).is_err() {
-                        return;
-                    }
+                if let tokio_postgres::AsyncMessage::Notification(note) = message
+                    && notes.send(note.payload().parse::<u64>().unwrap_or(0)).is_err()
+                {
+                    return;
                 }
             }
         });
