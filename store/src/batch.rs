@@ -15,6 +15,18 @@ use time::OffsetDateTime;
 use crate::envelope::Envelope;
 use crate::{AppendResult, ExpectedVersion, NewEvent, RawEvent, RecordedEvent, StoreError, leaf_hash};
 
+/// What one append is answered: where it landed, or why it was refused.
+pub(crate) type Outcome = Result<AppendResult, StoreError>;
+
+/// One append waiting for its backend's writer.
+#[derive(Debug)]
+pub(crate) struct AppendRequest {
+    pub stream: String,
+    pub expected: ExpectedVersion,
+    pub events: Vec<NewEvent>,
+    pub reply: tokio::sync::oneshot::Sender<Outcome>,
+}
+
 /// Where an already recorded (or already admitted) event sits.
 #[derive(Debug, Clone)]
 pub(crate) struct Recorded {

@@ -326,6 +326,20 @@ pub fn leaf_hash(envelope: &[u8]) -> [u8; 32] {
     hasher.finalize().into()
 }
 
+/// What every backend refuses before queueing an append, without looking at the log: a bad
+/// stream name, no events, or one event id twice.
+pub(crate) fn check_append(stream: &str, events: &[NewEvent]) -> Result<(), StoreError> {
+    check_stream_name(stream)?;
+    if events.is_empty() {
+        return Err(StoreError::EmptyAppend);
+    }
+    let mut seen = std::collections::HashSet::with_capacity(events.len());
+    match events.iter().find(|event| !seen.insert(event.event_id)) {
+        Some(event) => Err(StoreError::DuplicateEventId { event_id: event.event_id, stream: stream.to_owned() }),
+        None => Ok(()),
+    }
+}
+
 /// A stream name is chosen by code (`mt-{id}`, `usage-{id}`, `ledger`), never typed by a user;
 /// the check keeps a bug from writing a name nobody can read back or print.
 pub(crate) fn check_stream_name(stream: &str) -> Result<(), StoreError> {

@@ -19,7 +19,6 @@ mod follow;
 mod index;
 mod writer;
 
-use std::collections::{HashSet, VecDeque};
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -27,10 +26,11 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::batch::AppendRequest;
 use crate::{AppendResult, EventStore, ExpectedVersion, NewEvent, RawEvent, RecordedEvent, StoreError, envelope};
 use connection::Connection;
 use index::{Entry, Index, LedgerMetadata};
-use writer::{AppendRequest, Message, Writer};
+use writer::{Message, Writer};
 
 /// Appends that may wait for the writer before `append` itself waits.
 const QUEUE: usize = 16 * 1024;
@@ -146,14 +146,7 @@ impl EventStore for EsdbStore {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<AppendResult, StoreError> {
-        crate::check_stream_name(stream)?;
-        if events.is_empty() {
-            return Err(StoreError::EmptyAppend);
-        }
-        let mut seen = HashSet::with_capacity(events.len());
-        if let Some(event) = events.iter().find(|event| !seen.insert(event.event_id)) {
-            return Err(StoreError::DuplicateEventId { event_id: event.event_id, stream: stream.to_owned() });
-        }
+        crate::check_append(stream, &events)?;
         let (reply, answer) = oneshot::channel();
         let request = AppendRequest { stream: stream.to_owned(), expected, events, reply };
         self.appends.send(Message::Append(request)).await.map_err(|_| StoreError::Closed)?;
@@ -227,7 +220,7 @@ impl EventStore for EsdbStore {
     }
 
     fn subscribe(&self, from_position: u64) -> BoxStream<'static, Result<RecordedEvent, StoreError>> {
-        subscribe(self.shared.clone(), self.head.clone(), from_position)
+        crate::follow::follow(self.shared.clone(), self.head.clone(), from_position)
     }
 
     async fn head(&self) -> Result<u64, StoreError> {
@@ -335,59 +328,9 @@ async fn read_all(shared: &Shared, from_position: u64, limit: usize) -> Result<V
     page.iter().map(decode).collect()
 }
 
-/// The SQLite backend's subscription loop over this backend's reads: wait until the head
-/// reaches the next wanted position, read a page from there, yield it. The head is published
-/// only once the events are in EventStoreDB, and positions are gap-free, so a read after the
-/// wait starts exactly at `next`: nothing skipped, nothing twice.
-fn subscribe(
-    shared: Arc<Shared>,
-    head: watch::Receiver<u64>,
-    from_position: u64,
-) -> BoxStream<'static, Result<RecordedEvent, StoreError>> {
-    struct Follow {
-        shared: Arc<Shared>,
-        head: watch::Receiver<u64>,
-        next: u64,
-        page: VecDeque<RecordedEvent>,
-        failed: bool,
+#[async_trait::async_trait]
+impl crate::follow::Pages for Shared {
+    async fn page(&self, from_position: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+        read_all(self, from_position, limit).await
     }
-    let state = Follow { shared, head, next: from_position.max(1), page: VecDeque::new(), failed: false };
-    futures::stream::unfold(state, |mut follow| async move {
-        loop {
-            if let Some(event) = follow.page.pop_front() {
-                follow.next = event.position + 1;
-                return Some((Ok(event), follow));
-            }
-            if follow.failed {
-                return None;
-            }
-            let next = follow.next;
-            // Fails only once the writer is gone and the head is still below `next`.
-            if follow.head.wait_for(|head| *head >= next).await.is_err() {
-                return None;
-            }
-            let page = match read_all(&follow.shared, next, PAGE).await {
-                Ok(page) => page,
-                Err(error) => {
-                    follow.failed = true;
-                    return Some((Err(error), follow));
-                }
-            };
-            let hole = if page.is_empty() {
-                Some(next)
-            } else {
-                page.iter()
-                    .zip(next..)
-                    .find(|(event, expected)| event.position != *expected)
-                    .map(|(_, expected)| expected)
-            };
-            if let Some(position) = hole {
-                follow.failed = true;
-                let reason = "committed but missing from a read of the ledger stream".to_owned();
-                return Some((Err(StoreError::Corrupt { position, reason }), follow));
-            }
-            follow.page = page.into();
-        }
-    })
-    .boxed()
 }

@@ -15,12 +15,12 @@ use std::sync::Arc;
 use eventstore::{AppendToStreamOptions, EventData, ExpectedRevision};
 use serde_json::value::RawValue;
 use time::OffsetDateTime;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use super::Shared;
 use super::index::{Entry, Index, LedgerMetadata};
-use crate::batch::{Batch, Row};
-use crate::{AppendResult, ExpectedVersion, NewEvent, StoreError};
+use crate::StoreError;
+use crate::batch::{AppendRequest, Batch, Outcome, Row};
 
 /// Most events taken into one batch. A single larger append still goes in whole, alone.
 const MAX_BATCH_EVENTS: usize = 1024;
@@ -42,16 +42,6 @@ pub(super) enum Message {
     Append(AppendRequest),
     /// Stop accepting, commit what is queued, then stop.
     Close,
-}
-
-type Outcome = Result<AppendResult, StoreError>;
-
-#[derive(Debug)]
-pub(super) struct AppendRequest {
-    pub stream: String,
-    pub expected: ExpectedVersion,
-    pub events: Vec<NewEvent>,
-    pub reply: oneshot::Sender<Outcome>,
 }
 
 pub(super) struct Writer {

@@ -15,7 +15,6 @@
 mod migrate;
 mod writer;
 
-use std::collections::HashSet;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -26,8 +25,9 @@ use futures::stream::BoxStream;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_postgres::NoTls;
 
+use crate::batch::AppendRequest;
 use crate::{AppendResult, EventStore, ExpectedVersion, NewEvent, RawEvent, RecordedEvent, StoreError, envelope};
-use writer::{AppendRequest, Message, Writer};
+use writer::{Message, Writer};
 
 /// Appends that may wait for the writer before `append` itself waits.
 const QUEUE: usize = 16 * 1024;
@@ -124,14 +124,7 @@ impl EventStore for PostgresStore {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<AppendResult, StoreError> {
-        crate::check_stream_name(stream)?;
-        if events.is_empty() {
-            return Err(StoreError::EmptyAppend);
-        }
-        let mut seen = HashSet::with_capacity(events.len());
-        if let Some(event) = events.iter().find(|event| !seen.insert(event.event_id)) {
-            return Err(StoreError::DuplicateEventId { event_id: event.event_id, stream: stream.to_owned() });
-        }
+        crate::check_append(stream, &events)?;
         let (reply, answer) = oneshot::channel();
         let request = AppendRequest { stream: stream.to_owned(), expected, events, reply };
         self.appends.send(Message::Append(request)).await.map_err(|_| StoreError::Closed)?;

@@ -19,8 +19,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
 
 use super::{APPEND_LOCK, CHANNEL};
-use crate::batch::{Batch, Committed, Recorded, Row, imported, unsigned};
-use crate::{AppendResult, ExpectedVersion, NewEvent, RawEvent, StoreError};
+use crate::batch::{AppendRequest, Batch, Committed, Outcome, Recorded, Row, imported, unsigned};
+use crate::{RawEvent, StoreError};
 
 /// Most events taken into one batch. A single larger append still goes in whole, alone.
 const MAX_BATCH_EVENTS: usize = 4096;
@@ -39,16 +39,6 @@ pub(super) enum Message {
     Seen(u64),
     /// Stop accepting, commit what is queued, then stop.
     Close,
-}
-
-type Outcome = Result<AppendResult, StoreError>;
-
-#[derive(Debug)]
-pub(super) struct AppendRequest {
-    pub stream: String,
-    pub expected: ExpectedVersion,
-    pub events: Vec<NewEvent>,
-    pub reply: oneshot::Sender<Outcome>,
 }
 
 #[derive(Debug)]

@@ -9,7 +9,6 @@
 mod migrate;
 mod writer;
 
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,8 +19,9 @@ use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::batch::AppendRequest;
 use crate::{AppendResult, EventStore, ExpectedVersion, NewEvent, RawEvent, RecordedEvent, StoreError, envelope};
-use writer::{AppendRequest, Message, Writer};
+use writer::{Message, Writer};
 
 /// Appends that may wait for the writer before `append` itself waits: backpressure, not a limit
 /// on batch size.
@@ -121,14 +121,7 @@ impl EventStore for SqliteStore {
         events: Vec<NewEvent>,
     ) -> Result<AppendResult, StoreError> {
         // What can be refused without the log is refused here, before taking the writer's time.
-        crate::check_stream_name(stream)?;
-        if events.is_empty() {
-            return Err(StoreError::EmptyAppend);
-        }
-        let mut seen = HashSet::with_capacity(events.len());
-        if let Some(event) = events.iter().find(|event| !seen.insert(event.event_id)) {
-            return Err(StoreError::DuplicateEventId { event_id: event.event_id, stream: stream.to_owned() });
-        }
+        crate::check_append(stream, &events)?;
         let (reply, answer) = oneshot::channel();
         let request = AppendRequest { stream: stream.to_owned(), expected, events, reply };
         self.appends.send(Message::Append(request)).await.map_err(|_| StoreError::Closed)?;

@@ -18,8 +18,8 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::batch::{Batch, Committed, Recorded, Row, power_of_two_chunks, repeated, unsigned};
-use crate::{AppendResult, ExpectedVersion, NewEvent, RawEvent, StoreError};
+use crate::batch::{AppendRequest, Batch, Committed, Outcome, Recorded, Row, power_of_two_chunks, repeated, unsigned};
+use crate::{RawEvent, StoreError};
 
 /// Most event ids looked up by one `IN (...)` query.
 const LOOKUP_CHUNK: usize = 512;
@@ -39,17 +39,6 @@ pub(super) enum Message {
     Import(Vec<RawEvent>, oneshot::Sender<Result<u64, StoreError>>),
     /// Stop accepting, commit what is queued, then stop.
     Close,
-}
-
-/// What one append is answered: where it landed, or why it was refused.
-type Outcome = Result<AppendResult, StoreError>;
-
-#[derive(Debug)]
-pub(super) struct AppendRequest {
-    pub stream: String,
-    pub expected: ExpectedVersion,
-    pub events: Vec<NewEvent>,
-    pub reply: oneshot::Sender<Outcome>,
 }
 
 #[derive(Debug)]
