@@ -136,6 +136,11 @@ struct Args {
     /// Events per append in the multi-event variant (appends; 1 skips the variant).
     #[arg(long, default_value_t = 10)]
     events_per_append: u64,
+    /// Append to PostgreSQL instead of SQLite (appends): a URL of a server whose user may create
+    /// databases, without a database name (`postgres://USER@HOST:PORT`); each variant gets a
+    /// fresh database, dropped afterwards.
+    #[arg(long, value_name = "URL")]
+    postgres: Option<String>,
     /// Queries of each kind (audit-query).
     #[arg(long, default_value_t = 200)]
     queries: u64,
@@ -196,7 +201,7 @@ async fn main() -> anyhow::Result<()> {
                 tasks: args.tasks,
                 events_per_append: args.events_per_append,
             };
-            appends::run(dir.path(), spec).await
+            appends::run(dir.path(), spec, args.postgres.as_deref()).await
         }
         Scenario::Rebuild => rebuild::run(dir.path(), log_spec(10_000)).await,
         Scenario::Verify => verify::run(dir.path(), log_spec(10_000), args.cli.clone()).await,

@@ -1,13 +1,13 @@
 //! The `appends` scenario: durable appends from many concurrent appenders to many streams.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use credledger_domain::CredentialId;
 use credledger_domain::usage;
-use credledger_store::{EventStore, ExpectedVersion, SqliteStore};
+use credledger_store::{EventStore, ExpectedVersion, PostgresStore, SqliteStore};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -29,17 +29,20 @@ pub struct Appends {
     pub events_per_append: u64,
 }
 
-/// Runs the single-event variant, then the multi-event one, each on a fresh store.
-pub async fn run(dir: &Path, spec: Appends) -> anyhow::Result<Value> {
+/// Runs the single-event variant, then the multi-event one, each on a fresh store: a SQLite file
+/// in `dir`, or a new database on the `postgres` server.
+pub async fn run(dir: &Path, spec: Appends, postgres: Option<&str>) -> anyhow::Result<Value> {
     let metrics = BatchMetrics::install()?;
-    let single = variant(&dir.join("appends-single.db"), spec, 1, &metrics).await?;
+    let single = variant(&Target::new(dir, "appends-single", postgres).await?, spec, 1, &metrics).await?;
     let multi = if spec.events_per_append > 1 {
-        Some(variant(&dir.join("appends-multi.db"), spec, spec.events_per_append, &metrics).await?)
+        let target = Target::new(dir, "appends-multi", postgres).await?;
+        Some(variant(&target, spec, spec.events_per_append, &metrics).await?)
     } else {
         None
     };
     Ok(json!({
         "scenario": "appends",
+        "backend": if postgres.is_some() { "postgres" } else { "sqlite" },
         "value": single.events_per_second,
         "unit": "events/s",
         "detail": {
@@ -57,8 +60,88 @@ struct Outcome {
     detail: Value,
 }
 
-async fn variant(path: &Path, spec: Appends, per_append: u64, metrics: &BatchMetrics) -> anyhow::Result<Outcome> {
-    let store = Arc::new(SqliteStore::open(path).await?);
+/// Where one variant appends.
+enum Target {
+    Sqlite(PathBuf),
+    /// The server's URL and the fresh database's name.
+    Postgres(String, String),
+}
+
+impl Target {
+    async fn new(dir: &Path, name: &str, postgres: Option<&str>) -> anyhow::Result<Self> {
+        let Some(server) = postgres else { return Ok(Self::Sqlite(dir.join(format!("{name}.db")))) };
+        let server = server.trim_end_matches('/').to_owned();
+        let database = format!("storebench_{}_{}", name.replace('-', "_"), Uuid::new_v4().simple());
+        admin(&server, &format!("CREATE DATABASE {database}")).await?;
+        Ok(Self::Postgres(server, database))
+    }
+
+    async fn open(&self) -> anyhow::Result<Store> {
+        Ok(match self {
+            Self::Sqlite(path) => Store::Sqlite(Arc::new(SqliteStore::open(path).await?)),
+            Self::Postgres(server, database) => {
+                Store::Postgres(Arc::new(PostgresStore::open(&format!("{server}/{database}")).await?))
+            }
+        })
+    }
+
+    /// The size of what the variant wrote, then the database is dropped.
+    async fn finish(&self) -> anyhow::Result<u64> {
+        match self {
+            Self::Sqlite(path) => Ok(file_size(path)),
+            Self::Postgres(server, database) => {
+                let size = query_size(server, database).await?;
+                admin(server, &format!("DROP DATABASE {database}")).await?;
+                Ok(size)
+            }
+        }
+    }
+}
+
+/// Runs one statement on the server's `postgres` database.
+async fn admin(server: &str, sql: &str) -> anyhow::Result<()> {
+    let (client, connection) = tokio_postgres::connect(&format!("{server}/postgres"), tokio_postgres::NoTls).await?;
+    let driver = tokio::spawn(connection);
+    client.batch_execute(sql).await?;
+    drop(client);
+    let _ = driver.await;
+    Ok(())
+}
+
+async fn query_size(server: &str, database: &str) -> anyhow::Result<u64> {
+    let (client, connection) = tokio_postgres::connect(&format!("{server}/postgres"), tokio_postgres::NoTls).await?;
+    let driver = tokio::spawn(connection);
+    let size: i64 = client.query_one("SELECT pg_database_size($1::text)", &[&database]).await?.get(0);
+    drop(client);
+    let _ = driver.await;
+    Ok(u64::try_from(size).unwrap_or(0))
+}
+
+/// The store under test, concrete so that its commit count can be read.
+#[derive(Clone)]
+enum Store {
+    Sqlite(Arc<SqliteStore>),
+    Postgres(Arc<PostgresStore>),
+}
+
+impl Store {
+    fn log(&self) -> &dyn EventStore {
+        match self {
+            Self::Sqlite(store) => &**store,
+            Self::Postgres(store) => &**store,
+        }
+    }
+
+    fn commits(&self) -> u64 {
+        match self {
+            Self::Sqlite(store) => store.commits(),
+            Self::Postgres(store) => store.commits(),
+        }
+    }
+}
+
+async fn variant(target: &Target, spec: Appends, per_append: u64, metrics: &BatchMetrics) -> anyhow::Result<Outcome> {
+    let store = target.open().await?;
     let organization = Organization::generate();
     let credentials: Arc<Vec<CredentialId>> =
         Arc::new((0..spec.streams.max(1)).map(|_| CredentialId::from_uuid(Uuid::now_v7())).collect());
@@ -94,7 +177,7 @@ async fn variant(path: &Path, spec: Appends, per_append: u64, metrics: &BatchMet
                     .collect::<anyhow::Result<Vec<_>>>()?;
                 let stream = usage::stream(credential);
                 let sent = Instant::now();
-                store.append(&stream, ExpectedVersion::Any, events).await?;
+                store.log().append(&stream, ExpectedVersion::Any, events).await?;
                 latencies.push(sent.elapsed());
             }
         }));
@@ -109,8 +192,8 @@ async fn variant(path: &Path, spec: Appends, per_append: u64, metrics: &BatchMet
     let mut appends_per_batch = metrics.appends.take();
     let batch_seconds = metrics.seconds.take();
     let writer_busy: f64 = batch_seconds.iter().sum();
-    store.close().await;
-    let file_bytes = file_size(path);
+    store.log().close().await;
+    let file_bytes = target.finish().await?;
 
     let events_per_second = spec.events as f64 / elapsed;
     let mut events_per_batch: Vec<f64> = appends_per_batch.iter().map(|appends| appends * per_append as f64).collect();
