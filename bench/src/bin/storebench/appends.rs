@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use credledger_domain::CredentialId;
 use credledger_domain::usage;
-use credledger_store::{EventStore, ExpectedVersion, PostgresStore, SqliteStore};
+use credledger_store::{EventStore, ExpectedVersion, PostgresStore, SqliteStore, StoreError};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -91,7 +91,8 @@ impl Target {
             Self::Sqlite(path) => Ok(file_size(path)),
             Self::Postgres(server, database) => {
                 let size = query_size(server, database).await?;
-                admin(server, &format!("DROP DATABASE {database}")).await?;
+                // FORCE: the closed store's pool and listener may still hold connections.
+                admin(server, &format!("DROP DATABASE {database} WITH (FORCE)")).await?;
                 Ok(size)
             }
         }
@@ -100,21 +101,24 @@ impl Target {
 
 /// Runs one statement on the server's `postgres` database.
 async fn admin(server: &str, sql: &str) -> anyhow::Result<()> {
-    let (client, connection) = tokio_postgres::connect(&format!("{server}/postgres"), tokio_postgres::NoTls).await?;
-    let driver = tokio::spawn(connection);
-    client.batch_execute(sql).await?;
-    drop(client);
-    let _ = driver.await;
+    let client = connect(server).await?;
+    client.batch_execute(sql).await.map_err(StoreError::from)?;
     Ok(())
 }
 
 async fn query_size(server: &str, database: &str) -> anyhow::Result<u64> {
-    let (client, connection) = tokio_postgres::connect(&format!("{server}/postgres"), tokio_postgres::NoTls).await?;
-    let driver = tokio::spawn(connection);
-    let size: i64 = client.query_one("SELECT pg_database_size($1::text)", &[&database]).await?.get(0);
-    drop(client);
-    let _ = driver.await;
-    Ok(u64::try_from(size).unwrap_or(0))
+    let client = connect(server).await?;
+    let row = client.query_one("SELECT pg_database_size($1::text)", &[&database]).await.map_err(StoreError::from)?;
+    Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or(0))
+}
+
+/// A connection to the server's `postgres` database (its driver ends with the client).
+async fn connect(server: &str) -> anyhow::Result<tokio_postgres::Client> {
+    let (client, connection) = tokio_postgres::connect(&format!("{server}/postgres"), tokio_postgres::NoTls)
+        .await
+        .map_err(StoreError::from)?;
+    tokio::spawn(connection);
+    Ok(client)
 }
 
 /// The store under test, concrete so that its commit count can be read.
