@@ -277,7 +277,7 @@ async fn background_work_runs_once_on_the_leader_and_moves_when_it_stops() {
         .and_then(|e| e["position"].as_u64())
         .unwrap();
     let since = Instant::now();
-    while !checkpoint_sizes(&cluster.events()).last().is_some_and(|size| *size >= position) {
+    while checkpoint_sizes(&cluster.events()).last().is_none_or(|size| *size < position) {
         if since.elapsed() > Duration::from_secs(15) {
             let readiness = [
                 cluster.a.client(&cluster.admin_token).get("/readyz").await.body,

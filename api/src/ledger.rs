@@ -65,11 +65,23 @@ pub fn load_or_create_key(path: &Path, origin: &str) -> Result<LedgerKey, Ledger
     }
 }
 
-/// The last checkpoint this node knows of: its tree size and the position of its event.
+/// The last checkpoint this node knows of: its tree size, the position of its event, and that
+/// event's version in the `ledger` stream.
 #[derive(Debug, Clone, Copy)]
 struct Signed {
     tree_size: u64,
     position: u64,
+    version: u64,
+}
+
+impl Signed {
+    /// The last position the checkpoint leaves nothing unsigned before: its own event's, when
+    /// that event came right after the tree it signs. When another event was committed between
+    /// the head the signer read and its append (another node's, or a request's), that event is
+    /// in no checkpoint yet: only the tree counts, so the next round signs again.
+    fn covered(&self) -> u64 {
+        if self.position == self.tree_size + 1 { self.position } else { self.tree_size }
+    }
 }
 
 /// The Merkle tree over the log, its tile cache, and the ledger key.
@@ -115,9 +127,7 @@ fn tile_levels(leaves: Vec<[u8; 32]>) -> Vec<Vec<[u8; 32]>> {
 impl Ledger {
     pub fn new(key: LedgerKey, store: Arc<dyn EventStore>, projections: Projections) -> Result<Self, Problem> {
         let tiles = projections.ledger_tiles()?;
-        let last_signed = projections
-            .latest_checkpoint()?
-            .map(|checkpoint| Signed { tree_size: checkpoint.tree_size, position: checkpoint.position });
+        let last_signed = projected_checkpoint(&projections)?;
         Ok(Self {
             key,
             store,
@@ -370,10 +380,7 @@ impl Ledger {
         let head = self.store.head().await?;
         // Another node may have signed since (several servers on one ledger): its checkpoint, once
         // projected, counts as the last one here too.
-        let projected = self
-            .projections
-            .latest_checkpoint()?
-            .map(|checkpoint| Signed { tree_size: checkpoint.tree_size, position: checkpoint.position });
+        let projected = projected_checkpoint(&self.projections)?;
         let last = {
             let mut last =
                 self.last_signed.lock().map_err(|_| Problem::internal("the last checkpoint", &"poisoned"))?;
@@ -385,7 +392,7 @@ impl Ledger {
             *last
         };
         if let Some(last) = last {
-            if head <= last.position {
+            if head <= last.covered() {
                 return Ok(None);
             }
             if head < last.tree_size {
@@ -419,13 +426,35 @@ impl Ledger {
             payload: serde_json::to_value(&payload)
                 .map_err(|error| Problem::internal("encoding a checkpoint", &error))?,
         };
-        let appended = self.store.append(STREAM, ExpectedVersion::Any, vec![event]).await?;
+        // The ledger stream's version fences signers: a node that has not seen the last checkpoint
+        // (a new leader whose view lags, an old one whose append was still queued) is refused
+        // instead of recording a checkpoint out of order, and tries again once it has caught up.
+        let expected = last.map_or(ExpectedVersion::NoStream, |last| ExpectedVersion::Exact(last.version));
+        let appended = match self.store.append(STREAM, expected, vec![event]).await {
+            Ok(appended) => appended,
+            Err(StoreError::WrongExpectedVersion { .. }) => {
+                tracing::debug!(tree_size = head, "another checkpoint was recorded first; signing again later");
+                return Ok(None);
+            }
+            Err(error) => return Err(error.into()),
+        };
         if let Ok(mut last) = self.last_signed.lock() {
-            *last = Some(Signed { tree_size: head, position: appended.last_position });
+            *last = Some(Signed {
+                tree_size: head,
+                position: appended.last_position,
+                version: appended.next_expected_version,
+            });
         }
         tracing::debug!(tree_size = head, root = %hex::encode(root), "checkpoint signed");
         Ok(Some(head))
     }
+}
+
+/// The last checkpoint the read models hold, with its version in the `ledger` stream.
+fn projected_checkpoint(projections: &Projections) -> Result<Option<Signed>, Problem> {
+    let Some(latest) = projections.latest_checkpoint()? else { return Ok(None) };
+    let version = projections.checkpoint_count()?.saturating_sub(1);
+    Ok(Some(Signed { tree_size: latest.tree_size, position: latest.position, version }))
 }
 
 /// The id of the event that records the checkpoint of `tree_size` events: the same on every node,

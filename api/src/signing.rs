@@ -115,12 +115,31 @@ struct Key {
     x: String,
 }
 
+/// What tells one version of the key file from another: every save renames a new file over the
+/// old one, so its inode changes even when the clock's granularity hides the modification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    inode: u64,
+    len: u64,
+    modified: Option<SystemTime>,
+}
+
+impl Stamp {
+    fn of(meta: &std::fs::Metadata) -> Self {
+        #[cfg(unix)]
+        let inode = std::os::unix::fs::MetadataExt::ino(meta);
+        #[cfg(not(unix))]
+        let inode = 0;
+        Self { inode, len: meta.len(), modified: meta.modified().ok() }
+    }
+}
+
 struct KeySet {
     current: Arc<Key>,
     by_kid: HashMap<String, Arc<Key>>,
-    /// The file's modification time when it was read: another node sharing the file (several
-    /// servers on one ledger) that rotates the keys changes it, and this node reloads.
-    modified: Option<SystemTime>,
+    /// Which version of the file the keys were read from: another node sharing the file (several
+    /// servers on one ledger) that rotates the keys replaces it, and this node reloads.
+    stamp: Option<Stamp>,
 }
 
 /// The signing keys; cheap to clone.
@@ -159,17 +178,16 @@ pub struct Jwk {
 impl SigningKeys {
     /// Loads the keys from `path`, creating a first key (and the file, mode 0600) if missing.
     pub fn load_or_create(path: &Path, issuer: &str, now: OffsetDateTime) -> Result<Self, KeyError> {
-        let stored: Vec<StoredKey> = match std::fs::read(path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|e| KeyError::Damaged { path: path.to_owned(), reason: e.to_string() })?,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+        let (stored, stamp) = match read(path) {
+            Ok(read) => read,
+            Err(KeyError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
                 create(path, &[new_key(now)?])?;
                 // Another node sharing the file may have created it first: its keys are the ones.
                 read(path)?
             }
-            Err(source) => return Err(KeyError::Io { path: path.to_owned(), source }),
+            Err(error) => return Err(error),
         };
-        let set = key_set(path, stored)?;
+        let set = key_set(path, stored, stamp)?;
         Ok(Self {
             path: Arc::new(path.to_owned()),
             issuer: Arc::from(issuer),
@@ -181,11 +199,11 @@ impl SigningKeys {
     /// Reloads the file if another node sharing it rotated the keys since it was read. A file
     /// that cannot be read keeps the keys in memory (and says so in the log).
     fn refresh(&self) {
-        let modified = std::fs::metadata(&*self.path).and_then(|meta| meta.modified()).ok();
-        if modified.is_none() || modified == self.read().modified {
+        let Ok(meta) = std::fs::metadata(&*self.path) else { return };
+        if Some(Stamp::of(&meta)) == self.read().stamp {
             return;
         }
-        match read(&self.path).and_then(|stored| key_set(&self.path, stored)) {
+        match read(&self.path).and_then(|(stored, stamp)| key_set(&self.path, stored, stamp)) {
             Ok(set) => {
                 *self.keys.write().unwrap_or_else(std::sync::PoisonError::into_inner) = set;
                 tracing::info!(path = %self.path.display(), "signing keys reloaded after a rotation elsewhere");
@@ -230,11 +248,11 @@ impl SigningKeys {
         let kid = header.kid.ok_or(JwtError::UnknownKey)?;
         let known = self.read().by_kid.get(&kid).cloned();
         // Unknown: perhaps minted by another node with a key it rotated in since this one read
-        // the file (checked at most once a second, so unknown kids cannot make this node spin).
+        // the file. A `stat` tells; the file is read again only when it did change.
         let key = if let Some(key) = known {
             key
         } else {
-            self.refresh_now_and_then();
+            self.refresh();
             self.read().by_kid.get(&kid).cloned().ok_or(JwtError::UnknownKey)?
         };
         let mut validation = Validation::new(Algorithm::EdDSA);
@@ -287,7 +305,9 @@ impl SigningKeys {
     /// Makes a new key current. The old one keeps verifying until its last token has expired;
     /// keys retired longer ago than that are dropped. Returns the new key's id.
     pub fn rotate(&self, now: OffsetDateTime) -> Result<String, KeyError> {
-        // Start from the file, which another node may have rotated meanwhile.
+        // One rotation at a time among the nodes sharing the file, each starting from the file as
+        // the last one left it; the lock is released when `_exclusive` is dropped.
+        let _exclusive = lock_beside(&self.path)?;
         self.refresh();
         let mut set = self.keys.write().unwrap_or_else(std::sync::PoisonError::into_inner);
         let fresh = new_key(now)?;
@@ -305,7 +325,9 @@ impl SigningKeys {
             .collect();
         stored.push(fresh);
         save(&self.path, &stored)?;
-        *set = key_set(&self.path, stored)?;
+        let meta =
+            std::fs::metadata(&*self.path).map_err(|source| KeyError::Io { path: self.path.to_path_buf(), source })?;
+        *set = key_set(&self.path, stored, Stamp::of(&meta))?;
         Ok(kid)
     }
 
@@ -323,7 +345,7 @@ fn new_key(now: OffsetDateTime) -> Result<StoredKey, KeyError> {
     Ok(StoredKey { kid, seed: hex::encode(seed), created_at: now, retired_at: None })
 }
 
-fn key_set(path: &Path, stored: Vec<StoredKey>) -> Result<KeySet, KeyError> {
+fn key_set(path: &Path, stored: Vec<StoredKey>, stamp: Stamp) -> Result<KeySet, KeyError> {
     let damaged = |reason: &str| KeyError::Damaged { path: path.to_owned(), reason: reason.to_owned() };
     let mut by_kid = HashMap::new();
     let mut current = None;
@@ -341,13 +363,30 @@ fn key_set(path: &Path, stored: Vec<StoredKey>) -> Result<KeySet, KeyError> {
         by_kid.insert(key.stored.kid.clone(), key);
     }
     let current = current.ok_or_else(|| damaged("no current key"))?;
-    let modified = std::fs::metadata(path).and_then(|meta| meta.modified()).ok();
-    Ok(KeySet { current, by_kid, modified })
+    Ok(KeySet { current, by_kid, stamp: Some(stamp) })
 }
 
-fn read(path: &Path) -> Result<Vec<StoredKey>, KeyError> {
-    let bytes = std::fs::read(path).map_err(|source| KeyError::Io { path: path.to_owned(), source })?;
-    serde_json::from_slice(&bytes).map_err(|e| KeyError::Damaged { path: path.to_owned(), reason: e.to_string() })
+/// The keys in the file and the stamp of the very file they were read from (taken from the open
+/// handle, so a rename between the read and a `stat` cannot pair new keys with an old stamp).
+fn read(path: &Path) -> Result<(Vec<StoredKey>, Stamp), KeyError> {
+    let io = |source| KeyError::Io { path: path.to_owned(), source };
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    let stamp = Stamp::of(&file.metadata().map_err(io)?);
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut file, &mut bytes).map_err(io)?;
+    let stored = serde_json::from_slice(&bytes)
+        .map_err(|e| KeyError::Damaged { path: path.to_owned(), reason: e.to_string() })?;
+    Ok((stored, stamp))
+}
+
+/// An exclusive lock on `PATH.lock` (created if missing), held until the file is dropped.
+fn lock_beside(path: &Path) -> Result<std::fs::File, KeyError> {
+    let name = path.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
+    let lock_path = path.with_file_name(format!("{name}.lock"));
+    let io = |source| KeyError::Io { path: lock_path.clone(), source };
+    let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).map_err(io)?;
+    file.lock().map_err(io)?;
+    Ok(file)
 }
 
 /// Writes a new key file unless one exists (another node sharing it may be creating it too).

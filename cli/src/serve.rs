@@ -21,8 +21,9 @@ pub struct ServeArgs {
     /// Directory for the embedded store, the read models and the server's keys.
     #[arg(long, env = "CREDLEDGER_DATA_DIR", default_value = "./credledger-data")]
     data_dir: PathBuf,
-    /// Event store URL; defaults to `sqlite://DATA_DIR/events.db`.
-    #[arg(long, env = "CREDLEDGER_STORE")]
+    /// Event store URL; defaults to `sqlite://DATA_DIR/events.db`. Prefer the variable for a URL
+    /// with a password: it stays out of `ps` and is never echoed by `--help`.
+    #[arg(long, env = "CREDLEDGER_STORE", hide_env_values = true)]
     store: Option<String>,
     /// Log line format.
     #[arg(long, env = "CREDLEDGER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]

@@ -23,7 +23,7 @@ const PAGE: usize = 2000;
 #[derive(Debug, Args)]
 pub struct MigrateArgs {
     /// The event store to migrate: `sqlite://PATH` or `postgres://USER:PASSWORD@HOST/DATABASE`.
-    #[arg(long, env = "CREDLEDGER_STORE")]
+    #[arg(long, env = "CREDLEDGER_STORE", hide_env_values = true)]
     store: String,
     /// Also migrate the read models in this data directory (`DATA_DIR/read.db`).
     #[arg(long)]
@@ -33,10 +33,11 @@ pub struct MigrateArgs {
 #[derive(Debug, Args)]
 pub struct CopyArgs {
     /// The ledger to copy (stop its servers first, or copy what it holds when the copy starts).
-    #[arg(long)]
+    #[arg(long, env = "CREDLEDGER_COPY_FROM", hide_env_values = true)]
     from: String,
     /// Where to copy it: an empty store, or one an interrupted copy of the same ledger left.
-    #[arg(long)]
+    /// URLs with passwords are best given in the variables, out of `ps`.
+    #[arg(long, env = "CREDLEDGER_COPY_TO", hide_env_values = true)]
     to: String,
 }
 
@@ -160,7 +161,10 @@ async fn verify_copy(
         // Checkpoints are recorded as events; only the last one needs the tree recomputed.
         for event in destination.read_all(next, limit).await? {
             if event.event_type == CHECKPOINT_SIGNED {
-                last_checkpoint = serde_json::from_value(event.payload).ok();
+                match serde_json::from_value(event.payload) {
+                    Ok(checkpoint) => last_checkpoint = Some(checkpoint),
+                    Err(error) => bail!("the checkpoint at position {} does not decode: {error}", event.position),
+                }
             }
         }
         next += limit as u64;

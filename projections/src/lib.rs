@@ -98,11 +98,18 @@ impl Projections {
     pub fn start(&self, store: Arc<dyn EventStore>) -> tokio::task::JoinHandle<Result<(), ProjectionError>> {
         let projections = self.clone();
         tokio::spawn(async move {
-            let result = runner::run(&projections, store, None).await;
-            if let Err(error) = &result {
-                tracing::error!(%error, "projection runner stopped");
+            // A failed read of the log (a dropped database connection, a busy pool) must not
+            // freeze the read models and the hot index: resume from the checkpoints after a pause.
+            // The stream ends without an error only when the store closes.
+            loop {
+                match runner::run(&projections, store.clone(), None).await {
+                    Ok(()) => return Ok(()),
+                    Err(error) => {
+                        tracing::error!(%error, "projection runner failed; resuming from its checkpoints in a second");
+                        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    }
+                }
             }
-            result
         })
     }
 

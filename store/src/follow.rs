@@ -51,10 +51,15 @@ pub(crate) fn follow<P: Pages>(
             let next = follow.next;
             // Fails only once the writer is gone and the head is still below `next`: the store
             // is closed and everything committed has been yielded.
-            if follow.head.wait_for(|head| *head >= next).await.is_err() {
-                return None;
-            }
-            let page = match follow.pages.page(next, PAGE).await {
+            let head = match follow.head.wait_for(|head| *head >= next).await {
+                Ok(head) => *head,
+                Err(_) => return None,
+            };
+            // Never past the published head: a shared store's table may already hold rows other
+            // processes committed that this one has not been told of, and nothing downstream
+            // (projections, `/readyz`, the ledger's checks) may get ahead of `head()`.
+            let limit = usize::try_from(head - next + 1).unwrap_or(PAGE).min(PAGE);
+            let page = match follow.pages.page(next, limit).await {
                 Ok(page) => page,
                 Err(error) => {
                     follow.failed = true;

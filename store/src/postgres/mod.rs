@@ -41,6 +41,9 @@ pub(crate) const CHANNEL: &str = "credledger_events";
 /// How often the head is polled besides notifications, and how often leadership is checked.
 const POLL: Duration = Duration::from_secs(1);
 
+/// How long a leadership check or a head poll may take before its connection counts as lost.
+const LEADER_CHECK: Duration = Duration::from_secs(3);
+
 /// Advisory lock keys, in the 64-bit space PostgreSQL shares among all users of a database:
 /// ASCII "cl-appnd", "cl-migr8" and "cl-leadr", unlikely to collide with anyone else's.
 pub(crate) const APPEND_LOCK: i64 = 0x636c_2d61_7070_6e64;
@@ -68,8 +71,9 @@ impl PostgresStore {
     /// migrations (one process at a time) and starts the writer and the listener.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
         // The URL may carry a password: nothing of it goes into errors or logs.
-        let config = tokio_postgres::Config::from_str(url)
+        let mut config = tokio_postgres::Config::from_str(url)
             .map_err(|error| StoreError::UnsupportedUrl(format!("invalid PostgreSQL URL: {}", redacted(&error))))?;
+        guard_connections(&mut config);
         let manager =
             Manager::from_config(config.clone(), NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
         let pool = Pool::builder(manager)
@@ -103,6 +107,23 @@ impl PostgresStore {
     /// Transactions this process's writer has committed since open.
     pub fn commits(&self) -> u64 {
         self.commits.load(Ordering::Relaxed)
+    }
+}
+
+/// Bounds on what a dead or frozen peer can cost, where the URL sets none: a connection attempt
+/// gives up after 10 s; keepalives find a silently dropped connection within about a minute; and
+/// the server ends a session that sits in a transaction for 30 s (a frozen writer holding the
+/// append lock would otherwise stop every node's appends).
+fn guard_connections(config: &mut tokio_postgres::Config) {
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(Duration::from_secs(10));
+    }
+    config.keepalives(true);
+    if config.get_keepalives_idle() == Duration::from_secs(2 * 60 * 60) {
+        config.keepalives_idle(Duration::from_secs(30));
+    }
+    if config.get_options().is_none() {
+        config.options("-c idle_in_transaction_session_timeout=30000");
     }
 }
 
@@ -300,7 +321,9 @@ async fn listen(config: tokio_postgres::Config, writer: mpsc::WeakSender<Message
                     Some(head) => Ok(head),
                     None => break,
                 },
-                _ = poll.tick() => head(&client).await,
+                _ = poll.tick() => tokio::time::timeout(LEADER_CHECK, head(&client)).await.unwrap_or_else(|_| {
+                    Err(StoreError::Postgres("the listener's connection did not answer in time".to_owned()))
+                }),
             };
             match seen {
                 Ok(head) => {
@@ -339,10 +362,18 @@ async fn lead(config: tokio_postgres::Config, leading: watch::Sender<bool>, mut 
         };
         let driver = tokio::spawn(connection);
         loop {
-            let checked = if *leading.borrow() {
-                client.simple_query("SELECT 1").await.map(|_| true)
-            } else {
-                client.query_one("SELECT pg_try_advisory_lock($1)", &[&LEADER_LOCK]).await.map(|row| row.get(0))
+            let check = async {
+                if *leading.borrow() {
+                    client.simple_query("SELECT 1").await.map(|_| true)
+                } else {
+                    client.query_one("SELECT pg_try_advisory_lock($1)", &[&LEADER_LOCK]).await.map(|row| row.get(0))
+                }
+            };
+            // A check that does not come back in time counts as a lost connection: a leader must
+            // not go on leading over a connection the server may already have dropped.
+            let checked = match tokio::time::timeout(LEADER_CHECK, check).await {
+                Ok(checked) => checked.map_err(StoreError::from),
+                Err(_) => Err(StoreError::Postgres("the leader's connection did not answer in time".to_owned())),
             };
             match checked {
                 Ok(now) => {
@@ -352,7 +383,7 @@ async fn lead(config: tokio_postgres::Config, leading: watch::Sender<bool>, mut 
                 }
                 Err(error) => {
                     if leading.send_replace(false) {
-                        tracing::warn!(error = %StoreError::from(error), "lost the leader's connection; background work stops here");
+                        tracing::warn!(%error, "lost the leader's connection; background work stops here");
                     }
                     break;
                 }

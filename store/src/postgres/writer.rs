@@ -121,7 +121,7 @@ impl Writer {
 
     async fn write(&self, requests: &[AppendRequest]) -> Result<(Vec<Outcome>, Option<u64>), StoreError> {
         let mut client = self.pool.get().await?;
-        let tx = client.transaction().await?;
+        let tx = begin(&mut client).await?;
         let head = lock_and_read_head(&tx).await?;
         let ids: Vec<EventId> =
             requests.iter().flat_map(|request| request.events.iter().map(|event| event.event_id)).collect();
@@ -144,7 +144,7 @@ impl Writer {
 
     async fn import(&self, rows: &[RawEvent]) -> Result<u64, StoreError> {
         let mut client = self.pool.get().await?;
-        let tx = client.transaction().await?;
+        let tx = begin(&mut client).await?;
         let head = lock_and_read_head(&tx).await?;
         let events = imported(rows, head)?;
         let Some(last) = events.last().map(|event| event.position) else { return Ok(head) };
@@ -155,6 +155,13 @@ impl Writer {
         self.publish(last);
         Ok(last)
     }
+}
+
+/// Starts a writer's transaction, READ COMMITTED whatever the database's default: each statement
+/// then sees what committed before it, so the reads after the lock wait see every batch committed
+/// by the process that held it (a REPEATABLE READ snapshot would be taken before the wait).
+async fn begin(client: &mut deadpool_postgres::Object) -> Result<Transaction<'_>, StoreError> {
+    Ok(client.build_transaction().isolation_level(tokio_postgres::IsolationLevel::ReadCommitted).start().await?)
 }
 
 /// Takes the append lock (released at commit or rollback) and reads the committed head under it.
