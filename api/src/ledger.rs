@@ -634,4 +634,87 @@ mod tests {
         assert_eq!((signed.tree_size, signed.root_hash), (300, merkle::root(&leaves)));
         assert_eq!(payload.root_hash, hex::encode(merkle::root(&leaves)));
     }
+
+    /// A store whose `head()` lags the log by `lag` events: what a signer sees when another
+    /// writer commits between its read of the head and its append.
+    #[derive(Debug)]
+    struct Lagging {
+        inner: std::sync::Arc<dyn credledger_store::EventStore>,
+        lag: std::sync::atomic::AtomicU64,
+    }
+
+    #[async_trait::async_trait]
+    impl credledger_store::EventStore for Lagging {
+        async fn append(
+            &self,
+            stream: &str,
+            expected: ExpectedVersion,
+            events: Vec<NewEvent>,
+        ) -> Result<credledger_store::AppendResult, credledger_store::StoreError> {
+            self.inner.append(stream, expected, events).await
+        }
+        async fn read_stream(
+            &self,
+            stream: &str,
+            from: u64,
+        ) -> Result<Vec<credledger_store::RecordedEvent>, credledger_store::StoreError> {
+            self.inner.read_stream(stream, from).await
+        }
+        async fn read_all(
+            &self,
+            from: u64,
+            limit: usize,
+        ) -> Result<Vec<credledger_store::RecordedEvent>, credledger_store::StoreError> {
+            self.inner.read_all(from, limit).await
+        }
+        async fn read_raw(
+            &self,
+            from: u64,
+            limit: usize,
+        ) -> Result<Vec<credledger_store::RawEvent>, credledger_store::StoreError> {
+            self.inner.read_raw(from, limit).await
+        }
+        async fn read_leaf_hashes(
+            &self,
+            from: u64,
+            limit: usize,
+        ) -> Result<Vec<[u8; 32]>, credledger_store::StoreError> {
+            self.inner.read_leaf_hashes(from, limit).await
+        }
+        fn subscribe(
+            &self,
+            from: u64,
+        ) -> futures::stream::BoxStream<'static, Result<credledger_store::RecordedEvent, credledger_store::StoreError>>
+        {
+            self.inner.subscribe(from)
+        }
+        async fn head(&self) -> Result<u64, credledger_store::StoreError> {
+            Ok(self.inner.head().await? - self.lag.load(std::sync::atomic::Ordering::Relaxed))
+        }
+        async fn import(&self, rows: Vec<credledger_store::RawEvent>) -> Result<u64, credledger_store::StoreError> {
+            self.inner.import(rows).await
+        }
+        async fn close(&self) {
+            self.inner.close().await;
+        }
+    }
+
+    /// An event committed between the signer's read of the head and its append is in no
+    /// checkpoint; the next round must sign again even though the log is otherwise idle.
+    #[tokio::test]
+    async fn an_event_that_slipped_in_before_a_checkpoint_gets_the_next_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ledger, _) = ledger_of(3, dir.path()).await;
+        let lagging = std::sync::Arc::new(Lagging { inner: ledger.store.clone(), lag: 1.into() });
+        let projections = credledger_projections::Projections::open(&dir.path().join("read.db")).unwrap();
+        let key = credledger_store::checkpoint::LedgerKey::from_seed("test.example/credledger", &[3; 32]).unwrap();
+        let ledger = Ledger::new(key, lagging.clone(), projections).unwrap();
+        let now = OffsetDateTime::now_utc();
+        // Seen: 2 events; recorded: 3. The checkpoint of 2 lands at position 4.
+        assert_eq!(ledger.sign_checkpoint(now).await.unwrap(), Some(2));
+        assert_eq!(ledger.store.read_all(4, 1).await.unwrap()[0].event_type, "CheckpointSigned");
+        lagging.lag.store(0, std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(ledger.sign_checkpoint(now).await.unwrap(), Some(4), "event 3 is signed by the next round");
+        assert_eq!(ledger.sign_checkpoint(now).await.unwrap(), None, "then nothing while idle");
+    }
 }
