@@ -79,12 +79,15 @@ async fn copy_between(source: &Arc<dyn EventStore>, destination: &Arc<dyn EventS
         );
     }
     if start > 0 {
-        // Resume only on top of a prefix of this very ledger.
+        // Resume only on top of a prefix of this very ledger, row for row.
         let mut position = 1;
         while position <= start {
             let limit = PAGE.min((start - position + 1) as usize);
-            let theirs = source.read_leaf_hashes(position, limit).await?;
-            let ours = destination.read_leaf_hashes(position, limit).await?;
+            let theirs = source.read_raw(position, limit).await?;
+            let ours = destination.read_raw(position, limit).await?;
+            if theirs.len() != limit || ours.len() != limit {
+                bail!("the logs end early while comparing the destination's first {start} events with the source");
+            }
             if let Some(offset) = theirs.iter().zip(&ours).position(|(a, b)| a != b) {
                 bail!(
                     "the destination is not empty and differs from the source at position {}: it is another ledger",
