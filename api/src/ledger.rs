@@ -11,8 +11,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
-use credledger_domain::ledger::{CHECKPOINT_SIGNED, CheckpointSigned, STREAM};
-use credledger_domain::{Actor, EventId};
+use credledger_domain::ledger::STREAM;
 use credledger_projections::Projections;
 use credledger_store::checkpoint::LedgerKey;
 use credledger_store::merkle::{self, Subtree};
@@ -65,13 +64,11 @@ pub fn load_or_create_key(path: &Path, origin: &str) -> Result<LedgerKey, Ledger
     }
 }
 
-/// The last checkpoint this node knows of: its tree size, the position of its event, and that
-/// event's version in the `ledger` stream.
+/// The last checkpoint this node knows of: its tree size and the position of its event.
 #[derive(Debug, Clone, Copy)]
 struct Signed {
     tree_size: u64,
     position: u64,
-    version: u64,
 }
 
 impl Signed {
@@ -371,6 +368,15 @@ impl Ledger {
         Ok(())
     }
 
+    /// The `ledger` stream version of the checkpoint event at `position`, read from the log (one
+    /// point read per signing).
+    async fn checkpoint_version(&self, position: u64) -> Result<u64, Problem> {
+        let event = self.store.read_all(position, 1).await?.into_iter().next().filter(|event| event.stream == STREAM);
+        event.map(|event| event.version).ok_or_else(|| {
+            Problem::internal("the last checkpoint", &format!("no `{STREAM}` event at position {position}"))
+        })
+    }
+
     /// Signs a checkpoint of the whole log and appends it as CheckpointSigned, if events other
     /// than the last checkpoint's own have been recorded since. Returns the tree size signed.
     pub async fn sign_checkpoint(&self, now: OffsetDateTime) -> Result<Option<u64>, Problem> {
@@ -407,29 +413,17 @@ impl Ledger {
             return Ok(None);
         }
         let root = self.root(head).await?;
-        let note = self.key.sign(head, root, now).map_err(|error| Problem::internal("signing a checkpoint", &error))?;
-        let payload = CheckpointSigned {
-            origin: self.key.origin().to_owned(),
-            tree_size: head,
-            root_hash: hex::encode(root),
-            signed_at: now.replace_nanosecond(0).unwrap_or(now),
-            note,
-        };
-        let event = NewEvent {
-            event_id: checkpoint_event_id(self.key.origin(), head),
-            event_type: CHECKPOINT_SIGNED.to_owned(),
-            schema_version: credledger_domain::event::SCHEMA_VERSION,
-            org_id: None,
-            occurred_at: now,
-            actor: Actor::system("ledger"),
-            request: None,
-            payload: serde_json::to_value(&payload)
-                .map_err(|error| Problem::internal("encoding a checkpoint", &error))?,
-        };
+        let event = self
+            .key
+            .checkpoint_event(head, root, now)
+            .map_err(|error| Problem::internal("signing a checkpoint", &error))?;
         // The ledger stream's version fences signers: a node that has not seen the last checkpoint
         // (a new leader whose view lags, an old one whose append was still queued) is refused
         // instead of recording a checkpoint out of order, and tries again once it has caught up.
-        let expected = last.map_or(ExpectedVersion::NoStream, |last| ExpectedVersion::Exact(last.version));
+        let expected = match last {
+            None => ExpectedVersion::NoStream,
+            Some(last) => ExpectedVersion::Exact(self.checkpoint_version(last.position).await?),
+        };
         let appended = match self.store.append(STREAM, expected, vec![event]).await {
             Ok(appended) => appended,
             Err(StoreError::WrongExpectedVersion { .. }) => {
@@ -439,32 +433,16 @@ impl Ledger {
             Err(error) => return Err(error.into()),
         };
         if let Ok(mut last) = self.last_signed.lock() {
-            *last = Some(Signed {
-                tree_size: head,
-                position: appended.last_position,
-                version: appended.next_expected_version,
-            });
+            *last = Some(Signed { tree_size: head, position: appended.last_position });
         }
         tracing::debug!(tree_size = head, root = %hex::encode(root), "checkpoint signed");
         Ok(Some(head))
     }
 }
 
-/// The last checkpoint the read models hold, with its version in the `ledger` stream.
+/// The last checkpoint the read models hold.
 fn projected_checkpoint(projections: &Projections) -> Result<Option<Signed>, Problem> {
-    let Some(latest) = projections.latest_checkpoint()? else { return Ok(None) };
-    let version = projections.checkpoint_count()?.saturating_sub(1);
-    Ok(Some(Signed { tree_size: latest.tree_size, position: latest.position, version }))
-}
-
-/// The id of the event that records the checkpoint of `tree_size` events: the same on every node,
-/// so two nodes signing the same tree size record one checkpoint (the second append is a retry).
-fn checkpoint_event_id(origin: &str, tree_size: u64) -> EventId {
-    use sha2::Digest as _;
-    let digest = sha2::Sha256::digest(format!("CheckpointSigned\u{0}{origin}\u{0}{tree_size}").as_bytes());
-    let mut bytes = [0u8; 16];
-    bytes.copy_from_slice(&digest[..16]);
-    EventId::from_uuid(uuid::Builder::from_custom_bytes(bytes).into_uuid())
+    Ok(projections.latest_checkpoint()?.map(|latest| Signed { tree_size: latest.tree_size, position: latest.position }))
 }
 
 /// The log as the API writes to it: appends are refused once the ledger is read-only.

@@ -42,14 +42,6 @@ impl Projections {
         Ok(connection.query_row(&sql, [], row).optional()?)
     }
 
-    /// How many checkpoints are recorded: the `ledger` stream's length, since that stream holds
-    /// nothing else.
-    pub fn checkpoint_count(&self) -> Result<u64, ProjectionError> {
-        let connection = self.reader()?;
-        let count: i64 = connection.query_row("SELECT COUNT(*) FROM checkpoints", [], |row| row.get(0))?;
-        Ok(u64::try_from(count).unwrap_or(0))
-    }
-
     /// Checkpoints newest first: those recorded before position `before` (a cursor), and only
     /// those of exactly `tree_size` if given.
     pub fn checkpoints(

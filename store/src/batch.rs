@@ -27,6 +27,22 @@ pub(crate) struct AppendRequest {
     pub reply: tokio::sync::oneshot::Sender<Outcome>,
 }
 
+/// What every backend's `append` does: refuses what needs no log, queues the append for the
+/// backend's writer (as `wrap` makes it that writer's message), and waits for the answer.
+pub(crate) async fn submit<M: Send>(
+    writer: &tokio::sync::mpsc::Sender<M>,
+    wrap: fn(AppendRequest) -> M,
+    stream: &str,
+    expected: ExpectedVersion,
+    events: Vec<NewEvent>,
+) -> Outcome {
+    crate::check_append(stream, &events)?;
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    let request = AppendRequest { stream: stream.to_owned(), expected, events, reply };
+    writer.send(wrap(request)).await.map_err(|_| StoreError::Closed)?;
+    answer.await.map_err(|_| StoreError::Closed)?
+}
+
 /// Where an already recorded (or already admitted) event sits.
 #[derive(Debug, Clone)]
 pub(crate) struct Recorded {

@@ -186,6 +186,40 @@ impl LedgerKey {
         self.public_key
     }
 
+    /// Signs the checkpoint of the first `tree_size` events (their Merkle root `root_hash`) and
+    /// returns the `CheckpointSigned` event that records it in the `ledger` stream. Its id is
+    /// derived from the ledger and the tree size, so every signer of the same tree size writes the
+    /// same event and a second append of it is a retry, not a second checkpoint.
+    pub fn checkpoint_event(
+        &self,
+        tree_size: u64,
+        root_hash: [u8; 32],
+        at: OffsetDateTime,
+    ) -> Result<crate::NewEvent, CheckpointError> {
+        use credledger_domain::ledger::{CHECKPOINT_SIGNED, CheckpointSigned};
+        use sha2::Digest as _;
+        let payload = CheckpointSigned {
+            origin: self.origin.clone(),
+            tree_size,
+            root_hash: hex::encode(root_hash),
+            signed_at: at.replace_nanosecond(0).unwrap_or(at),
+            note: self.sign(tree_size, root_hash, at)?,
+        };
+        let digest = sha2::Sha256::digest(format!("{CHECKPOINT_SIGNED}\u{0}{}\u{0}{tree_size}", self.origin));
+        let mut id = [0u8; 16];
+        id.copy_from_slice(&digest[..16]);
+        Ok(crate::NewEvent {
+            event_id: credledger_domain::EventId::from_uuid(uuid::Builder::from_custom_bytes(id).into_uuid()),
+            event_type: CHECKPOINT_SIGNED.to_owned(),
+            schema_version: credledger_domain::SCHEMA_VERSION,
+            org_id: None,
+            occurred_at: at,
+            actor: credledger_domain::Actor::system("ledger"),
+            request: None,
+            payload: serde_json::to_value(&payload).map_err(|error| CheckpointError::Malformed(error.to_string()))?,
+        })
+    }
+
     /// The signed note of a checkpoint of this ledger.
     pub fn sign(&self, tree_size: u64, root_hash: [u8; 32], at: OffsetDateTime) -> Result<String, CheckpointError> {
         let checkpoint = Checkpoint { origin: self.origin.clone(), tree_size, root_hash, signed_at: at };

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context as _;
-use credledger_domain::ledger::{CHECKPOINT_SIGNED, CheckpointSigned, STREAM};
-use credledger_domain::{Actor, CredentialId, EventId, SCHEMA_VERSION, machine_token};
+use credledger_domain::ledger::STREAM;
+use credledger_domain::{CredentialId, machine_token};
 use credledger_store::checkpoint::LedgerKey;
 use credledger_store::verify::CompactRange;
 use credledger_store::{AppendResult, EventStore, ExpectedVersion, NewEvent, StoreError};
@@ -16,7 +16,6 @@ use futures::StreamExt as _;
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use time::OffsetDateTime;
-use uuid::Uuid;
 
 use crate::workload::{Organization, Rng};
 
@@ -232,26 +231,7 @@ impl Signer {
                 self.tree.push(leaf);
             }
         }
-        let now = OffsetDateTime::now_utc();
-        let root = self.tree.root();
-        let note = self.key.sign(head, root, now)?;
-        let payload = CheckpointSigned {
-            origin: self.key.origin().to_owned(),
-            tree_size: head,
-            root_hash: hex::encode(root),
-            signed_at: now.replace_nanosecond(0).unwrap_or(now),
-            note,
-        };
-        let event = NewEvent {
-            event_id: EventId::from_uuid(Uuid::now_v7()),
-            event_type: CHECKPOINT_SIGNED.to_owned(),
-            schema_version: SCHEMA_VERSION,
-            org_id: None,
-            occurred_at: now,
-            actor: Actor::system("ledger"),
-            request: None,
-            payload: serde_json::to_value(&payload)?,
-        };
+        let event = self.key.checkpoint_event(head, self.tree.root(), OffsetDateTime::now_utc())?;
         pipeline.push(STREAM.to_owned(), ExpectedVersion::Any, vec![event]).await?;
         self.signed += 1;
         while self.next <= pipeline.reached {
