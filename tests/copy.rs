@@ -108,8 +108,15 @@ async fn a_ledger_copied_to_postgres_and_back_verifies_with_the_same_checkpoints
     let view = on_postgres.client(&owner_pat).get(&format!("/v1/machine-tokens/{org}/{revoked_later}")).await;
     assert_eq!(view.body["state"], "revoked", "{view:?}");
     on_postgres.client(&owner_pat).create_token(&org, json!({ "name": "pg", "environmentHint": "prod" })).await;
-    let pg_head = support::raw_log_of(&postgres).len() as u64;
-    on_postgres.client(&admin_token).checkpoint_covering(pg_head).await;
+    // Everything recorded but the checkpoints themselves (a checkpoint signed meanwhile is not
+    // signed over again while the ledger is idle).
+    let last_to_sign = support::raw_log_of(&postgres)
+        .iter()
+        .rev()
+        .find(|(_, envelope, _)| serde_json::from_slice::<Value>(envelope).unwrap()["type"] != "CheckpointSigned")
+        .map(|(position, _, _)| *position)
+        .unwrap();
+    on_postgres.client(&admin_token).checkpoint_covering(last_to_sign).await;
     let on_postgres_checkpoints = checkpoints(&on_postgres, &admin_token).await;
     assert!(on_postgres.stop().unwrap().success());
 
