@@ -21,6 +21,9 @@ use crate::problem::Problem;
 /// How many times a command is decided again after losing a race for its stream.
 const ATTEMPTS: usize = 5;
 
+/// How long a recorded command waits for the read models to apply it before it answers anyway.
+const APPLY_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// An aggregate's decider, as plain functions.
 pub trait Aggregate {
     type State: Default;
@@ -156,7 +159,7 @@ pub async fn execute<A: Aggregate>(
         let expected = version.map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact);
         match app.store.append(stream, expected, new).await {
             Ok(appended) => {
-                app.projections.wait_for(appended.last_position).await?;
+                wait_applied(app, appended.last_position).await?;
                 let state = events.iter().fold(state, A::evolve);
                 return Ok(Outcome { state, position: Some(appended.last_position) });
             }
@@ -165,6 +168,24 @@ pub async fn execute<A: Aggregate>(
             }
             Err(error) => return Err(error.into()),
         }
+    }
+}
+
+/// Waits until the read models have applied a recorded command's events, for a bounded time:
+/// when their storage fails the command is answered anyway, saying truthfully that it was
+/// recorded, so that nobody repeats it.
+pub(crate) async fn wait_applied(app: &AppState, position: u64) -> Result<(), Problem> {
+    match tokio::time::timeout(APPLY_WAIT, app.projections.wait_for(position)).await {
+        Ok(waited) => Ok(waited?),
+        Err(_) => Err(Problem::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "recorded_not_applied",
+            format!(
+                "the command was recorded (position {position}), but the read models have not applied it yet; \
+                 do not repeat it: its effects show once they catch up"
+            ),
+        )
+        .retry_after(5)),
     }
 }
 

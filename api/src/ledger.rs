@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use credledger_domain::ledger::STREAM;
@@ -93,9 +94,22 @@ pub struct Ledger {
     /// One catch-up of the tile cache at a time.
     syncing: tokio::sync::Mutex<()>,
     last_signed: Mutex<Option<Signed>>,
+    /// Every envelope up to this position was rehashed from its stored bytes and matched its
+    /// leaf hash: nothing beyond it is signed before it has been rehashed too.
+    verified: AtomicU64,
     /// Why the ledger stopped signing and writing: the stored log no longer matches what it
     /// signed. Never cleared while the process runs; an operator verifies the log and restores it.
     halted: Arc<OnceLock<String>>,
+    /// The last append through [`Ledger::guard`] that failed for a storage fault, while no
+    /// later one has succeeded.
+    storage_fault: Arc<Mutex<Option<StorageFault>>>,
+}
+
+/// An append that failed because the storage under the log did.
+#[derive(Debug, Clone)]
+pub struct StorageFault {
+    pub at: std::time::Instant,
+    pub cause: String,
 }
 
 impl std::fmt::Debug for Ledger {
@@ -133,7 +147,9 @@ impl Ledger {
             joined: Mutex::default(),
             syncing: tokio::sync::Mutex::default(),
             last_signed: Mutex::new(last_signed),
+            verified: AtomicU64::new(0),
             halted: Arc::default(),
+            storage_fault: Arc::default(),
         })
     }
 
@@ -278,23 +294,92 @@ impl Ledger {
     }
 
     fn halt(&self, reason: String) {
-        tracing::error!(%reason, "the stored log does not match the ledger's last signed checkpoint: the ledger is read-only and signs nothing until the log is restored; run `credledger audit verify` on a ledger export");
+        tracing::error!(%reason, "the stored log failed an integrity check: the ledger is read-only and signs nothing until an operator restores the log or accepts it; run `credledger audit verify` on a ledger export");
         let _ = self.halted.set(reason);
     }
 
     /// The store the API writes through: the ledger's log, refusing appends once the ledger has
     /// found its history altered, so nothing is ever written on top of a rewritten log.
     pub fn guard(&self) -> Arc<dyn EventStore> {
-        Arc::new(GuardedStore { inner: self.store.clone(), halted: self.halted.clone() })
+        Arc::new(GuardedStore {
+            inner: self.store.clone(),
+            halted: self.halted.clone(),
+            storage_fault: self.storage_fault.clone(),
+        })
+    }
+
+    /// The storage fault the last append met, if no append has succeeded since.
+    pub fn storage_fault(&self) -> Option<StorageFault> {
+        self.storage_fault.lock().ok().and_then(|fault| fault.clone())
     }
 
     /// Checks, before the server accepts requests, that the stored log still is what the last
-    /// checkpoint signed: long enough, positions without a gap, and the same root over the
-    /// recorded leaf hashes (the cached tiles too). Reads 32 bytes per event. On a mismatch the
-    /// ledger turns read-only and stops signing (see [`Ledger::halted`]), so a log altered
-    /// while the server was down never gets new events or a new signature on top.
+    /// checkpoint signed (long enough, positions without a gap, the same root over the recorded
+    /// leaf hashes, the cached tiles too), that it still holds every event this node's read
+    /// models applied, and that every event after the last checkpoint still hashes, from its
+    /// stored bytes, to the leaf hash recorded when it was appended. Reads 32 bytes per signed
+    /// event and the unsigned tail in full. On a mismatch the ledger turns read-only and stops
+    /// signing (see [`Ledger::halted`]), so a log altered or rolled back while the server was
+    /// down never gets new events or a new signature on top.
     pub async fn check_at_start(&self) -> Result<(), Problem> {
-        self.check_signed_prefix(false).await
+        self.check_signed_prefix(false).await?;
+        let head = self.store.head().await?;
+        self.check_holds_projected(head);
+        let signed = self.projections.latest_checkpoint()?.map_or(0, |latest| latest.tree_size);
+        // The signed prefix is rehashed in the background (`check_envelopes`); the tail before
+        // the first write.
+        self.verified.fetch_max(signed.min(head), Ordering::AcqRel);
+        self.rehash_through(head).await?;
+        Ok(())
+    }
+
+    /// Turns the ledger read-only when the log ends before the last event this node's read
+    /// models applied: acknowledged events were lost (the log was restored from an older copy,
+    /// or its last writes did not survive), and new events must never take their positions.
+    /// Going on from the shorter log is an operator's decision (`credledger accept-rollback`).
+    pub fn check_holds_projected(&self, head: u64) {
+        let projected = self.projections.position();
+        if projected > head && self.halted().is_none() {
+            self.halt(format!(
+                "the log ends at position {head}, but this node's read models applied events up to position \
+                 {projected}: positions {}..={projected} were lost (the log was restored from an older copy or \
+                 lost its last writes); to go on from the shorter log, run `credledger accept-rollback`",
+                head + 1
+            ));
+        }
+    }
+
+    /// Rehashes the stored envelopes after the last verified position through `through`, and
+    /// turns the ledger read-only at the first one that no longer hashes to its recorded leaf
+    /// hash, or at a missing position. Returns whether everything through `through` verified.
+    async fn rehash_through(&self, through: u64) -> Result<bool, Problem> {
+        let mut next = self.verified.load(Ordering::Acquire) + 1;
+        while next <= through {
+            if self.halted().is_some() {
+                return Ok(false);
+            }
+            let page = (TILES_PER_READ * TILE).min(through - next + 1) as usize;
+            let rows = self.store.read_raw(next, page).await?;
+            if rows.is_empty() {
+                self.halt(format!("the log ends before position {next}, which was committed"));
+                return Ok(false);
+            }
+            for row in rows.iter().take_while(|row| row.position <= through) {
+                if row.position != next {
+                    self.halt(format!("position {next} is missing: position {} is stored in its place", row.position));
+                    return Ok(false);
+                }
+                if row.leaf_hash.as_slice() != credledger_store::leaf_hash(&row.envelope) {
+                    self.halt(format!(
+                        "the event at position {next} no longer hashes to the leaf hash recorded when it was appended"
+                    ));
+                    return Ok(false);
+                }
+                next += 1;
+            }
+            self.verified.fetch_max(next - 1, Ordering::AcqRel);
+        }
+        Ok(self.halted().is_none())
     }
 
     /// The same check, rehashing every envelope too (a byte changed without its recorded leaf
@@ -377,6 +462,18 @@ impl Ledger {
         })
     }
 
+    /// Whether every event of the `ledger` stream after the checkpoint at `position`, up to
+    /// version `actual`, is an operator's acceptance of a rolled-back log (no checkpoint).
+    async fn only_rollbacks_after(&self, position: u64, actual: u64) -> Result<bool, Problem> {
+        let version = self.checkpoint_version(position).await?;
+        if actual <= version {
+            return Ok(false);
+        }
+        let later = self.store.read_stream(STREAM, version + 1).await?;
+        Ok(!later.is_empty()
+            && later.iter().all(|event| event.event_type == credledger_domain::ledger::LOG_ROLLBACK_ACCEPTED))
+    }
+
     /// Signs a checkpoint of the whole log and appends it as CheckpointSigned, if events other
     /// than the last checkpoint's own have been recorded since. Returns the tree size signed.
     pub async fn sign_checkpoint(&self, now: OffsetDateTime) -> Result<Option<u64>, Problem> {
@@ -412,6 +509,10 @@ impl Ledger {
         if head == 0 {
             return Ok(None);
         }
+        // Only what was rehashed from its stored bytes is signed.
+        if !self.rehash_through(head).await? {
+            return Ok(None);
+        }
         let root = self.root(head).await?;
         let event = self
             .key
@@ -424,7 +525,15 @@ impl Ledger {
             None => ExpectedVersion::NoStream,
             Some(last) => ExpectedVersion::Exact(self.checkpoint_version(last.position).await?),
         };
-        let appended = match self.store.append(STREAM, expected, vec![event]).await {
+        let mut appended = self.store.append(STREAM, expected, vec![event.clone()]).await;
+        if let (Err(StoreError::WrongExpectedVersion { actual: Some(actual), .. }), Some(last)) = (&appended, last)
+            && self.only_rollbacks_after(last.position, *actual).await?
+        {
+            // An operator's acceptance of a rolled-back log follows the last checkpoint in the
+            // stream: it is covered by this one, which follows it.
+            appended = self.store.append(STREAM, ExpectedVersion::Exact(*actual), vec![event]).await;
+        }
+        let appended = match appended {
             Ok(appended) => appended,
             Err(StoreError::WrongExpectedVersion { .. }) => {
                 tracing::debug!(tree_size = head, "another checkpoint was recorded first; signing again later");
@@ -450,6 +559,19 @@ fn projected_checkpoint(projections: &Projections) -> Result<Option<Signed>, Pro
 struct GuardedStore {
     inner: Arc<dyn EventStore>,
     halted: Arc<OnceLock<String>>,
+    storage_fault: Arc<Mutex<Option<StorageFault>>>,
+}
+
+/// Whether an append failed because the storage did (rather than the caller or the ledger).
+fn is_storage_fault(error: &StoreError) -> bool {
+    matches!(
+        error,
+        StoreError::Sqlite(_)
+            | StoreError::Postgres(_)
+            | StoreError::Pool(_)
+            | StoreError::Io(_)
+            | StoreError::BatchFailed(_)
+    )
 }
 
 #[async_trait::async_trait]
@@ -463,7 +585,17 @@ impl EventStore for GuardedStore {
         if let Some(reason) = self.halted.get() {
             return Err(StoreError::ReadOnly(reason.clone()));
         }
-        self.inner.append(stream, expected, events).await
+        let appended = self.inner.append(stream, expected, events).await;
+        let fault = match &appended {
+            Err(error) if is_storage_fault(error) => {
+                Some(StorageFault { at: std::time::Instant::now(), cause: error.to_string() })
+            }
+            _ => None,
+        };
+        if let Ok(mut last) = self.storage_fault.lock() {
+            *last = fault;
+        }
+        appended
     }
 
     async fn read_stream(&self, stream: &str, from_version: u64) -> Result<Vec<RecordedEvent>, StoreError> {

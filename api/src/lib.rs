@@ -154,6 +154,7 @@ pub fn router(state: AppState) -> Router {
         )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn(deadline))
         .layer(axum::middleware::from_fn(metrics_layer::record))
         .layer(DefaultBodyLimit::max(extract::BODY_LIMIT))
         .with_state(state)
@@ -172,6 +173,9 @@ async fn healthz() -> impl IntoResponse {
     Json(serde_json::json!({ "status": "ok" }))
 }
 
+/// How long `/readyz` reports a failed append when nothing has been appended since.
+const STORAGE_FAULT_SHOWN: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Ready once the store answers and the read models have caught up with the log as it was when
 /// the request arrived.
 #[utoipa::path(get, path = "/readyz", tag = "operations", security(()),
@@ -184,18 +188,23 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
             return (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({ "status": "store unavailable" })));
         }
     };
+    state.ledger.check_holds_projected(head);
     let projected = state.projections.position();
     if let Some(reason) = state.ledger.halted() {
         let body = serde_json::json!({ "status": "ledger integrity failure", "reason": reason, "head": head, "projected": projected });
         return (StatusCode::SERVICE_UNAVAILABLE, Json(body));
     }
-    if projected > head {
-        let body = serde_json::json!({
-            "status": "ledger integrity failure",
-            "reason": "the read models are ahead of the log: it was truncated or restored from an older copy",
-            "head": head,
-            "projected": projected,
-        });
+    // A storage fault shows until an append succeeds again, or for a while after the last one
+    // failed when nothing has been appended since; the read models' own writes count too.
+    let fault = state
+        .ledger
+        .storage_fault()
+        .filter(|fault| fault.at.elapsed() < STORAGE_FAULT_SHOWN)
+        .map(|fault| fault.cause)
+        .or_else(|| state.projections.failure());
+    if let Some(cause) = fault {
+        let body =
+            serde_json::json!({ "status": "storage failure", "cause": cause, "head": head, "projected": projected });
         return (StatusCode::SERVICE_UNAVAILABLE, Json(body));
     }
     let ready = projected >= head;
@@ -225,6 +234,26 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     metrics::gauge!("credledger_projection_lag_events").set(head.saturating_sub(projected) as f64);
     metrics::gauge!("credledger_hot_index_credentials").set(state.projections.hot_index().len() as f64);
     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], metrics_handle().render())
+}
+
+/// No request waits longer than this for its answer, whatever its storage does.
+const REQUEST_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Answers 503 to a request that could not be answered within [`REQUEST_DEADLINE`] (a
+/// stalled database, a storage fault that blocks instead of failing). A streamed body (an
+/// export) is bounded only until its first bytes.
+async fn deadline(request: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    match tokio::time::timeout(REQUEST_DEADLINE, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "timeout",
+            "the server could not answer within 10 seconds because its storage is slow or unreachable; \
+             a command may or may not have been recorded: read it back before repeating it",
+        )
+        .retry_after(5)
+        .into_response(),
+    }
 }
 
 async fn not_found() -> Problem {

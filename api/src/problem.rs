@@ -13,6 +13,9 @@ use credledger_store::StoreError;
 use serde::Serialize;
 use utoipa::ToSchema;
 
+/// What a client waits before retrying after a storage fault.
+const STORAGE_RETRY_SECONDS: u32 = 5;
+
 /// A refused or failed request.
 #[derive(Debug, Clone)]
 pub struct Problem {
@@ -20,6 +23,8 @@ pub struct Problem {
     pub code: &'static str,
     pub detail: String,
     pub field: Option<String>,
+    /// Seconds after which a retry may succeed, sent as `Retry-After` (storage faults).
+    pub retry_after: Option<u32>,
 }
 
 /// The problem+json document every refusal carries.
@@ -40,7 +45,26 @@ pub struct ProblemDocument {
 
 impl Problem {
     pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
-        Self { status, code, detail: detail.into(), field: None }
+        Self { status, code, detail: detail.into(), field: None, retry_after: None }
+    }
+
+    /// The storage under the log or the read models failed (disk full, an I/O error, a
+    /// read-only file system, the database unreachable): 503 with `Retry-After`, the cause
+    /// logged and never sent. The server recovers by itself once the fault clears.
+    pub fn storage(context: &str, error: &dyn std::fmt::Display) -> Self {
+        tracing::error!(%error, "{context}");
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "storage_unavailable",
+            "the server's storage failed; nothing of this request was recorded; retry later",
+        )
+        .retry_after(STORAGE_RETRY_SECONDS)
+    }
+
+    #[must_use]
+    pub fn retry_after(mut self, seconds: u32) -> Self {
+        self.retry_after = Some(seconds);
+        self
     }
 
     #[must_use]
@@ -123,6 +147,9 @@ impl IntoResponse for Problem {
         let mut response = (self.status, bytes).into_response();
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        if let Some(seconds) = self.retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"credledger\""));
         }
@@ -182,8 +209,13 @@ impl From<StoreError> for Problem {
             StoreError::ReadOnly(reason) => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "ledger_integrity",
-                format!("the ledger is read-only until an operator restores its log: {reason}"),
+                format!("the ledger is read-only until an operator restores or accepts its log: {reason}"),
             ),
+            StoreError::Sqlite(_)
+            | StoreError::Postgres(_)
+            | StoreError::Pool(_)
+            | StoreError::Io(_)
+            | StoreError::BatchFailed(_) => Self::storage("event store failure", &error),
             other => Self::internal("event store failure", &other),
         }
     }
@@ -191,6 +223,10 @@ impl From<StoreError> for Problem {
 
 impl From<ProjectionError> for Problem {
     fn from(error: ProjectionError) -> Self {
-        Self::internal("read model failure", &error)
+        match error {
+            ProjectionError::Store(error) => error.into(),
+            ProjectionError::Sqlite(_) | ProjectionError::Pool(_) => Self::storage("read model failure", &error),
+            other => Self::internal("read model failure", &other),
+        }
     }
 }

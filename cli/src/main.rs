@@ -2,6 +2,7 @@
 
 mod client;
 mod commands;
+mod http_server;
 mod serve;
 mod signing_key;
 mod store_admin;
@@ -32,6 +33,12 @@ enum Command {
     ///
     /// Example: credledger copy --from sqlite://./credledger-data/events.db --to postgres://credledger@db.internal/credledger
     Copy(store_admin::CopyArgs),
+    /// Go on from a log that lost acknowledged events (restored from an older copy, or its last
+    /// writes lost): record the decision in the ledger and rebuild this node's read models.
+    /// Run it with the server stopped.
+    ///
+    /// Example: credledger accept-rollback --data-dir /var/lib/credledger --reason "restored from last night's backup"
+    AcceptRollback(store_admin::AcceptRollbackArgs),
     /// Manage the key that signs access tokens.
     SigningKey(signing_key::SigningKeyArgs),
     /// Machine tokens: create, list, get, update, disable, enable, revoke, roll, transfer.
@@ -71,6 +78,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => exit_code(serve::run(args)),
         Command::Migrate(args) => exit_code(store_admin::migrate(&args)),
         Command::Copy(args) => exit_code(store_admin::copy(&args)),
+        Command::AcceptRollback(args) => exit_code(store_admin::accept_rollback(&args)),
         Command::SigningKey(args) => client::run(&cli.global, signing_key::run(&cli.global, args)),
         Command::Token(args) => client::run(&cli.global, commands::token::run(&cli.global, args)),
         Command::Org(args) => client::run(&cli.global, commands::org::run(&cli.global, args)),

@@ -13,6 +13,8 @@ use credledger_api::{AppState, Clock, Config, SigningKeys, background};
 use credledger_domain::values::Cidr;
 use credledger_projections::Projections;
 
+use crate::http_server;
+
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// Address to listen on (port 0 picks a free port and prints it).
@@ -59,6 +61,15 @@ pub struct ServeArgs {
     #[arg(long, env = "CREDLEDGER_CHECKPOINT_INTERVAL_MS", default_value_t = 1000, hide = true,
         value_parser = clap::value_parser!(u64).range(100..))]
     checkpoint_interval_ms: u64,
+    /// Seconds a client has to send a request's headers; an idle kept-alive connection is
+    /// closed after as long.
+    #[arg(long, env = "CREDLEDGER_HEADER_READ_TIMEOUT_SECONDS", default_value_t = 15,
+        value_parser = clap::value_parser!(u64).range(1..=3600))]
+    header_read_timeout_seconds: u64,
+    /// Most client connections served at once (further clients wait until one ends); defaults
+    /// to what the limit on open files allows, at most 10000.
+    #[arg(long, env = "CREDLEDGER_MAX_CONNECTIONS", value_parser = clap::value_parser!(u64).range(1..))]
+    max_connections: Option<u64>,
     /// Tests only: shift the clock by the number of seconds this file holds.
     #[arg(long, env = "CREDLEDGER_CLOCK_SHIFT_FILE", hide = true)]
     clock_shift_file: Option<PathBuf>,
@@ -91,7 +102,24 @@ fn init_tracing(format: LogFormat) {
     }
 }
 
+/// The request line and headers of one request, at most (larger: 431).
+const MAX_HEADER_BYTES: usize = 32 * 1024;
+
+/// Connections served at once when the limit on open files allows more.
+const DEFAULT_MAX_CONNECTIONS: u64 = 10_000;
+
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let descriptors_for_connections = http_server::raise_open_files_limit();
+    let limits = http_server::Limits {
+        header_read_timeout: Duration::from_secs(args.header_read_timeout_seconds),
+        max_header_bytes: MAX_HEADER_BYTES,
+        max_connections: args
+            .max_connections
+            .unwrap_or(DEFAULT_MAX_CONNECTIONS)
+            .min(descriptors_for_connections)
+            .try_into()
+            .unwrap_or(usize::MAX),
+    };
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating the data directory {}", args.data_dir.display()))?;
     let store_url =
@@ -163,8 +191,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     println!("credledger listening on http://{address}");
     tracing::info!(%address, "credledger listening");
 
-    let service = credledger_api::router(app.clone()).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, service).with_graceful_shutdown(shutdown).await?;
+    http_server::serve(listener, credledger_api::router(app.clone()), limits, shutdown).await?;
     // In-flight requests are done. Background commands are idempotent and may stop anywhere;
     // pending denials are written; then the store commits what is queued and stops.
     background_work.abort();

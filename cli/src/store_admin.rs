@@ -41,6 +41,98 @@ pub struct CopyArgs {
     to: String,
 }
 
+#[derive(Debug, Args)]
+pub struct AcceptRollbackArgs {
+    /// The node's data directory: its read models say which events were acknowledged.
+    #[arg(long, env = "CREDLEDGER_DATA_DIR", default_value = "./credledger-data")]
+    data_dir: PathBuf,
+    /// The event store; defaults to `sqlite://DATA_DIR/events.db`.
+    #[arg(long, env = "CREDLEDGER_STORE", hide_env_values = true)]
+    store: Option<String>,
+    /// Why the loss is accepted, in your words: recorded in the ledger for auditors.
+    #[arg(long)]
+    reason: String,
+}
+
+/// Goes on from a log that lost acknowledged events (restored from an older copy, or its last
+/// writes lost with the storage): records the decision in the ledger itself, and moves the
+/// node's read models aside so that the next start rebuilds them from the log as it is. Run it
+/// with the server stopped.
+pub fn accept_rollback(args: &AcceptRollbackArgs) -> anyhow::Result<()> {
+    let reason = args.reason.trim();
+    if reason.is_empty() {
+        bail!("--reason must say why the loss is accepted");
+    }
+    runtime()?.block_on(async {
+        let url =
+            args.store.clone().unwrap_or_else(|| format!("sqlite://{}", args.data_dir.join("events.db").display()));
+        let store = credledger_store::open(&url).await.context("opening the event store")?;
+        let result = accept_rollback_in(&store, args, reason).await;
+        store.close().await;
+        result
+    })
+}
+
+async fn accept_rollback_in(
+    store: &Arc<dyn EventStore>,
+    args: &AcceptRollbackArgs,
+    reason: &str,
+) -> anyhow::Result<()> {
+    use credledger_domain::ledger::{LOG_ROLLBACK_ACCEPTED, LogRollbackAccepted, STREAM};
+
+    let read_models = args.data_dir.join("read.db");
+    let projections =
+        credledger_projections::Projections::open(&read_models).context("opening the node's read models")?;
+    let head = store.head().await?;
+    let projected = projections.position();
+    let signed = projections.latest_checkpoint()?.map_or(0, |latest| latest.tree_size);
+    drop(projections);
+    let lost_through = projected.max(signed);
+    if lost_through <= head {
+        bail!(
+            "nothing to accept: the log ends at position {head} and holds every event this node's read models applied ({projected}) and every checkpoint they saw signed ({signed})"
+        );
+    }
+    let now = time::OffsetDateTime::now_utc();
+    let accepted = LogRollbackAccepted {
+        log_head: head,
+        lost_through,
+        signed_tree_size: signed,
+        reason: reason.to_owned(),
+        accepted_at: now,
+    };
+    let event = credledger_store::NewEvent {
+        event_id: credledger_domain::EventId::from_uuid(uuid::Uuid::now_v7()),
+        event_type: LOG_ROLLBACK_ACCEPTED.to_owned(),
+        schema_version: credledger_domain::SCHEMA_VERSION,
+        org_id: None,
+        occurred_at: now,
+        actor: credledger_domain::Actor::system("operator"),
+        request: None,
+        payload: serde_json::to_value(&accepted)?,
+    };
+    // The read models go aside first: a node that stops here still refuses to run on them,
+    // and rebuilds from the log at its next start.
+    let aside = args.data_dir.join(format!("read.db.before-rollback-{}", now.unix_timestamp()));
+    std::fs::create_dir_all(&aside).with_context(|| format!("creating {}", aside.display()))?;
+    for suffix in ["", "-wal", "-shm"] {
+        let file = args.data_dir.join(format!("read.db{suffix}"));
+        if file.exists() {
+            std::fs::rename(&file, aside.join(format!("read.db{suffix}")))
+                .with_context(|| format!("moving {} aside", file.display()))?;
+        }
+    }
+    let appended = store.append(STREAM, credledger_store::ExpectedVersion::Any, vec![event]).await?;
+    println!(
+        "rollback accepted at position {}: the log goes on from position {head}; positions {}..={lost_through} are lost",
+        appended.last_position,
+        head + 1
+    );
+    println!("this node's old read models are in {}; its next start rebuilds them from the log", aside.display());
+    println!("other nodes on this log: stop them, move their DATA_DIR/read.db aside, and start them again");
+    Ok(())
+}
+
 pub fn migrate(args: &MigrateArgs) -> anyhow::Result<()> {
     runtime()?.block_on(async {
         let store = credledger_store::open(&args.store).await.context("opening and migrating the event store")?;

@@ -23,3 +23,27 @@ pub struct CheckpointSigned {
     pub signed_at: OffsetDateTime,
     pub note: String,
 }
+
+/// The event type of an operator's acceptance of a log that lost events.
+pub const LOG_ROLLBACK_ACCEPTED: &str = "LogRollbackAccepted";
+
+/// An operator accepted that the log lost its events after `log_head` (it was restored from an
+/// older copy, or its last writes did not survive the storage) and that the ledger goes on from
+/// the shorter log. Events up to `lost_through` had been acknowledged (applied by a node's read
+/// models, or covered by a signed checkpoint); positions `log_head + 1` onwards are given to new
+/// events from this one on. Recorded in the log itself, so an auditor sees the decision where a
+/// monitor finds the earlier checkpoint no longer consistent with the log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LogRollbackAccepted {
+    /// The log's last position when the loss was accepted.
+    pub log_head: u64,
+    /// The last position known to have been acknowledged before the loss.
+    pub lost_through: u64,
+    /// The largest tree size the node's read models had seen signed (0: none).
+    pub signed_tree_size: u64,
+    /// Why the operator accepted the loss, in their words.
+    pub reason: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub accepted_at: OffsetDateTime,
+}

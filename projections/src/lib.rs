@@ -72,6 +72,8 @@ struct Inner {
     pool: r2d2::Pool<r2d2_sqlite::SqliteConnectionManager>,
     hot_index: HotIndex,
     projected: watch::Sender<u64>,
+    /// Why the runner's last attempt failed, until a batch is applied again.
+    failure: std::sync::Mutex<Option<String>>,
 }
 
 impl Projections {
@@ -91,7 +93,15 @@ impl Projections {
         });
         let pool = r2d2::Pool::builder().max_size(8).build(manager)?;
         let (projected, _) = watch::channel(position);
-        Ok(Self { inner: Arc::new(Inner { path: path.to_owned(), pool, hot_index, projected }) })
+        Ok(Self {
+            inner: Arc::new(Inner {
+                path: path.to_owned(),
+                pool,
+                hot_index,
+                projected,
+                failure: std::sync::Mutex::default(),
+            }),
+        })
     }
 
     /// Starts the runner: it follows the log from the checkpoint until the task is aborted.
@@ -106,6 +116,7 @@ impl Projections {
                     Ok(()) => return Ok(()),
                     Err(error) => {
                         tracing::error!(%error, "projection runner failed; resuming from its checkpoints in a second");
+                        projections.set_failure(Some(error.to_string()));
                         tokio::time::sleep(std::time::Duration::from_secs(1)).await;
                     }
                 }
@@ -170,6 +181,19 @@ impl Projections {
     }
 
     pub(crate) fn announce(&self, position: u64) {
+        self.set_failure(None);
         self.inner.projected.send_replace(position);
+    }
+
+    /// Why the read models are not keeping up with the log (their file failed, or the log
+    /// could not be read), until a batch is applied again.
+    pub fn failure(&self) -> Option<String> {
+        self.inner.failure.lock().ok().and_then(|failure| failure.clone())
+    }
+
+    fn set_failure(&self, failure: Option<String>) {
+        if let Ok(mut current) = self.inner.failure.lock() {
+            *current = failure;
+        }
     }
 }

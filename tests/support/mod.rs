@@ -50,12 +50,25 @@ impl Server {
     }
 
     pub fn start_in_with(data_dir: &Path, args: &[&str]) -> anyhow::Result<Self> {
+        Self::start_wrapped(data_dir, &[], args)
+    }
+
+    /// Starts the server through `wrapper` (a command that runs the rest of its arguments, such
+    /// as `prlimit --nofile=…:… --`) on a data directory, with extra `serve` arguments.
+    pub fn start_wrapped(data_dir: &Path, wrapper: &[&str], args: &[&str]) -> anyhow::Result<Self> {
         let binary = binary();
         if !binary.exists() {
             bail!("{} is missing", binary.display());
         }
         let clock_file = data_dir.join("clock-shift");
-        let mut command = Command::new(&binary);
+        let mut command = match wrapper.split_first() {
+            Some((program, wrapper_args)) => {
+                let mut command = Command::new(program);
+                command.args(wrapper_args).arg(&binary);
+                command
+            }
+            None => Command::new(&binary),
+        };
         command
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
@@ -111,6 +112,18 @@ struct Caller {
 fn caller(app: &AppState, peer: Peer, headers: &HeaderMap) -> Caller {
     let (ip, request) = request_origin(app, peer.0, headers);
     Caller { ip, request }
+}
+
+/// The request body, or an RFC 6749 error document when it could not be read (over the size
+/// limit, or cut off): an OAuth client parses every answer of these endpoints as JSON.
+fn form_body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, OAuthError> {
+    body.map_err(|rejection| {
+        OAuthError::new(
+            rejection.status(),
+            "invalid_request",
+            format!("the request body could not be read: {}", rejection.body_text()),
+        )
+    })
 }
 
 /// Parses an `application/x-www-form-urlencoded` body; a repeated parameter is an error
@@ -252,8 +265,9 @@ async fn token(
     State(app): State<AppState>,
     peer: Peer,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, OAuthError> {
+    let body = form_body(body)?;
     let route = "/oauth2/token";
     let caller = caller(&app, peer, &headers);
     let parameters = form(&headers, &body)?;
@@ -373,8 +387,9 @@ async fn introspect(
     State(app): State<AppState>,
     peer: Peer,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, OAuthError> {
+    let body = form_body(body)?;
     let route = "/oauth2/introspect";
     let caller = caller(&app, peer, &headers);
     let parameters = form(&headers, &body)?;
