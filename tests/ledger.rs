@@ -414,3 +414,31 @@ async fn monitor_mode_refuses_a_state_the_ledger_does_not_extend_or_another_key(
         assert_eq!(std::fs::read_to_string(&file).unwrap(), text, "{case}: a refused state is left as it was");
     }
 }
+
+/// On an idle ledger the newest checkpoint is the head event itself; an export under it starts
+/// at once instead of waiting for a checkpoint that never comes.
+#[tokio::test]
+async fn an_idle_ledger_exports_without_waiting() {
+    let ledger = Ledger::start(&FAST).await;
+    let admin_token = ledger.server.admin_token.as_deref().unwrap();
+    let dir = ledger.dir();
+    ledger.admin.checkpoint_covering(support::last_event_to_sign(&dir)).await;
+    eventually("an idle log whose head is a checkpoint", Duration::from_secs(10), async || {
+        let log = support::log_events(&dir);
+        (log.last().is_some_and(|event| event["type"] == "CheckpointSigned")).then_some(())
+    })
+    .await;
+    let started = Instant::now();
+    let export = reqwest::Client::new()
+        .get(ledger.server.url("/v1/ledger/export"))
+        .bearer_auth(admin_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(export.status(), 200);
+    let body = export.text().await.unwrap();
+    // The wait it replaces was 5 s; anything near it means the export waited.
+    assert!(started.elapsed() < Duration::from_secs(3), "the export waited {:?}", started.elapsed());
+    let lines = body.lines().count() as u64;
+    assert!(lines > support::last_event_to_sign(&dir), "the header and every event the checkpoint covers: {lines}");
+}

@@ -332,7 +332,13 @@ pub(crate) async fn export_checkpoint(app: &AppState, tree_size: Option<u64>) ->
     loop {
         let latest = app.projections.latest_checkpoint()?;
         match latest {
-            Some(latest) if latest.tree_size >= head => return Ok(latest),
+            // On an idle ledger the newest checkpoint is itself the head event: it covers every
+            // event before it, which is everything there is to export.
+            Some(latest)
+                if latest.tree_size >= head || (latest.position == head && latest.position == latest.tree_size + 1) =>
+            {
+                return Ok(latest);
+            }
             Some(latest) if tokio::time::Instant::now() >= deadline => return Ok(latest),
             None if tokio::time::Instant::now() >= deadline => return Err(no_checkpoint()),
             _ => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
