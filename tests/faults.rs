@@ -165,6 +165,74 @@ async fn a_log_behind_its_read_models_refuses_writes_until_the_loss_is_accepted(
     server.client(&admin_token).checkpoint_covering(head).await;
 }
 
+/// A node whose read models applied events of a log that was then rolled back and written
+/// again by another server (positions reused for other events) does not continue its read
+/// models on it, even though the log is now longer than what they applied.
+#[tokio::test]
+async fn a_log_rolled_back_and_written_again_is_not_continued() {
+    support::sqlite_only();
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start_in_with(data.path(), &NO_CHECKPOINTS).unwrap();
+    let (org, _, owner) = server.admin().create_org("acme", "ops@acme.example").await;
+    assert!(server.stop().unwrap().success());
+    let backup = data.path().join("events.db.backup");
+    std::fs::copy(data.path().join("events.db"), &backup).unwrap();
+    let server = Server::start_in_with(data.path(), &NO_CHECKPOINTS).unwrap();
+    server.client(&owner).create_token(&org, json!({ "name": "a", "environmentHint": "prod" })).await;
+    assert!(server.stop().unwrap().success());
+    let applied = support::log_len(data.path());
+
+    // Another server, with read models of its own, writes more than was lost on the old copy.
+    let other = tempfile::tempdir().unwrap();
+    let log = other.path().join("events.db");
+    std::fs::copy(&backup, &log).unwrap();
+    let store = format!("sqlite://{}", log.display());
+    let writer =
+        Server::start_in_with(other.path(), &["--store", &store, NO_CHECKPOINTS[0], NO_CHECKPOINTS[1]]).unwrap();
+    eventually("the writer's read models", Duration::from_secs(20), async || {
+        (readyz(&writer).await.0 == 200).then_some(())
+    })
+    .await;
+    for name in ["b", "c", "d"] {
+        writer.client(&owner).create_token(&org, json!({ "name": name, "environmentHint": "prod" })).await;
+    }
+    assert!(writer.stop().unwrap().success());
+    assert!(support::log_len(other.path()) > applied, "the rewritten log is longer than what the node applied");
+    std::fs::copy(&log, data.path().join("events.db")).unwrap();
+    for stale in ["events.db-wal", "events.db-shm"] {
+        let _ = std::fs::remove_file(data.path().join(stale));
+    }
+
+    let server = Server::start_in_with(data.path(), &NO_CHECKPOINTS).unwrap();
+    let (status, body) = readyz(&server).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body["reason"].as_str().unwrap_or_default().contains(&format!("position {applied} is not the one")),
+        "{body}"
+    );
+    let write = server
+        .client(&owner)
+        .post(&format!("/v1/machine-tokens/{org}"), json!({ "name": "e", "environmentHint": "prod" }))
+        .await;
+    assert_eq!((write.status, write.code()), (503, "ledger_integrity"), "{write:?}");
+    assert!(server.stop().unwrap().success());
+    let run = support::run_cli(
+        &["accept-rollback", "--data-dir", data.path().to_str().unwrap(), "--reason", "rewritten"],
+        &[],
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    let server = Server::start_in_with(data.path(), &NO_CHECKPOINTS).unwrap();
+    eventually("the rebuilt read models", Duration::from_secs(20), async || {
+        (readyz(&server).await.0 == 200).then_some(())
+    })
+    .await;
+    let tokens = server.client(&owner).get(&format!("/v1/machine-tokens/{org}")).await;
+    let names: Vec<&str> =
+        tokens.body["items"].as_array().unwrap().iter().filter_map(|item| item["name"].as_str()).collect();
+    assert_eq!(names.len(), 3, "the tokens of the log as it is: {names:?}");
+    assert!(!names.contains(&"a"), "{names:?}");
+}
+
 /// Reads a raw HTTP answer: its status line's code and whether the connection was closed.
 fn status_of(answer: &[u8]) -> u16 {
     let text = String::from_utf8_lossy(answer);

@@ -325,6 +325,7 @@ impl Ledger {
         self.check_signed_prefix(false).await?;
         let head = self.store.head().await?;
         self.check_holds_projected(head);
+        self.check_projected_tip(head).await?;
         let signed = self.projections.latest_checkpoint()?.map_or(0, |latest| latest.tree_size);
         // The signed prefix is rehashed in the background (`check_envelopes`); the tail before
         // the first write.
@@ -347,6 +348,25 @@ impl Ledger {
                 head + 1
             ));
         }
+    }
+
+    /// Turns the ledger read-only when the log no longer holds, at the position of the last
+    /// event this node's read models applied, that very event: the log was replaced, or rolled
+    /// back and written again by another node, and the read models must not be continued on it.
+    async fn check_projected_tip(&self, head: u64) -> Result<(), Problem> {
+        let Some((position, applied)) = self.projections.projected_tip()? else { return Ok(()) };
+        if position > head || self.halted().is_some() {
+            return Ok(());
+        }
+        let stored = self.store.read_leaf_hashes(position, 1).await?;
+        if stored.first() != Some(&applied) {
+            self.halt(format!(
+                "the log's event at position {position} is not the one this node's read models applied: the log \
+                 was replaced, or rolled back and written again; to go on from the log as it is, run \
+                 `credledger accept-rollback`"
+            ));
+        }
+        Ok(())
     }
 
     /// Rehashes the stored envelopes after the last verified position through `through`, and

@@ -126,7 +126,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         args.store.clone().unwrap_or_else(|| format!("sqlite://{}", args.data_dir.join("events.db").display()));
     let store = credledger_store::open(&store_url).await.context("opening the event store")?;
     let projections = Projections::open(&args.data_dir.join("read.db")).context("opening the read models")?;
-    let runner = projections.start(store.clone());
     let clock = args.clock_shift_file.clone().map_or(Clock::System, |path| Clock::ShiftedByFile(Arc::new(path)));
 
     let shutdown = shutdown_signal()?;
@@ -145,6 +144,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // A log altered while the server was down makes the ledger read-only before anything is
     // written on top of it (the reason shows in /readyz and the log).
     ledger.check_at_start().await.map_err(|problem| anyhow::anyhow!("checking the log: {}", problem.detail))?;
+    // Read models are never continued on a log that failed the check: they stay as they were,
+    // for the operator to compare, until the log is restored or the loss accepted.
+    let runner = ledger.halted().is_none().then(|| projections.start(store.clone()));
     let config = Config { trusted_proxies: args.trusted_proxies.clone(), public_url };
     let guarded = ledger.guard();
     let app = AppState::new(guarded, projections, clock, config, keys, Arc::new(ledger));
@@ -200,7 +202,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tracing::warn!(%error, "the denial writer did not finish");
     }
     store.close().await;
-    runner.abort();
+    if let Some(runner) = runner {
+        runner.abort();
+    }
     tracing::info!("credledger stopped");
     Ok(())
 }

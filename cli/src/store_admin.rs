@@ -86,9 +86,16 @@ async fn accept_rollback_in(
     let head = store.head().await?;
     let projected = projections.position();
     let signed = projections.latest_checkpoint()?.map_or(0, |latest| latest.tree_size);
+    let tip = projections.projected_tip()?;
     drop(projections);
+    let replaced = match tip {
+        Some((position, applied)) if position <= head => {
+            store.read_leaf_hashes(position, 1).await?.first() != Some(&applied)
+        }
+        _ => false,
+    };
     let lost_through = projected.max(signed);
-    if lost_through <= head {
+    if lost_through <= head && !replaced {
         bail!(
             "nothing to accept: the log ends at position {head} and holds every event this node's read models applied ({projected}) and every checkpoint they saw signed ({signed})"
         );
@@ -123,11 +130,18 @@ async fn accept_rollback_in(
         }
     }
     let appended = store.append(STREAM, credledger_store::ExpectedVersion::Any, vec![event]).await?;
-    println!(
-        "rollback accepted at position {}: the log goes on from position {head}; positions {}..={lost_through} are lost",
-        appended.last_position,
-        head + 1
-    );
+    if lost_through > head {
+        println!(
+            "rollback accepted at position {}: the log goes on from position {head}; positions {}..={lost_through} are lost",
+            appended.last_position,
+            head + 1
+        );
+    } else {
+        println!(
+            "rollback accepted at position {}: the log no longer holds the events this node applied up to position {lost_through}; it goes on as it is",
+            appended.last_position
+        );
+    }
     println!("this node's old read models are in {}; its next start rebuilds them from the log", aside.display());
     println!("other nodes on this log: stop them, move their DATA_DIR/read.db aside, and start them again");
     Ok(())

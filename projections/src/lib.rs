@@ -146,6 +146,21 @@ impl Projections {
         Ok(())
     }
 
+    /// The position and leaf hash of the last event the read models applied (`None` before the
+    /// first), so that a start can check the log still holds that very event.
+    pub fn projected_tip(&self) -> Result<Option<(u64, [u8; 32])>, ProjectionError> {
+        let connection = self.reader()?;
+        let tip: Option<(i64, Vec<u8>)> = connection
+            .query_row("SELECT position, leaf_hash FROM projected_tip", [], |row| Ok((row.get(0)?, row.get(1)?)))
+            .optional()?;
+        tip.map(|(position, hash)| {
+            let hash = <[u8; 32]>::try_from(hash.as_slice())
+                .map_err(|_| ProjectionError::Decode("the projected tip's leaf hash is not 32 bytes".to_owned()))?;
+            Ok((position as u64, hash))
+        })
+        .transpose()
+    }
+
     /// Where a background job has read the log to (0: from the start).
     pub fn job_checkpoint(&self, job: &str) -> Result<u64, ProjectionError> {
         let connection = self.reader()?;

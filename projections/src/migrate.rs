@@ -11,6 +11,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (2, "job_checkpoints", include_str!("../../migrations/sqlite/read/0002_job_checkpoints.sql")),
     (3, "audit_usage", include_str!("../../migrations/sqlite/read/0003_audit_usage.sql")),
     (4, "ledger", include_str!("../../migrations/sqlite/read/0004_ledger.sql")),
+    (5, "projected_tip", include_str!("../../migrations/sqlite/read/0005_projected_tip.sql")),
 ];
 
 pub(crate) fn connect(path: &Path) -> Result<Connection, ProjectionError> {

@@ -114,6 +114,11 @@ fn apply_batch(
             )?
             .execute(params![projector.name(), position as i64])?;
         }
+        tx.prepare_cached(
+            "INSERT INTO projected_tip (singleton, position, leaf_hash) VALUES (1, ?1, ?2) \
+             ON CONFLICT (singleton) DO UPDATE SET position = excluded.position, leaf_hash = excluded.leaf_hash",
+        )?
+        .execute(params![last.position as i64, &last.leaf_hash[..]])?;
     }
     tx.commit()?;
     if let Some(last) = batch.last() {
