@@ -422,9 +422,9 @@ async fn an_idle_ledger_exports_without_waiting() {
     let ledger = Ledger::start(&FAST).await;
     let admin_token = ledger.server.admin_token.as_deref().unwrap();
     let dir = ledger.dir();
-    ledger.admin.checkpoint_covering(support::last_event_to_sign(&dir)).await;
+    ledger.admin.checkpoint_covering(support::last_event_to_sign(dir)).await;
     eventually("an idle log whose head is a checkpoint", Duration::from_secs(10), async || {
-        let log = support::log_events(&dir);
+        let log = support::log_events(dir);
         (log.last().is_some_and(|event| event["type"] == "CheckpointSigned")).then_some(())
     })
     .await;
@@ -440,5 +440,5 @@ async fn an_idle_ledger_exports_without_waiting() {
     // The wait it replaces was 5 s; anything near it means the export waited.
     assert!(started.elapsed() < Duration::from_secs(3), "the export waited {:?}", started.elapsed());
     let lines = body.lines().count() as u64;
-    assert!(lines > support::last_event_to_sign(&dir), "the header and every event the checkpoint covers: {lines}");
+    assert!(lines > support::last_event_to_sign(dir), "the header and every event the checkpoint covers: {lines}");
 }
