@@ -765,6 +765,58 @@ mod tests {
         assert_eq!(payload.root_hash, hex::encode(merkle::root(&leaves)));
     }
 
+    /// An event altered between its append and the next checkpoint is never signed: the
+    /// signer rehashes the stored bytes first and turns the ledger read-only instead.
+    #[tokio::test]
+    async fn an_event_altered_before_its_checkpoint_is_not_signed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ledger, _) = ledger_of(20, dir.path()).await;
+        let now = OffsetDateTime::now_utc();
+        assert_eq!(ledger.sign_checkpoint(now).await.unwrap(), Some(20));
+        let appended = ledger
+            .store
+            .append(
+                "tree",
+                ExpectedVersion::Any,
+                vec![NewEvent {
+                    event_id: EventId::from_uuid(uuid::Uuid::now_v7()),
+                    event_type: "TreeChecked".to_owned(),
+                    schema_version: 1,
+                    org_id: None,
+                    occurred_at: OffsetDateTime::UNIX_EPOCH,
+                    actor: Actor::system("test"),
+                    request: None,
+                    payload: serde_json::json!({ "n": 21 }),
+                }],
+            )
+            .await
+            .unwrap();
+        let position = appended.last_position;
+        let connection = rusqlite::Connection::open(dir.path().join("events.db")).unwrap();
+        let triggers: Vec<String> = connection
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'trigger'")
+            .unwrap()
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        for trigger in triggers {
+            connection.execute_batch(&format!("DROP TRIGGER {trigger}")).unwrap();
+        }
+        connection
+            .execute(
+                "UPDATE events SET envelope = CAST(REPLACE(CAST(envelope AS TEXT), '\"n\":21', '\"n\":31') AS BLOB) \
+                 WHERE position = ?1",
+                [position as i64],
+            )
+            .unwrap();
+        assert_eq!(ledger.sign_checkpoint(now).await.unwrap(), None, "nothing is signed over the altered event");
+        let reason = ledger.halted().expect("the ledger is read-only");
+        assert!(reason.contains(&format!("position {position}")), "{reason}");
+        let write = ledger.guard().append("tree", ExpectedVersion::Any, vec![]).await;
+        assert!(matches!(write, Err(credledger_store::StoreError::ReadOnly(_))), "{write:?}");
+    }
+
     /// A store whose `head()` lags the log by `lag` events: what a signer sees when another
     /// writer commits between its read of the head and its append.
     #[derive(Debug)]
