@@ -25,7 +25,7 @@ use futures::stream::BoxStream;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_postgres::NoTls;
 
-use crate::{AppendResult, EventStore, ExpectedVersion, NewEvent, RawEvent, RecordedEvent, StoreError, envelope};
+use crate::{AppendResult, Basis, EventStore, HeadCheck, ExpectedVersion, NewEvent, RawEvent, RecordedEvent, StoreError, envelope};
 use writer::{Message, Writer};
 
 /// Appends that may wait for the writer before `append` itself waits.
@@ -57,6 +57,7 @@ pub struct PostgresStore {
     reader: Arc<Reader>,
     commits: Arc<AtomicU64>,
     leadership: OnceLock<watch::Receiver<bool>>,
+    head_checks: watch::Receiver<HeadCheck>,
 }
 
 #[derive(Debug)]
@@ -88,11 +89,12 @@ impl PostgresStore {
             head(&client).await?
         };
         let (head_sender, head_receiver) = watch::channel(head);
+        let (checks, head_checks) = watch::channel(HeadCheck { head, asked: std::time::Instant::now() });
         let (appends, receiver) = mpsc::channel(QUEUE);
         let commits = Arc::new(AtomicU64::new(0));
         let writer = Writer { pool: pool.clone(), head: head_sender, commits: commits.clone() };
         tokio::spawn(writer.run(receiver));
-        tokio::spawn(listen(config.clone(), appends.downgrade()));
+        tokio::spawn(listen(config.clone(), appends.downgrade(), checks));
         tracing::debug!(head, "event store opened on PostgreSQL");
         Ok(Self {
             config,
@@ -100,6 +102,7 @@ impl PostgresStore {
             reader: Arc::new(Reader { pool, head: head_receiver }),
             commits,
             leadership: OnceLock::new(),
+            head_checks,
         })
     }
 
@@ -144,7 +147,17 @@ impl EventStore for PostgresStore {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<AppendResult, StoreError> {
-        crate::batch::submit(&self.appends, Message::Append, stream, expected, events).await
+        crate::batch::submit(&self.appends, Message::Append, stream, expected, events, None).await
+    }
+
+    async fn append_on_basis(
+        &self,
+        stream: &str,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+        basis: Basis,
+    ) -> Result<AppendResult, StoreError> {
+        crate::batch::submit(&self.appends, Message::Append, stream, expected, events, Some(basis)).await
     }
 
     async fn read_stream(&self, stream: &str, from_version: u64) -> Result<Vec<RecordedEvent>, StoreError> {
@@ -227,6 +240,10 @@ impl EventStore for PostgresStore {
             .clone()
     }
 
+    fn head_checks(&self) -> Option<watch::Receiver<HeadCheck>> {
+        Some(self.head_checks.clone())
+    }
+
     async fn close(&self) {
         let _ = self.appends.send(Message::Close).await;
         let mut head = self.reader.head.clone();
@@ -270,8 +287,10 @@ fn decode_rows(rows: &[tokio_postgres::Row]) -> Result<Vec<RecordedEvent>, Store
 
 /// Learns of commits by any process: notifications on [`CHANNEL`] as they happen, and a poll of
 /// the head every [`POLL`] in case a notification was lost (a dropped connection, a full queue).
-/// Each head seen goes to the writer, which publishes it; stops when the store is gone.
-async fn listen(config: tokio_postgres::Config, writer: mpsc::WeakSender<Message>) {
+/// Each head seen goes to the writer, which publishes it; each polled head also goes to `checks`
+/// with the moment it was asked for, which bounds how stale this process's view can be. Stops
+/// when the store is gone.
+async fn listen(config: tokio_postgres::Config, writer: mpsc::WeakSender<Message>, checks: watch::Sender<HeadCheck>) {
     let report = |head: u64| match writer.upgrade() {
         // A full queue only delays this head until the next poll.
         Some(writer) => {
@@ -313,18 +332,25 @@ async fn listen(config: tokio_postgres::Config, writer: mpsc::WeakSender<Message
         loop {
             let seen = tokio::select! {
                 note = notified.recv() => match note {
-                    Some(head) => Ok(head),
+                    Some(head) => Ok((head, None)),
                     None => break,
                 },
-                _ = poll.tick() => tokio::time::timeout(LEADER_CHECK, head(&client)).await.unwrap_or_else(|_| {
-                    Err(StoreError::Postgres("the listener's connection did not answer in time".to_owned()))
-                }),
+                _ = poll.tick() => {
+                    let asked = std::time::Instant::now();
+                    match tokio::time::timeout(LEADER_CHECK, head(&client)).await {
+                        Ok(polled) => polled.map(|head| (head, Some(asked))),
+                        Err(_) => Err(StoreError::Postgres("the listener's connection did not answer in time".to_owned())),
+                    }
+                }
             };
             match seen {
-                Ok(head) => {
+                Ok((head, asked)) => {
                     if !report(head) {
                         driver.abort();
                         return;
+                    }
+                    if let Some(asked) = asked {
+                        checks.send_replace(HeadCheck { head, asked });
                     }
                 }
                 Err(error) => {
