@@ -466,6 +466,19 @@ impl EventStore for GuardedStore {
         self.inner.append(stream, expected, events).await
     }
 
+    async fn append_on_basis(
+        &self,
+        stream: &str,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+        basis: credledger_store::Basis,
+    ) -> Result<credledger_store::AppendResult, StoreError> {
+        if let Some(reason) = self.halted.get() {
+            return Err(StoreError::ReadOnly(reason.clone()));
+        }
+        self.inner.append_on_basis(stream, expected, events, basis).await
+    }
+
     async fn read_stream(&self, stream: &str, from_version: u64) -> Result<Vec<RecordedEvent>, StoreError> {
         self.inner.read_stream(stream, from_version).await
     }
@@ -499,6 +512,10 @@ impl EventStore for GuardedStore {
 
     fn leadership(&self) -> tokio::sync::watch::Receiver<bool> {
         self.inner.leadership()
+    }
+
+    fn head_checks(&self) -> Option<tokio::sync::watch::Receiver<credledger_store::HeadCheck>> {
+        self.inner.head_checks()
     }
 
     async fn close(&self) {
@@ -630,6 +647,15 @@ mod tests {
             events: Vec<NewEvent>,
         ) -> Result<credledger_store::AppendResult, credledger_store::StoreError> {
             self.inner.append(stream, expected, events).await
+        }
+        async fn append_on_basis(
+            &self,
+            stream: &str,
+            expected: ExpectedVersion,
+            events: Vec<NewEvent>,
+            basis: credledger_store::Basis,
+        ) -> Result<credledger_store::AppendResult, credledger_store::StoreError> {
+            self.inner.append_on_basis(stream, expected, events, basis).await
         }
         async fn read_stream(
             &self,

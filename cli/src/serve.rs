@@ -59,9 +59,24 @@ pub struct ServeArgs {
     #[arg(long, env = "CREDLEDGER_CHECKPOINT_INTERVAL_MS", default_value_t = 1000, hide = true,
         value_parser = clap::value_parser!(u64).range(100..))]
     checkpoint_interval_ms: u64,
+    /// How long a node on a shared store (PostgreSQL) may go without confirming that its view
+    /// has caught up with the shared log, in seconds. Past it, `/readyz` answers 503 and requests
+    /// wait for the view to catch up (at most this long, then 503 `stale_view`) instead of being
+    /// judged on a view that may miss a revocation.
+    #[arg(long, env = "CREDLEDGER_FRESHNESS_SECONDS", default_value_t = 2.0, value_parser = parse_freshness)]
+    freshness_seconds: f64,
     /// Tests only: shift the clock by the number of seconds this file holds.
     #[arg(long, env = "CREDLEDGER_CLOCK_SHIFT_FILE", hide = true)]
     clock_shift_file: Option<PathBuf>,
+}
+
+/// At least one head poll (a second) must fit in the bound, or a healthy node would never be fresh.
+fn parse_freshness(input: &str) -> Result<f64, String> {
+    match input.parse::<f64>() {
+        Ok(seconds) if (1.5..=3600.0).contains(&seconds) => Ok(seconds),
+        Ok(_) => Err("the freshness bound must be between 1.5 and 3600 seconds".to_owned()),
+        Err(error) => Err(error.to_string()),
+    }
 }
 
 fn parse_cidr(input: &str) -> Result<Cidr, String> {
@@ -117,7 +132,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // A log altered while the server was down makes the ledger read-only before anything is
     // written on top of it (the reason shows in /readyz and the log).
     ledger.check_at_start().await.map_err(|problem| anyhow::anyhow!("checking the log: {}", problem.detail))?;
-    let config = Config { trusted_proxies: args.trusted_proxies.clone(), public_url };
+    let config = Config {
+        trusted_proxies: args.trusted_proxies.clone(),
+        public_url,
+        freshness: Duration::from_secs_f64(args.freshness_seconds),
+    };
     let guarded = ledger.guard();
     let app = AppState::new(guarded, projections, clock, config, keys, Arc::new(ledger));
     credledger_api::metrics_handle();
