@@ -464,3 +464,111 @@ async fn the_shared_log_refuses_a_use_judged_before_a_revocation_it_missed() {
     let cluster = Cluster { a, b, url, shared, admin_token };
     stall_through_a_revocation(&cluster, &cluster.a, &cluster.b, Duration::from_secs(3), false).await;
 }
+
+/// Which of the nodes holds the leader's lease now, by their `/readyz`.
+async fn leaders(cluster: &Cluster) -> Vec<bool> {
+    let mut leading = Vec::new();
+    for node in [&cluster.a, &cluster.b] {
+        leading.push(node.client(&cluster.admin_token).get("/readyz").await.body["leader"] == true);
+    }
+    leading
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_leader_is_replaced_and_once_resumed_repeats_nothing() {
+    let cluster = Cluster::start();
+    let (org, owner_pat) = new_org(&cluster.admin(&cluster.a), "acme").await;
+    let leading = eventually("one node leads", Duration::from_secs(10), async || {
+        let leading = leaders(&cluster).await;
+        (leading.iter().filter(|leads| **leads).count() == 1).then_some(leading)
+    })
+    .await;
+    let (leader, follower) = if leading[0] { (&cluster.a, &cluster.b) } else { (&cluster.b, &cluster.a) };
+    let owner = follower.client(&owner_pat);
+    let mut expiring = Vec::new();
+    for n in 0..3 {
+        let body = json!({ "name": format!("short-{n}"), "environmentHint": "prod", "expiresInDays": 1 });
+        expiring.push(owner.create_token(&org, body).await.0);
+    }
+
+    let frozen = Frozen::stall(leader);
+    let stalled_at = Instant::now();
+    // Work for a leader while the old one is frozen: new events to sign, tokens to expire.
+    let (created, _) = owner.create_token(&org, json!({ "name": "during", "environmentHint": "prod" })).await;
+    leader.shift_clock(2 * DAY);
+    follower.shift_clock(2 * DAY);
+    let position = cluster
+        .events()
+        .iter()
+        .find(|event| event["stream"] == format!("mt-{created}"))
+        .and_then(|event| event["position"].as_u64())
+        .unwrap();
+    eventually("the other node signs and sweeps within 10 s of the stall", Duration::from_secs(10), async || {
+        let events = cluster.events();
+        let signed = checkpoint_sizes(&events).last().is_some_and(|size| *size >= position);
+        let expired = expiring.iter().all(|id| {
+            events.iter().any(|event| event["stream"] == format!("mt-{id}") && event["type"] == "MachineTokenExpired")
+        });
+        (signed && expired).then_some(())
+    })
+    .await;
+    println!("a stalled leader was replaced within {:?}", stalled_at.elapsed());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    frozen.resume();
+
+    // Resumed, the old leader finds its lease gone: more events, more rounds, nothing twice.
+    owner.create_token(&org, json!({ "name": "after", "environmentHint": "prod" })).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let events = cluster.events();
+    let sizes = checkpoint_sizes(&events);
+    assert!(sizes.windows(2).all(|pair| pair[0] < pair[1]), "no tree size signed twice: {sizes:?}");
+    for id in &expiring {
+        let stream = format!("mt-{id}");
+        let expired = events.iter().filter(|e| e["stream"] == stream && e["type"] == "MachineTokenExpired").count();
+        assert_eq!(expired, 1, "{id} expired once");
+    }
+    let leading = leaders(&cluster).await;
+    assert_eq!(leading.iter().filter(|leads| **leads).count(), 1, "one leader after the resume: {leading:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_started_with_the_same_admin_token_file_share_the_token_the_first_wrote() {
+    let url = support::fresh_database();
+    let shared = tempfile::tempdir().unwrap();
+    let file = shared.path().join("admin-token");
+    let mut args = node_args(&url, shared.path());
+    args.extend(["--admin-token-file".to_owned(), file.display().to_string()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+
+    let a = Server::start_with(&args).expect("the first node starts");
+    assert!(a.admin_token.is_none(), "the token goes to the file, not to the output");
+    let written = std::fs::read_to_string(&file).expect("the first node wrote the file");
+    let token = written.trim().to_owned();
+    assert!(token.starts_with("cl_pat_"), "{written}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+
+    // A second node joining the ledger with the same settings starts, and leaves the file as is.
+    let b = Server::start_with(&args).expect("a node joining the ledger starts with the same settings");
+    assert!(b.admin_token.is_none());
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), written, "only the node that created the token writes it");
+    let created = b.client(&token).post("/v1/orgs", json!({ "name": "acme", "ownerEmail": "ops@acme.example" })).await;
+    assert_eq!(created.status, 201, "{created:?}");
+    let leftovers: Vec<_> = std::fs::read_dir(shared.path())
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|entry| entry.file_name().to_string_lossy().ends_with(".pending"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    // The same file on a ledger without an admin token belongs to something else: refused.
+    let other = support::fresh_database();
+    let mut args = node_args(&other, shared.path());
+    args.extend(["--admin-token-file".to_owned(), file.display().to_string()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    assert!(Server::start_with(&args).is_err(), "a node must not start over another ledger's token file");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), written);
+}

@@ -518,6 +518,10 @@ impl EventStore for GuardedStore {
         self.inner.head_checks()
     }
 
+    fn leads_now(&self) -> bool {
+        self.inner.leads_now()
+    }
+
     async fn close(&self) {
         self.inner.close().await;
     }
@@ -540,6 +544,10 @@ pub async fn run_checkpoint_signer(app: crate::AppState, every: std::time::Durat
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
+        // A leader that stalled past its lease signs nothing: another node signs now.
+        if !app.store.leads_now() {
+            continue;
+        }
         if let Err(problem) = app.ledger.sign_checkpoint(app.clock.now()).await {
             tracing::warn!(code = problem.code, detail = %problem.detail, "signing a checkpoint failed");
         }

@@ -243,7 +243,12 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
         return (StatusCode::SERVICE_UNAVAILABLE, Json(body));
     }
     let ready = projected >= head;
-    let body = serde_json::json!({ "status": if ready { "ready" } else { "catching up" }, "head": head, "projected": projected });
+    let body = serde_json::json!({
+        "status": if ready { "ready" } else { "catching up" },
+        "head": head,
+        "projected": projected,
+        "leader": state.store.leads_now(),
+    });
     (if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, Json(body))
 }
 

@@ -131,9 +131,18 @@ pub trait EventStore: Send + Sync + fmt::Debug {
     /// Whether this process leads the background work that must run once per ledger (the expiry
     /// sweeper, checkpoint signing, process managers), as it changes. A backend that only one
     /// process can open leads for as long as it is open (the default: always `true`); a shared
-    /// one elects a single leader among the processes using it.
+    /// one elects a single leader among the processes using it (PostgreSQL: by a lease).
     fn leadership(&self) -> tokio::sync::watch::Receiver<bool> {
         tokio::sync::watch::channel(true).1
+    }
+
+    /// Whether this process leads at this instant: checked right before each piece of
+    /// leader-only work, because a process may have stalled since [`EventStore::leadership`] last
+    /// changed (a shared backend's leader holds a lease that runs out by the clock). What a
+    /// stale leader writes anyway stays fenced: checkpoints by the ledger stream's expected
+    /// version, background events by ids derived from their cause.
+    fn leads_now(&self) -> bool {
+        *self.leadership().borrow()
     }
 
     /// How far the shared log reached when this process last asked the database, and when it
