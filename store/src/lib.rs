@@ -285,7 +285,9 @@ pub enum StoreError {
     /// The append was decided on a view of `stream` up to position `basis`, but the stream has an
     /// event at `position`, after it (a revocation, say). Catch the view up to `position`, decide
     /// again, and append again if the decision stands. Nothing was written.
-    #[error("stream `{stream}` has an event at position {position}, after the view at {basis} the append was decided on")]
+    #[error(
+        "stream `{stream}` has an event at position {position}, after the view at {basis} the append was decided on"
+    )]
     Superseded { stream: String, basis: u64, position: u64 },
     /// An event id of the append is already recorded, but the append is not a retry of the one
     /// that recorded it (another stream or type, another order, or only some of its ids). The

@@ -26,7 +26,9 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 use tokio::sync::{mpsc, watch};
 
-use crate::{AppendResult, Basis, EventStore, ExpectedVersion, NewEvent, RawEvent, RecordedEvent, StoreError, envelope};
+use crate::{
+    AppendResult, Basis, EventStore, ExpectedVersion, NewEvent, RawEvent, RecordedEvent, StoreError, envelope,
+};
 use connection::Connection;
 use index::{Entry, Index, LedgerMetadata};
 use writer::{Message, Writer};

@@ -25,7 +25,10 @@ use futures::stream::BoxStream;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_postgres::NoTls;
 
-use crate::{AppendResult, Basis, EventStore, HeadCheck, ExpectedVersion, NewEvent, RawEvent, RecordedEvent, StoreError, envelope};
+use crate::{
+    AppendResult, Basis, EventStore, ExpectedVersion, HeadCheck, NewEvent, RawEvent, RecordedEvent, StoreError,
+    envelope,
+};
 use writer::{Message, Writer};
 
 /// Appends that may wait for the writer before `append` itself waits.

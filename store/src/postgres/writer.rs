@@ -256,8 +256,7 @@ impl Prefetched {
                 )
                 .await?;
             for row in tx.query(&statement, &[&bases]).await? {
-                let position =
-                    row.get::<_, Option<i64>>(1).map(|p| unsigned(p, 0, "negative position")).transpose()?;
+                let position = row.get::<_, Option<i64>>(1).map(|p| unsigned(p, 0, "negative position")).transpose()?;
                 last_positions.insert(row.get(0), position);
             }
         }

@@ -19,7 +19,9 @@ use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::{AppendResult, Basis, EventStore, ExpectedVersion, NewEvent, RawEvent, RecordedEvent, StoreError, envelope};
+use crate::{
+    AppendResult, Basis, EventStore, ExpectedVersion, NewEvent, RawEvent, RecordedEvent, StoreError, envelope,
+};
 use writer::{Message, Writer};
 
 /// Appends that may wait for the writer before `append` itself waits: backpressure, not a limit
