@@ -1075,8 +1075,7 @@ async fn no_use_is_recorded_after_the_revocation_however_many_requests_are_in_fl
             .expect("the revocation is recorded");
         let uses: Vec<&Value> = events.iter().filter(|event| event["stream"] == format!("usage-{id}")).collect();
         let uses: Vec<&Value> = uses.into_iter().filter(|event| event["type"] == "CredentialUsed").collect();
-        let late: Vec<&&Value> =
-            uses.iter().filter(|event| event["position"].as_u64().unwrap() > revoked_at).collect();
+        let late: Vec<&&Value> = uses.iter().filter(|event| event["position"].as_u64().unwrap() > revoked_at).collect();
         assert!(late.is_empty(), "round {round}: uses recorded after the revocation at {revoked_at}: {late:?}");
         assert_eq!(uses.len(), accepted, "round {round}: every accepted request is recorded, once");
         for used in &uses {

@@ -362,7 +362,13 @@ fn uses_after(events: &[Value], lifecycle_stream: &str, event_type: &str, creden
 /// that the token's request, and the next one, were refused, and that no use of the token is
 /// recorded after its revocation; with `fresh`, the same of the removed member's PAT (whose
 /// requests record no use, so only the node's freshness can refuse them).
-async fn stall_through_a_revocation(cluster: &Cluster, active: &Server, stalled: &Server, pause: Duration, fresh: bool) {
+async fn stall_through_a_revocation(
+    cluster: &Cluster,
+    active: &Server,
+    stalled: &Server,
+    pause: Duration,
+    fresh: bool,
+) {
     let (org, owner_pat) = new_org(&cluster.admin(active), "acme").await;
     let owner = active.client(&owner_pat);
     let (id, value) = owner.create_token(&org, json!({ "name": "ci", "environmentHint": "prod" })).await;
@@ -402,7 +408,10 @@ async fn stall_through_a_revocation(cluster: &Cluster, active: &Server, stalled:
     let next = stalled.client(&value).get(&probe).await;
     assert_eq!((next.status, next.code()), (401, "revoked"), "{next:?}");
     if fresh {
-        assert_ne!(member_reply.status, 200, "the removed member's PAT was accepted by the stalled node: {member_reply:?}");
+        assert_ne!(
+            member_reply.status, 200,
+            "the removed member's PAT was accepted by the stalled node: {member_reply:?}"
+        );
         let next = stalled.client(&member_pat).get(&listing).await;
         assert_ne!(next.status, 200, "{next:?}");
     }

@@ -54,11 +54,7 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Self {
-            trusted_proxies: Vec::new(),
-            public_url: String::new(),
-            freshness: std::time::Duration::from_secs(2),
-        }
+        Self { trusted_proxies: Vec::new(), public_url: String::new(), freshness: std::time::Duration::from_secs(2) }
     }
 }
 
@@ -231,7 +227,9 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     }
     // A node that has not confirmed lately how far the shared log reaches may be behind other
     // nodes' writes (after a stall, say) even when it has applied all it knows of.
-    if let freshness::Standing::Checked { head: shared, age, fresh: false } = state.freshness.standing(&state.projections) {
+    if let freshness::Standing::Checked { head: shared, age, fresh: false } =
+        state.freshness.standing(&state.projections)
+    {
         let body = serde_json::json!({
             "status": "stale",
             "head": head,
