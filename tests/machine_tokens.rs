@@ -1029,3 +1029,58 @@ async fn only_owners_and_admins_transfer_and_the_server_admin_sees_no_organizati
         assert_problem(&org.owner.get(&org.list_path(&format!("?{filter}"))).await, 400, "invalid_duration");
     }
 }
+
+/// The log keeps the order of what happened: however many requests are in flight when a token is
+/// revoked, no use of it is recorded after its revocation, and every use that was answered 200 is
+/// recorded before it. Each recorded use names the position of the view it was judged on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_use_is_recorded_after_the_revocation_however_many_requests_are_in_flight() {
+    let server = Server::start().unwrap();
+    let org = new_org(&server, "acme").await;
+    for round in 0..3 {
+        let (id, value) = org.token(&format!("busy-{round}"), json!({})).await;
+        let probe = format!("/v1/projects/{}", org.id);
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let users: Vec<_> = (0..16)
+            .map(|_| {
+                let (client, probe, stop) = (server.client(&value), probe.clone(), stop.clone());
+                tokio::spawn(async move {
+                    let mut accepted = 0;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        match client.get(&probe).await.status {
+                            200 => accepted += 1,
+                            401 => break,
+                            other => panic!("unexpected status {other}"),
+                        }
+                    }
+                    accepted
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let revoked = org.owner.delete(&org.path(&id)).await;
+        assert_eq!(revoked.status, 200, "{revoked:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut accepted = 0;
+        for user in users {
+            accepted += user.await.unwrap();
+        }
+
+        let events = log_events(&server.data_dir);
+        let revoked_at = events
+            .iter()
+            .find(|event| event["stream"] == format!("mt-{id}") && event["type"] == "MachineTokenRevoked")
+            .and_then(|event| event["position"].as_u64())
+            .expect("the revocation is recorded");
+        let uses: Vec<&Value> = events.iter().filter(|event| event["stream"] == format!("usage-{id}")).collect();
+        let uses: Vec<&Value> = uses.into_iter().filter(|event| event["type"] == "CredentialUsed").collect();
+        let late: Vec<&&Value> = uses.iter().filter(|event| event["position"].as_u64().unwrap() > revoked_at).collect();
+        assert!(late.is_empty(), "round {round}: uses recorded after the revocation at {revoked_at}: {late:?}");
+        assert_eq!(uses.len(), accepted, "round {round}: every accepted request is recorded, once");
+        for used in &uses {
+            let based_on = used["payload"]["basedOn"].as_u64().expect("a use names the view it was judged on");
+            assert!(based_on < used["position"].as_u64().unwrap(), "{used}");
+        }
+    }
+}

@@ -316,3 +316,268 @@ fn checkpoint_sizes(events: &[Value]) -> Vec<u64> {
         .map(|event| event["payload"]["treeSize"].as_u64().expect("a tree size"))
         .collect()
 }
+
+/// Freezes a node the way a long pause or a frozen VM does, until [`Frozen::resume`] (or drop).
+struct Frozen(u32);
+
+impl Frozen {
+    fn stall(node: &Server) -> Self {
+        signal(node.pid(), "-STOP");
+        Self(node.pid())
+    }
+
+    fn resume(self) {}
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        signal(self.0, "-CONT");
+    }
+}
+
+fn signal(pid: u32, signal: &str) {
+    let status = std::process::Command::new("kill").args([signal, &pid.to_string()]).status().expect("kill runs");
+    assert!(status.success(), "kill {signal} {pid}");
+}
+
+/// Every CredentialUsed or AccessTokenIssued of `credential` recorded after `event_type` in its
+/// lifecycle stream, in log order: what must never exist.
+fn uses_after(events: &[Value], lifecycle_stream: &str, event_type: &str, credential: &str) -> Vec<Value> {
+    let stopped = events
+        .iter()
+        .find(|event| event["stream"] == lifecycle_stream && event["type"] == event_type)
+        .and_then(|event| event["position"].as_u64())
+        .unwrap_or_else(|| panic!("{event_type} is recorded in {lifecycle_stream}"));
+    events
+        .iter()
+        .filter(|event| event["type"] == "CredentialUsed" || event["type"] == "AccessTokenIssued")
+        .filter(|event| event["payload"]["credentialId"] == credential)
+        .filter(|event| event["position"].as_u64().is_some_and(|position| position > stopped))
+        .cloned()
+        .collect()
+}
+
+/// Stalls `stalled` (SIGSTOP), revokes a machine token and removes a member through `active`,
+/// sends requests with both credentials to the stalled node, resumes it after `pause`, and checks
+/// that the token's request, and the next one, were refused, and that no use of the token is
+/// recorded after its revocation; with `fresh`, the same of the removed member's PAT (whose
+/// requests record no use, so only the node's freshness can refuse them).
+async fn stall_through_a_revocation(
+    cluster: &Cluster,
+    active: &Server,
+    stalled: &Server,
+    pause: Duration,
+    fresh: bool,
+) {
+    let (org, owner_pat) = new_org(&cluster.admin(active), "acme").await;
+    let owner = active.client(&owner_pat);
+    let (id, value) = owner.create_token(&org, json!({ "name": "ci", "environmentHint": "prod" })).await;
+    let (member_id, member_pat) = owner.add_member_with_token(&org, "dev@acme.example", "admin").await;
+    let probe = format!("/v1/projects/{org}");
+    let listing = format!("/v1/machine-tokens/{org}");
+    eventually("both nodes accept the token and the member's PAT", Duration::from_secs(5), async || {
+        let statuses = [
+            active.client(&value).get(&probe).await.status,
+            stalled.client(&value).get(&probe).await.status,
+            stalled.client(&member_pat).get(&listing).await.status,
+        ];
+        (statuses == [200, 200, 200]).then_some(())
+    })
+    .await;
+
+    let frozen = Frozen::stall(stalled);
+    let revoked = owner.delete(&token_path(&org, &id)).await;
+    assert_eq!(revoked.status, 200, "{revoked:?}");
+    let removed = owner.delete(&format!("/v1/orgs/{org}/members/{member_id}")).await;
+    assert!(removed.status == 200 || removed.status == 204, "{removed:?}");
+    // Sent while the node is frozen: the kernel queues them, the node reads them on resuming.
+    let (token_client, member_client) = (stalled.client(&value), stalled.client(&member_pat));
+    let waiting_use = tokio::spawn({
+        let probe = probe.clone();
+        async move { token_client.get(&probe).await }
+    });
+    let waiting_member = tokio::spawn({
+        let listing = listing.clone();
+        async move { member_client.get(&listing).await }
+    });
+    tokio::time::sleep(pause).await;
+    frozen.resume();
+
+    let (use_reply, member_reply) = (waiting_use.await.unwrap(), waiting_member.await.unwrap());
+    assert_ne!(use_reply.status, 200, "the revoked token was accepted by the stalled node: {use_reply:?}");
+    let next = stalled.client(&value).get(&probe).await;
+    assert_eq!((next.status, next.code()), (401, "revoked"), "{next:?}");
+    if fresh {
+        assert_ne!(
+            member_reply.status, 200,
+            "the removed member's PAT was accepted by the stalled node: {member_reply:?}"
+        );
+        let next = stalled.client(&member_pat).get(&listing).await;
+        assert_ne!(next.status, 200, "{next:?}");
+    }
+    let late = uses_after(&cluster.events(), &format!("mt-{id}"), "MachineTokenRevoked", &id);
+    assert!(late.is_empty(), "uses recorded after the revocation: {late:?}");
+    let ready = eventually("the resumed node is ready again", Duration::from_secs(5), async || {
+        let reply = stalled.client(&cluster.admin_token).get("/readyz").await;
+        (reply.status == 200).then_some(reply.body)
+    })
+    .await;
+    assert_eq!(ready["status"], "ready", "{ready}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_stalled_through_a_revocation_never_accepts_the_revoked_credential() {
+    let cluster = Cluster::start();
+    // The follower, then the leader: both must hold.
+    stall_through_a_revocation(&cluster, &cluster.a, &cluster.b, Duration::from_secs(3), true).await;
+    stall_through_a_revocation(&cluster, &cluster.b, &cluster.a, Duration::from_secs(4), true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_node_says_so_on_readyz_until_it_has_caught_up() {
+    let cluster = Cluster::start();
+    let frozen = Frozen::stall(&cluster.b);
+    // What B misses while it is frozen.
+    new_org(&cluster.admin(&cluster.a), "missed").await;
+    let head: u64 = support::psql(&cluster.url, "SELECT MAX(position) FROM events").trim().parse().unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Resumed, B answers /readyz at once: not ready until it has looked at the shared log again
+    // and applied what it missed. The request may be read before or after B's own look; either
+    // answer must be true.
+    frozen.resume();
+    let first = cluster.b.client(&cluster.admin_token).get("/readyz").await;
+    if first.status == 200 {
+        assert!(first.body["projected"].as_u64().unwrap() >= head, "ready on a view behind the log: {first:?}");
+    } else {
+        assert_eq!(first.status, 503, "{first:?}");
+        assert!(first.body["status"] == "stale" || first.body["status"] == "catching up", "{first:?}");
+    }
+    eventually("B is ready again", Duration::from_secs(5), async || {
+        (cluster.b.client(&cluster.admin_token).get("/readyz").await.status == 200).then_some(())
+    })
+    .await;
+}
+
+/// With freshness out of the way (a bound far longer than the stall), the shared log itself
+/// refuses a use judged on the stale view: the request is judged again and refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shared_log_refuses_a_use_judged_before_a_revocation_it_missed() {
+    let url = support::fresh_database();
+    let shared = tempfile::tempdir().unwrap();
+    let a = start_node(&url, shared.path());
+    let mut args = node_args(&url, shared.path());
+    args.extend(["--freshness-seconds".to_owned(), "3600".to_owned()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let b = Server::start_with(&args).expect("a node starts");
+    let admin_token = a.admin_token.clone().expect("the first node creates the admin token");
+    let cluster = Cluster { a, b, url, shared, admin_token };
+    stall_through_a_revocation(&cluster, &cluster.a, &cluster.b, Duration::from_secs(3), false).await;
+}
+
+/// Which of the nodes holds the leader's lease now, by their `/readyz`.
+async fn leaders(cluster: &Cluster) -> Vec<bool> {
+    let mut leading = Vec::new();
+    for node in [&cluster.a, &cluster.b] {
+        leading.push(node.client(&cluster.admin_token).get("/readyz").await.body["leader"] == true);
+    }
+    leading
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_leader_is_replaced_and_once_resumed_repeats_nothing() {
+    let cluster = Cluster::start();
+    let (org, owner_pat) = new_org(&cluster.admin(&cluster.a), "acme").await;
+    let leading = eventually("one node leads", Duration::from_secs(10), async || {
+        let leading = leaders(&cluster).await;
+        (leading.iter().filter(|leads| **leads).count() == 1).then_some(leading)
+    })
+    .await;
+    let (leader, follower) = if leading[0] { (&cluster.a, &cluster.b) } else { (&cluster.b, &cluster.a) };
+    let owner = follower.client(&owner_pat);
+    let mut expiring = Vec::new();
+    for n in 0..3 {
+        let body = json!({ "name": format!("short-{n}"), "environmentHint": "prod", "expiresInDays": 1 });
+        expiring.push(owner.create_token(&org, body).await.0);
+    }
+
+    let frozen = Frozen::stall(leader);
+    let stalled_at = Instant::now();
+    // Work for a leader while the old one is frozen: new events to sign, tokens to expire.
+    let (created, _) = owner.create_token(&org, json!({ "name": "during", "environmentHint": "prod" })).await;
+    leader.shift_clock(2 * DAY);
+    follower.shift_clock(2 * DAY);
+    let position = cluster
+        .events()
+        .iter()
+        .find(|event| event["stream"] == format!("mt-{created}"))
+        .and_then(|event| event["position"].as_u64())
+        .unwrap();
+    eventually("the other node signs and sweeps within 10 s of the stall", Duration::from_secs(10), async || {
+        let events = cluster.events();
+        let signed = checkpoint_sizes(&events).last().is_some_and(|size| *size >= position);
+        let expired = expiring.iter().all(|id| {
+            events.iter().any(|event| event["stream"] == format!("mt-{id}") && event["type"] == "MachineTokenExpired")
+        });
+        (signed && expired).then_some(())
+    })
+    .await;
+    println!("a stalled leader was replaced within {:?}", stalled_at.elapsed());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    frozen.resume();
+
+    // Resumed, the old leader finds its lease gone: more events, more rounds, nothing twice.
+    owner.create_token(&org, json!({ "name": "after", "environmentHint": "prod" })).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let events = cluster.events();
+    let sizes = checkpoint_sizes(&events);
+    assert!(sizes.windows(2).all(|pair| pair[0] < pair[1]), "no tree size signed twice: {sizes:?}");
+    for id in &expiring {
+        let stream = format!("mt-{id}");
+        let expired = events.iter().filter(|e| e["stream"] == stream && e["type"] == "MachineTokenExpired").count();
+        assert_eq!(expired, 1, "{id} expired once");
+    }
+    let leading = leaders(&cluster).await;
+    assert_eq!(leading.iter().filter(|leads| **leads).count(), 1, "one leader after the resume: {leading:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_started_with_the_same_admin_token_file_share_the_token_the_first_wrote() {
+    let url = support::fresh_database();
+    let shared = tempfile::tempdir().unwrap();
+    let file = shared.path().join("admin-token");
+    let mut args = node_args(&url, shared.path());
+    args.extend(["--admin-token-file".to_owned(), file.display().to_string()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+
+    let a = Server::start_with(&args).expect("the first node starts");
+    assert!(a.admin_token.is_none(), "the token goes to the file, not to the output");
+    let written = std::fs::read_to_string(&file).expect("the first node wrote the file");
+    let token = written.trim().to_owned();
+    assert!(token.starts_with("cl_pat_"), "{written}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+
+    // A second node joining the ledger with the same settings starts, and leaves the file as is.
+    let b = Server::start_with(&args).expect("a node joining the ledger starts with the same settings");
+    assert!(b.admin_token.is_none());
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), written, "only the node that created the token writes it");
+    let created = b.client(&token).post("/v1/orgs", json!({ "name": "acme", "ownerEmail": "ops@acme.example" })).await;
+    assert_eq!(created.status, 201, "{created:?}");
+    let leftovers: Vec<_> = std::fs::read_dir(shared.path())
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|entry| entry.file_name().to_string_lossy().ends_with(".pending"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    // The same file on a ledger without an admin token belongs to something else: refused.
+    let other = support::fresh_database();
+    let mut args = node_args(&other, shared.path());
+    args.extend(["--admin-token-file".to_owned(), file.display().to_string()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    assert!(Server::start_with(&args).is_err(), "a node must not start over another ledger's token file");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), written);
+}

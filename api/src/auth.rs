@@ -16,6 +16,7 @@ use credledger_domain::policy::{AccessRequest, CredentialView, DenyReason, Prese
 use credledger_domain::token::SecretToken;
 use credledger_domain::values::{Cidr, Role, Scopes};
 use credledger_domain::{Actor, ActorKind, CredentialId, CredentialKind, MemberId, OrgId, ProjectId, RequestMeta};
+use credledger_store::StoreError;
 
 use crate::AppState;
 use crate::extract::path_id;
@@ -45,48 +46,68 @@ impl FromRequestParts<AppState> for Caller {
             count("missing");
             return Err(Problem::unauthorized("missing_credentials", "send `Authorization: Bearer <token>`"));
         };
-        let (view, presented, token_scopes) = if is_jwt(bearer) {
-            let (view, scopes) = access_token(app, bearer)?;
-            (view, Presented::Current, Some(scopes))
-        } else {
-            let secret = SecretToken::parse(bearer).map_err(|error| {
-                count(error.code());
-                Problem::unauthorized(error.code(), error.to_string())
-            })?;
-            let Some((view, presented)) = app.projections.hot_index().lookup(&secret.digest()) else {
-                count("unknown");
-                return Err(Problem::unauthorized("invalid_token", "the token is not known"));
+        // The view is read at `seen` or later; a use recorded on it is refused if the credential's
+        // lifecycle moved past `seen` meanwhile, and then judged again on a view that includes it.
+        let mut seen = app.fresh_view().await?;
+        let mut attempts = 0;
+        loop {
+            let (view, presented, token_scopes) = if is_jwt(bearer) {
+                let (view, scopes) = access_token(app, bearer)?;
+                (view, Presented::Current, Some(scopes))
+            } else {
+                let secret = SecretToken::parse(bearer).map_err(|error| {
+                    count(error.code());
+                    Problem::unauthorized(error.code(), error.to_string())
+                })?;
+                let Some((view, presented)) = app.projections.hot_index().lookup(&secret.digest()) else {
+                    count("unknown");
+                    return Err(Problem::unauthorized("invalid_token", "the token is not known"));
+                };
+                (view, presented, None)
             };
-            (view, presented, None)
-        };
-        let at = app.clock.now();
-        let access = AccessRequest {
-            org_id,
-            ip,
-            user_agent: request.user_agent.as_deref(),
-            at,
-            route_class: route_class(&route),
-            required_scope: AccessRequest::scope_for_method(parts.method.as_str()),
-        };
-        let used = Use { method: parts.method.as_str(), route: &route, request: &request, ip: ip.to_string(), at };
-        // An access token carries the scopes it was issued with, at most its credential's.
-        let decision = evaluate(&view, presented, &access).and_then(|()| match &token_scopes {
-            Some(scopes) if !scopes.contains(access.required_scope) => Err(DenyReason::InsufficientScope),
-            _ => Ok(()),
-        });
-        if let Err(reason) = decision {
-            count(reason.as_str());
-            app.usage.denied(&view, reason, &used);
-            return Err(Problem::denied(reason));
+            let at = app.clock.now();
+            let access = AccessRequest {
+                org_id,
+                ip,
+                user_agent: request.user_agent.as_deref(),
+                at,
+                route_class: route_class(&route),
+                required_scope: AccessRequest::scope_for_method(parts.method.as_str()),
+            };
+            let used =
+                Use { method: parts.method.as_str(), route: &route, request: &request, ip: ip.to_string(), at, seen };
+            // An access token carries the scopes it was issued with, at most its credential's.
+            let decision = evaluate(&view, presented, &access).and_then(|()| match &token_scopes {
+                Some(scopes) if !scopes.contains(access.required_scope) => Err(DenyReason::InsufficientScope),
+                _ => Ok(()),
+            });
+            if let Err(reason) = decision {
+                count(reason.as_str());
+                app.usage.denied(&view, reason, &used);
+                return Err(Problem::denied(reason));
+            }
+            if view.kind.is_machine() {
+                match app.usage.used(&view, &used).await {
+                    Ok(()) => {}
+                    Err(StoreError::Superseded { position, .. }) if attempts < MAX_REJUDGEMENTS => {
+                        count("rejudged");
+                        attempts += 1;
+                        seen = app.view_including(position).await?;
+                        continue;
+                    }
+                    Err(error) => return Err(Problem::from(error)),
+                }
+            }
+            count("allowed");
+            let actor = actor_of(&view);
+            return Ok(Self { view, actor, request });
         }
-        count("allowed");
-        if view.kind.is_machine() {
-            app.usage.used(&view, &used).await.map_err(Problem::from)?;
-        }
-        let actor = actor_of(&view);
-        Ok(Self { view, actor, request })
     }
 }
+
+/// How often one request is judged again after its credential changed under it; more means the
+/// credential keeps changing, and the client is told to retry.
+pub(crate) const MAX_REJUDGEMENTS: u32 = 3;
 
 /// An access JWT has three dot-separated parts; our opaque tokens have none.
 fn is_jwt(bearer: &str) -> bool {

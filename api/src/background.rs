@@ -27,10 +27,10 @@ pub const SERVER_ADMIN_TOKEN_ID: CredentialId =
 /// Creates the server-admin PAT if the ledger has none, and returns its plaintext: the only time
 /// it exists outside the caller's hands.
 pub async fn bootstrap_server_admin(app: &AppState) -> Result<Option<SecretToken>, Problem> {
-    let stream = personal_token::stream(SERVER_ADMIN_TOKEN_ID);
-    if !app.store.read_stream(&stream, 0).await?.is_empty() {
+    if server_admin_exists(app).await? {
         return Ok(None);
     }
+    let stream = personal_token::stream(SERVER_ADMIN_TOKEN_ID);
     let secret = SecretToken::personal_token(random_bytes()?);
     let command = personal_token::Command::Create(Box::new(NewPersonalToken {
         id: SERVER_ADMIN_TOKEN_ID,
@@ -47,6 +47,12 @@ pub async fn bootstrap_server_admin(app: &AppState) -> Result<Option<SecretToken
         Err(problem) if problem.code == "already_exists" => Ok(None),
         Err(problem) => Err(problem),
     }
+}
+
+/// Whether the ledger has its server-admin token (created by any node, at any start).
+pub async fn server_admin_exists(app: &AppState) -> Result<bool, Problem> {
+    let stream = personal_token::stream(SERVER_ADMIN_TOKEN_ID);
+    Ok(!app.store.read_stream(&stream, 0).await?.is_empty())
 }
 
 /// Follows the log and, for every MemberRemoved, flags each credential the member owns and
@@ -82,6 +88,11 @@ pub async fn run_member_removals(app: AppState) {
                 continue;
             };
             let Some(org) = event.org_id else { continue };
+            // A leader that stalled past its lease leaves the removal to the one that took over
+            // (this job stops as soon as the lease's loss is announced).
+            while !app.store.leads_now() {
+                tokio::time::sleep(StdDuration::from_millis(100)).await;
+            }
             // Retry until done: a failure here must not skip the member's credentials.
             while let Err(problem) =
                 flag_credentials_of(&app, org, removed.member_id, event.position, &event.event_id.to_string()).await
@@ -187,6 +198,9 @@ pub async fn run_expiry_sweeper(app: AppState, every: StdDuration) {
     let mut tick = tokio::time::interval(every);
     loop {
         tick.tick().await;
+        if !app.store.leads_now() {
+            continue;
+        }
         if let Err(problem) = sweep_expired(&app).await {
             tracing::warn!(code = problem.code, detail = %problem.detail, "the expiry sweep failed");
         }

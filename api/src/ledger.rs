@@ -618,6 +618,19 @@ impl EventStore for GuardedStore {
         appended
     }
 
+    async fn append_on_basis(
+        &self,
+        stream: &str,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+        basis: credledger_store::Basis,
+    ) -> Result<credledger_store::AppendResult, StoreError> {
+        if let Some(reason) = self.halted.get() {
+            return Err(StoreError::ReadOnly(reason.clone()));
+        }
+        self.inner.append_on_basis(stream, expected, events, basis).await
+    }
+
     async fn read_stream(&self, stream: &str, from_version: u64) -> Result<Vec<RecordedEvent>, StoreError> {
         self.inner.read_stream(stream, from_version).await
     }
@@ -653,6 +666,14 @@ impl EventStore for GuardedStore {
         self.inner.leadership()
     }
 
+    fn head_checks(&self) -> Option<tokio::sync::watch::Receiver<credledger_store::HeadCheck>> {
+        self.inner.head_checks()
+    }
+
+    fn leads_now(&self) -> bool {
+        self.inner.leads_now()
+    }
+
     async fn close(&self) {
         self.inner.close().await;
     }
@@ -675,6 +696,10 @@ pub async fn run_checkpoint_signer(app: crate::AppState, every: std::time::Durat
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
+        // A leader that stalled past its lease signs nothing: another node signs now.
+        if !app.store.leads_now() {
+            continue;
+        }
         if let Err(problem) = app.ledger.sign_checkpoint(app.clock.now()).await {
             tracing::warn!(code = problem.code, detail = %problem.detail, "signing a checkpoint failed");
         }
@@ -834,6 +859,15 @@ mod tests {
             events: Vec<NewEvent>,
         ) -> Result<credledger_store::AppendResult, credledger_store::StoreError> {
             self.inner.append(stream, expected, events).await
+        }
+        async fn append_on_basis(
+            &self,
+            stream: &str,
+            expected: ExpectedVersion,
+            events: Vec<NewEvent>,
+            basis: credledger_store::Basis,
+        ) -> Result<credledger_store::AppendResult, credledger_store::StoreError> {
+            self.inner.append_on_basis(stream, expected, events, basis).await
         }
         async fn read_stream(
             &self,

@@ -8,6 +8,7 @@ pub mod background;
 mod clock;
 mod command;
 mod extract;
+pub mod freshness;
 mod input;
 pub mod ledger;
 mod limiter;
@@ -40,12 +41,21 @@ pub use signing::SigningKeys;
 pub use usage::UsageRecorder;
 
 /// Settings of the API that come from the server's configuration.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Config {
     /// Peers whose `X-Forwarded-For` is believed (DESIGN.md §5, item 4).
     pub trusted_proxies: Vec<Cidr>,
     /// The URL clients reach this server at: the base of the OAuth2 metadata's endpoints.
     pub public_url: String,
+    /// How old this node's last confirmation that its view has caught up with a shared log may
+    /// be before it stops judging requests (see [`freshness`]).
+    pub freshness: std::time::Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self { trusted_proxies: Vec::new(), public_url: String::new(), freshness: std::time::Duration::from_secs(2) }
+    }
 }
 
 /// What every handler shares. Cheap to clone.
@@ -58,6 +68,7 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub keys: SigningKeys,
     pub ledger: Arc<ledger::Ledger>,
+    pub freshness: freshness::Freshness,
     pub(crate) limiter: Arc<limiter::Limiter>,
 }
 
@@ -72,6 +83,7 @@ impl AppState {
     ) -> Self {
         Self {
             usage: UsageRecorder::new(store.clone()),
+            freshness: freshness::Freshness::new(&*store, config.freshness),
             store,
             projections,
             clock,
@@ -80,6 +92,21 @@ impl AppState {
             ledger,
             limiter: Arc::default(),
         }
+    }
+}
+
+impl AppState {
+    /// Waits until this node's view of the ledger is fresh (see [`freshness`]) and returns the
+    /// position it has reached: read before a credential is looked up, it is what the decision
+    /// on the request is based on.
+    pub async fn fresh_view(&self) -> Result<u64, Problem> {
+        self.freshness.wait(&self.projections, 0).await
+    }
+
+    /// Waits until the view includes `position` (an event that voided a decision) and is fresh,
+    /// and returns the position reached, for judging the request again.
+    pub async fn view_including(&self, position: u64) -> Result<u64, Problem> {
+        self.freshness.wait(&self.projections, position).await
     }
 }
 
@@ -207,8 +234,28 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
             serde_json::json!({ "status": "storage failure", "cause": cause, "head": head, "projected": projected });
         return (StatusCode::SERVICE_UNAVAILABLE, Json(body));
     }
+    // A node that has not confirmed lately how far the shared log reaches may be behind other
+    // nodes' writes (after a stall, say) even when it has applied all it knows of.
+    if let freshness::Standing::Checked { head: shared, age, fresh: false } =
+        state.freshness.standing(&state.projections)
+    {
+        let body = serde_json::json!({
+            "status": "stale",
+            "head": head,
+            "projected": projected,
+            "sharedHead": shared,
+            "confirmedSecondsAgo": age.as_secs_f64(),
+            "freshnessSeconds": state.freshness.bound().as_secs_f64(),
+        });
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(body));
+    }
     let ready = projected >= head;
-    let body = serde_json::json!({ "status": if ready { "ready" } else { "catching up" }, "head": head, "projected": projected });
+    let body = serde_json::json!({
+        "status": if ready { "ready" } else { "catching up" },
+        "head": head,
+        "projected": projected,
+        "leader": state.store.leads_now(),
+    });
     (if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, Json(body))
 }
 

@@ -153,6 +153,10 @@ impl IntoResponse for Problem {
         if self.status == StatusCode::UNAUTHORIZED {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"credledger\""));
         }
+        // Every 503 is a passing state (catching up, shutting down, storage trouble).
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
         response
     }
 }
@@ -202,6 +206,13 @@ impl From<StoreError> for Problem {
                 StatusCode::CONFLICT,
                 "concurrent_modification",
                 "the resource kept changing while this request was applied; retry",
+            ),
+            // A use the node judged on a view older than its credential's last lifecycle event,
+            // still so after the node tried to catch up.
+            StoreError::Superseded { .. } => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "stale_view",
+                "the credential changed while this request was judged; retry",
             ),
             StoreError::Closed => {
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", "the server is shutting down; retry")

@@ -13,7 +13,7 @@ use credledger_domain::policy::{CredentialView, DenyReason};
 use credledger_domain::usage::{self, AccessTokenIssued, CredentialAccessDenied, CredentialUsed};
 use credledger_domain::values::Scopes;
 use credledger_domain::{Actor, ActorKind, CredentialId, EventId, RequestMeta, SCHEMA_VERSION, event};
-use credledger_store::{EventStore, ExpectedVersion, NewEvent, StoreError};
+use credledger_store::{Basis, EventStore, ExpectedVersion, NewEvent, StoreError};
 use time::OffsetDateTime;
 
 /// Appends usage events; cheap to clone.
@@ -43,6 +43,9 @@ pub struct Use<'a> {
     pub request: &'a RequestMeta,
     pub ip: String,
     pub at: OffsetDateTime,
+    /// The log position the hot index had reached when the credential's view was looked up (read
+    /// before the lookup): what the decision to accept was based on.
+    pub seen: u64,
 }
 
 impl UsageRecorder {
@@ -50,7 +53,9 @@ impl UsageRecorder {
         Self { store, pending: Arc::default() }
     }
 
-    /// Appends CredentialUsed and returns once it is durable.
+    /// Appends CredentialUsed and returns once it is durable. Refused with
+    /// [`StoreError::Superseded`] when an event of the credential's lifecycle was recorded after
+    /// the view the use was judged on: catch up to it and judge again.
     pub async fn used(&self, view: &CredentialView, used: &Use<'_>) -> Result<(), StoreError> {
         let event = usage::Event::CredentialUsed(CredentialUsed {
             credential_id: view.id,
@@ -61,11 +66,14 @@ impl UsageRecorder {
             ip: used.ip.clone(),
             user_agent: used.request.user_agent.clone(),
             at: used.at,
+            based_on: Some(used.seen),
         });
-        self.append(view, &event, used.at, used.request.clone()).await
+        let stream = usage::stream(view.id);
+        let basis = Some(lifecycle_basis(view, used.seen));
+        self.append_to(&stream, ExpectedVersion::Any, basis, view, &event, used.at, used.request.clone()).await
     }
 
-    /// Appends AccessTokenIssued and returns once it is durable.
+    /// Appends AccessTokenIssued and returns once it is durable; refused as [`UsageRecorder::used`] is.
     pub async fn issued(&self, view: &CredentialView, issued: &Use<'_>, token: IssuedToken) -> Result<(), StoreError> {
         let IssuedToken { jti, assertion_jti, scopes, expires_at } = token;
         // An exchanged assertion gets a stream of its own, which must not exist yet: the store's
@@ -85,8 +93,10 @@ impl UsageRecorder {
             ip: issued.ip.clone(),
             user_agent: issued.request.user_agent.clone(),
             at: issued.at,
+            based_on: Some(issued.seen),
         });
-        self.append_to(&stream, expected, view, &event, issued.at, issued.request.clone()).await
+        let basis = Some(lifecycle_basis(view, issued.seen));
+        self.append_to(&stream, expected, basis, view, &event, issued.at, issued.request.clone()).await
     }
 
     /// Counts a denial; the first of its credential, reason and second starts a new event.
@@ -144,13 +154,15 @@ impl UsageRecorder {
         at: OffsetDateTime,
         request: RequestMeta,
     ) -> Result<(), StoreError> {
-        self.append_to(&usage::stream(view.id), ExpectedVersion::Any, view, event, at, request).await
+        self.append_to(&usage::stream(view.id), ExpectedVersion::Any, None, view, event, at, request).await
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn append_to(
         &self,
         stream: &str,
         expected: ExpectedVersion,
+        basis: Option<Basis>,
         view: &CredentialView,
         event: &usage::Event,
         at: OffsetDateTime,
@@ -167,8 +179,17 @@ impl UsageRecorder {
             request: Some(request),
             payload,
         };
-        self.store.append(stream, expected, vec![new]).await.map(|_| ())
+        match basis {
+            Some(basis) => self.store.append_on_basis(stream, expected, vec![new], basis).await.map(|_| ()),
+            None => self.store.append(stream, expected, vec![new]).await.map(|_| ()),
+        }
     }
+}
+
+/// A use judged on the credential's view at `seen` must not land after a later event of its
+/// lifecycle stream (a revocation, a disabling, an expiry, a roll, a removal of its owner's PATs).
+fn lifecycle_basis(view: &CredentialView, seen: u64) -> Basis {
+    Basis { stream: format!("{}{}", view.kind.stream_prefix(), view.id), position: seen }
 }
 
 /// What an issuance records.

@@ -70,9 +70,24 @@ pub struct ServeArgs {
     /// to what the limit on open files allows, at most 10000.
     #[arg(long, env = "CREDLEDGER_MAX_CONNECTIONS", value_parser = clap::value_parser!(u64).range(1..))]
     max_connections: Option<u64>,
+    /// How long a node on a shared store (PostgreSQL) may go without confirming that its view
+    /// has caught up with the shared log, in seconds. Past it, `/readyz` answers 503 and requests
+    /// wait for the view to catch up (at most this long, then 503 `stale_view`) instead of being
+    /// judged on a view that may miss a revocation.
+    #[arg(long, env = "CREDLEDGER_FRESHNESS_SECONDS", default_value_t = 2.0, value_parser = parse_freshness)]
+    freshness_seconds: f64,
     /// Tests only: shift the clock by the number of seconds this file holds.
     #[arg(long, env = "CREDLEDGER_CLOCK_SHIFT_FILE", hide = true)]
     clock_shift_file: Option<PathBuf>,
+}
+
+/// At least one head poll (a second) must fit in the bound, or a healthy node would never be fresh.
+fn parse_freshness(input: &str) -> Result<f64, String> {
+    match input.parse::<f64>() {
+        Ok(seconds) if (1.5..=3600.0).contains(&seconds) => Ok(seconds),
+        Ok(_) => Err("the freshness bound must be between 1.5 and 3600 seconds".to_owned()),
+        Err(error) => Err(error.to_string()),
+    }
 }
 
 fn parse_cidr(input: &str) -> Result<Cidr, String> {
@@ -147,30 +162,32 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // Read models are never continued on a log that failed the check: they stay as they were,
     // for the operator to compare, until the log is restored or the loss accepted.
     let runner = ledger.halted().is_none().then(|| projections.start(store.clone()));
-    let config = Config { trusted_proxies: args.trusted_proxies.clone(), public_url };
+    let config = Config {
+        trusted_proxies: args.trusted_proxies.clone(),
+        public_url,
+        freshness: Duration::from_secs_f64(args.freshness_seconds),
+    };
     let guarded = ledger.guard();
     let app = AppState::new(guarded, projections, clock, config, keys, Arc::new(ledger));
     credledger_api::metrics_handle();
 
-    // Open the admin token's file before the token exists, so that a file that cannot be
-    // created never leaves a token nobody has seen.
-    let mut admin_token_file = args.admin_token_file.as_deref().map(create_secret_file).transpose()?;
-    if let Some(secret) = background::bootstrap_server_admin(&app)
+    let admin_token_file = match args.admin_token_file.as_deref() {
+        Some(path) => AdminTokenFile::prepare(&app, path).await?,
+        None => None,
+    };
+    let created = background::bootstrap_server_admin(&app)
         .await
-        .map_err(|problem| anyhow::anyhow!("creating the server-admin token: {}", problem.detail))?
-    {
-        match (&mut admin_token_file, args.admin_token_file.as_deref()) {
-            (Some(file), Some(path)) => {
-                writeln!(file, "{}", secret.expose())?;
-                file.sync_all()?;
-                println!("server-admin token written to {} (shown nowhere else)", path.display());
-            }
-            _ => println!("server-admin token (shown once, store it now): {}", secret.expose()),
+        .map_err(|problem| anyhow::anyhow!("creating the server-admin token: {}", problem.detail));
+    match (created, admin_token_file) {
+        (Ok(Some(secret)), Some(file)) => file.place(secret.expose())?,
+        (Ok(Some(secret)), None) => println!("server-admin token (shown once, store it now): {}", secret.expose()),
+        // The ledger already had its admin token (another node or an earlier start made it):
+        // the file, if any, stays as it is.
+        (Ok(None), file) => drop(file),
+        (Err(error), file) => {
+            drop(file);
+            return Err(error);
         }
-    } else if let Some(path) = args.admin_token_file.as_deref() {
-        // The ledger already had its admin token: the empty file would only mislead.
-        drop(admin_token_file.take());
-        let _ = std::fs::remove_file(path);
     }
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let denial_writer = tokio::spawn(background::run_denial_writer(app.clone(), stopped));
@@ -245,13 +262,75 @@ fn default_origin(public_url: &str) -> String {
     if host.is_empty() { "credledger".to_owned() } else { format!("{host}/credledger") }
 }
 
+/// Where the server-admin token goes when this node creates it. The token is written to a file
+/// of its own beside the target, opened before the token exists (so a file that cannot be created
+/// never leaves a token nobody has seen), and linked into place only if this node creates the
+/// token. Dropped unplaced, it removes its file.
+struct AdminTokenFile {
+    target: PathBuf,
+    pending: PathBuf,
+    file: std::fs::File,
+    /// The token is in the pending file but not at the target: the file must stay.
+    stranded: bool,
+}
+
+impl AdminTokenFile {
+    /// `None` when the target exists and the ledger has its admin token: a second node of the
+    /// ledger, or a restart, with the same settings. A target that exists while the ledger has
+    /// no admin token belongs to something else, and is refused.
+    async fn prepare(app: &AppState, target: &Path) -> anyhow::Result<Option<Self>> {
+        if target.exists() {
+            let exists = background::server_admin_exists(app)
+                .await
+                .map_err(|problem| anyhow::anyhow!("reading the server-admin token: {}", problem.detail))?;
+            anyhow::ensure!(
+                exists,
+                "the admin token file {} exists but this ledger has no server-admin token yet: remove the file",
+                target.display()
+            );
+            return Ok(None);
+        }
+        let name = target.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
+        let pending = target.with_file_name(format!(".{name}.{}.pending", std::process::id()));
+        let file = create_secret_file(&pending)?;
+        Ok(Some(Self { target: target.to_owned(), pending, file, stranded: false }))
+    }
+
+    /// Writes the token and links the file into place, never over an existing file.
+    fn place(mut self, token: &str) -> anyhow::Result<()> {
+        self.stranded = true;
+        writeln!(self.file, "{token}")?;
+        self.file.sync_all()?;
+        std::fs::hard_link(&self.pending, &self.target).with_context(|| {
+            format!(
+                "placing the admin token file {}; the token is in {}",
+                self.target.display(),
+                self.pending.display()
+            )
+        })?;
+        self.stranded = false;
+        println!("server-admin token written to {} (shown nowhere else)", self.target.display());
+        Ok(())
+    }
+}
+
+impl Drop for AdminTokenFile {
+    fn drop(&mut self) {
+        // Placed, the target holds the token; never written, there is nothing to keep. A token
+        // that could not be placed stays where it is: the only copy.
+        if !self.stranded {
+            let _ = std::fs::remove_file(&self.pending);
+        }
+    }
+}
+
 /// Creates a file only its owner can read (0600), refusing to overwrite one.
 fn create_secret_file(path: &Path) -> anyhow::Result<std::fs::File> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    options.open(path).with_context(|| format!("creating the admin token file {} (it must not exist)", path.display()))
+    options.open(path).with_context(|| format!("creating the admin token file {}", path.display()))
 }
 
 /// Resolves on SIGTERM or SIGINT. The handlers are installed when this is called, not when the

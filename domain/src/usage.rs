@@ -39,6 +39,11 @@ pub struct CredentialUsed {
     pub user_agent: Option<String>,
     #[serde(with = "time::serde::rfc3339")]
     pub at: OffsetDateTime,
+    /// The log position of the view the use was judged on: every event of the credential's
+    /// lifecycle up to here was known, and none after it had been recorded when the use was
+    /// (absent in uses recorded before it was kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub based_on: Option<u64>,
 }
 
 /// Denials are coalesced: at most one event per credential, reason and second, with a count.
@@ -76,6 +81,11 @@ pub struct AccessTokenIssued {
     pub user_agent: Option<String>,
     #[serde(with = "time::serde::rfc3339")]
     pub at: OffsetDateTime,
+    /// The log position of the view the use was judged on: every event of the credential's
+    /// lifecycle up to here was known, and none after it had been recorded when the use was
+    /// (absent in uses recorded before it was kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub based_on: Option<u64>,
 }
 
 impl Event {

@@ -13,7 +13,7 @@ use credledger_domain::{EventId, OrgId};
 use time::OffsetDateTime;
 
 use crate::envelope::Envelope;
-use crate::{AppendResult, ExpectedVersion, NewEvent, RawEvent, RecordedEvent, StoreError, leaf_hash};
+use crate::{AppendResult, Basis, ExpectedVersion, NewEvent, RawEvent, RecordedEvent, StoreError, leaf_hash};
 
 /// What one append is answered: where it landed, or why it was refused.
 pub(crate) type Outcome = Result<AppendResult, StoreError>;
@@ -24,21 +24,28 @@ pub(crate) struct AppendRequest {
     pub stream: String,
     pub expected: ExpectedVersion,
     pub events: Vec<NewEvent>,
+    /// When set, the append goes ahead only if no event of the basis stream came after it.
+    pub basis: Option<Basis>,
     pub reply: tokio::sync::oneshot::Sender<Outcome>,
 }
 
-/// What every backend's `append` does: refuses what needs no log, queues the append for the
-/// backend's writer (as `wrap` makes it that writer's message), and waits for the answer.
+/// What every backend's `append` and `append_on_basis` do: refuses what needs no log, queues the
+/// append for the backend's writer (as `wrap` makes it that writer's message), and waits for the
+/// answer.
 pub(crate) async fn submit<M: Send>(
     writer: &tokio::sync::mpsc::Sender<M>,
     wrap: fn(AppendRequest) -> M,
     stream: &str,
     expected: ExpectedVersion,
     events: Vec<NewEvent>,
+    basis: Option<Basis>,
 ) -> Outcome {
     crate::check_append(stream, &events)?;
+    if let Some(basis) = &basis {
+        crate::check_stream_name(&basis.stream)?;
+    }
     let (reply, answer) = tokio::sync::oneshot::channel();
-    let request = AppendRequest { stream: stream.to_owned(), expected, events, reply };
+    let request = AppendRequest { stream: stream.to_owned(), expected, events, basis, reply };
     writer.send(wrap(request)).await.map_err(|_| StoreError::Closed)?;
     answer.await.map_err(|_| StoreError::Closed)?
 }
@@ -60,6 +67,9 @@ pub(crate) trait Committed {
     fn stream_version(&mut self, stream: &str) -> Result<Option<u64>, StoreError>;
     /// The sequence number of the organization's last event; 0 when it has none.
     fn org_sequence(&mut self, org: OrgId) -> Result<u64, StoreError>;
+    /// The position of the stream's last event; `None` when it has none. Asked only for the
+    /// basis of an append (see [`Basis`]).
+    fn last_position(&mut self, stream: &str) -> Result<Option<u64>, StoreError>;
 }
 
 /// One event ready to insert, borrowing from the append that carried it.
@@ -86,6 +96,9 @@ pub(crate) struct Batch<'a> {
     versions: HashMap<&'a str, Option<u64>>,
     /// Each organization's last sequence number as the batch leaves it; 0 for none yet.
     org_sequences: HashMap<OrgId, u64>,
+    /// The position of each basis stream's last event as the batch leaves it, and of each stream
+    /// the batch wrote to; `None` for a stream without events.
+    last_positions: HashMap<&'a str, Option<u64>>,
     /// The batch's event ids found in the log, plus those admitted so far in this batch.
     recorded: HashMap<EventId, Recorded>,
     rows: Vec<Row<'a>>,
@@ -95,7 +108,15 @@ impl<'a> Batch<'a> {
     /// Starts a batch at the committed head; `recorded` says where those of the batch's event ids
     /// that the log already holds sit.
     pub(crate) fn begin(head: u64, recorded: HashMap<EventId, Recorded>, recorded_at: OffsetDateTime) -> Self {
-        Self { head, recorded_at, versions: HashMap::new(), org_sequences: HashMap::new(), recorded, rows: Vec::new() }
+        Self {
+            head,
+            recorded_at,
+            versions: HashMap::new(),
+            org_sequences: HashMap::new(),
+            last_positions: HashMap::new(),
+            recorded,
+            rows: Vec::new(),
+        }
     }
 
     /// Judges one append. The outer error fails the whole batch (the database failed); the inner
@@ -106,9 +127,27 @@ impl<'a> Batch<'a> {
         stream: &'a str,
         expected: ExpectedVersion,
         events: &'a [NewEvent],
+        basis: Option<&'a Basis>,
     ) -> Result<Result<AppendResult, StoreError>, StoreError> {
         if let Some(outcome) = self.earlier_append(stream, events) {
             return Ok(outcome);
+        }
+        if let Some(basis) = basis {
+            let last = match self.last_positions.get(basis.stream.as_str()) {
+                Some(last) => *last,
+                None => {
+                    let last = log.last_position(&basis.stream)?;
+                    self.last_positions.insert(&basis.stream, last);
+                    last
+                }
+            };
+            if let Some(position) = last.filter(|last| *last > basis.position) {
+                return Ok(Err(StoreError::Superseded {
+                    stream: basis.stream.clone(),
+                    basis: basis.position,
+                    position,
+                }));
+            }
         }
         let current = self.stream_version(log, stream)?;
         let admitted = match expected {
@@ -182,6 +221,7 @@ impl<'a> Batch<'a> {
         }
         self.head = result.last_position;
         self.versions.insert(stream, Some(result.next_expected_version));
+        self.last_positions.insert(stream, Some(result.last_position));
         self.org_sequences.extend(sequences);
         self.rows.extend(rows);
         Ok(Ok(result))

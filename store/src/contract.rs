@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 use time::macros::datetime;
 use uuid::Uuid;
 
-use crate::{AppendResult, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError};
+use crate::{AppendResult, Basis, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError};
 
 /// A backend under test.
 #[async_trait::async_trait]
@@ -36,6 +36,7 @@ macro_rules! store_contract_tests {
         $crate::store_contract_tests!(@checks $backend;
             appending_to_a_new_stream_numbers_events_from_the_start,
             a_stale_expected_version_is_refused_and_writes_nothing,
+            an_append_based_on_a_view_older_than_its_basis_stream_is_refused,
             retrying_an_append_returns_its_original_result_and_records_it_once,
             an_event_id_reused_by_another_append_is_refused,
             concurrent_appends_get_gap_free_positions_in_commit_order,
@@ -188,6 +189,53 @@ pub async fn a_stale_expected_version_is_refused_and_writes_nothing(backend: &dy
     assert_eq!(store.read_all(3, 1).await.unwrap()[0].org_sequence, Some(1));
     let result = store.append("contract-c", ExpectedVersion::Any, events(None, 1)).await.unwrap();
     assert_eq!(result.next_expected_version, 3);
+}
+
+/// A use judged on a credential's lifecycle up to some position must not land after a later
+/// lifecycle event: the store refuses it where the log is ordered, naming that event's position.
+pub async fn an_append_based_on_a_view_older_than_its_basis_stream_is_refused(backend: &dyn Backend) {
+    let store = backend.open().await;
+    let basis = |position| Basis { stream: "contract-life".to_owned(), position };
+    // A stream without events, and one whose last event the view has seen, let the append through.
+    let first = store.append_on_basis("contract-use", ExpectedVersion::Any, events(None, 1), basis(0)).await.unwrap();
+    assert_eq!(first.last_position, 1);
+    let created = store.append("contract-life", ExpectedVersion::NoStream, events(None, 1)).await.unwrap();
+    assert_eq!(created.last_position, 2);
+    let used = store.append_on_basis("contract-use", ExpectedVersion::Any, events(None, 1), basis(2)).await.unwrap();
+    assert_eq!(used.last_position, 3);
+    let stopped = store.append("contract-life", ExpectedVersion::Exact(0), events(None, 1)).await.unwrap();
+    assert_eq!(stopped.last_position, 4);
+
+    // Decided on the view at 3, before the event at 4: refused, and nothing written.
+    let late = events(None, 1);
+    match store.append_on_basis("contract-use", ExpectedVersion::Any, late.clone(), basis(3)).await {
+        Err(StoreError::Superseded { stream, basis, position }) => {
+            assert_eq!((stream.as_str(), basis, position), ("contract-life", 3, 4));
+        }
+        other => panic!("expected Superseded, got {other:?}"),
+    }
+    assert_eq!(store.head().await.unwrap(), 4, "a refused use writes nothing");
+
+    // Appends queued together are judged in arrival order: a lifecycle event earlier in the same
+    // batch refuses a use decided before it, and a use decided after it goes through.
+    let (stopped_again, refused, admitted) = tokio::join!(
+        store.append("contract-life", ExpectedVersion::Exact(1), events(None, 1)),
+        async {
+            tokio::task::yield_now().await;
+            store.append_on_basis("contract-use", ExpectedVersion::Any, events(None, 1), basis(4)).await
+        },
+        store.append_on_basis("contract-use", ExpectedVersion::Any, late.clone(), basis(u64::MAX)),
+    );
+    let stopped_again = stopped_again.unwrap().last_position;
+    match refused {
+        Err(StoreError::Superseded { position, .. }) => assert_eq!(position, stopped_again),
+        Ok(result) => assert!(result.last_position < stopped_again, "a use landed after the event it missed"),
+        Err(other) => panic!("{other:?}"),
+    }
+    let admitted = admitted.unwrap();
+    // A retry of a recorded use returns its result, whatever happened to the stream since.
+    let retried = store.append_on_basis("contract-use", ExpectedVersion::Any, late, basis(0)).await.unwrap();
+    assert_eq!(retried, admitted);
 }
 
 pub async fn retrying_an_append_returns_its_original_result_and_records_it_once(backend: &dyn Backend) {

@@ -81,6 +81,21 @@ pub trait EventStore: Send + Sync + fmt::Debug {
         events: Vec<NewEvent>,
     ) -> Result<AppendResult, StoreError>;
 
+    /// Appends like [`EventStore::append`], but only if no event of `basis.stream` was committed
+    /// after `basis.position`: the append records a decision taken on a view of that stream up to
+    /// that position (a credential's use, judged on its lifecycle as projected), and must not land
+    /// after an event that may have changed the decision (a revocation). Otherwise it is refused
+    /// with [`StoreError::Superseded`] and nothing is written. The check runs where the log is
+    /// ordered, inside the committing transaction, so no use lands after such an event on any
+    /// node. A retry of an append already recorded returns the original result, as for `append`.
+    async fn append_on_basis(
+        &self,
+        stream: &str,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+        basis: Basis,
+    ) -> Result<AppendResult, StoreError>;
+
     /// The stream's events with version `>= from_version`, in version order.
     async fn read_stream(&self, stream: &str, from_version: u64) -> Result<Vec<RecordedEvent>, StoreError>;
 
@@ -116,9 +131,25 @@ pub trait EventStore: Send + Sync + fmt::Debug {
     /// Whether this process leads the background work that must run once per ledger (the expiry
     /// sweeper, checkpoint signing, process managers), as it changes. A backend that only one
     /// process can open leads for as long as it is open (the default: always `true`); a shared
-    /// one elects a single leader among the processes using it.
+    /// one elects a single leader among the processes using it (PostgreSQL: by a lease).
     fn leadership(&self) -> tokio::sync::watch::Receiver<bool> {
         tokio::sync::watch::channel(true).1
+    }
+
+    /// Whether this process leads at this instant: checked right before each piece of
+    /// leader-only work, because a process may have stalled since [`EventStore::leadership`] last
+    /// changed (a shared backend's leader holds a lease that runs out by the clock). What a
+    /// stale leader writes anyway stays fenced: checkpoints by the ledger stream's expected
+    /// version, background events by ids derived from their cause.
+    fn leads_now(&self) -> bool {
+        *self.leadership().borrow()
+    }
+
+    /// How far the shared log reached when this process last asked the database, and when it
+    /// asked: what tells a node whether its view may be behind what other nodes have written.
+    /// `None` for a log whose only writer is this process (its `head()` is always the log's).
+    fn head_checks(&self) -> Option<tokio::sync::watch::Receiver<HeadCheck>> {
+        None
     }
 
     /// Stops accepting appends, commits those already queued, and stops the writer. Later
@@ -145,6 +176,23 @@ impl fmt::Display for ExpectedVersion {
             Self::Exact(version) => write!(f, "version {version}"),
         }
     }
+}
+
+/// One answer to "how far does the shared log reach?": at `asked` (taken before the question was
+/// sent), the log held no event after `head`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeadCheck {
+    pub head: u64,
+    pub asked: std::time::Instant,
+}
+
+/// What an append's decision was taken on: the events of `stream` up to log position `position`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Basis {
+    /// The stream whose later events would void the decision (a credential's lifecycle stream).
+    pub stream: String,
+    /// The log position the decider's view of the stream had reached.
+    pub position: u64,
 }
 
 /// An event as a decider produced it, before the log gives it a place.
@@ -234,6 +282,13 @@ pub enum StoreError {
         None => "no stream".to_owned(),
     })]
     WrongExpectedVersion { stream: String, expected: ExpectedVersion, actual: Option<u64> },
+    /// The append was decided on a view of `stream` up to position `basis`, but the stream has an
+    /// event at `position`, after it (a revocation, say). Catch the view up to `position`, decide
+    /// again, and append again if the decision stands. Nothing was written.
+    #[error(
+        "stream `{stream}` has an event at position {position}, after the view at {basis} the append was decided on"
+    )]
+    Superseded { stream: String, basis: u64, position: u64 },
     /// An event id of the append is already recorded, but the append is not a retry of the one
     /// that recorded it (another stream or type, another order, or only some of its ids). The
     /// caller reused an id by mistake: mint fresh ids. Nothing was written.

@@ -21,6 +21,10 @@
 //! the last checkpoint that matched and the first that does not. Finally the root of all the
 //! events must be the header checkpoint's.
 //!
+//! In both scopes, no use of a credential may follow, in log order, the event that stopped it
+//! (its revocation, disabling or recorded expiry): the writers refuse such a use where the log is
+//! ordered, and the verifier names any it finds (see `lifecycle`).
+//!
 //! An **organization** export holds one organization's events up to the tree size: each is
 //! proven part of the ledger by its inclusion proof against the header checkpoint, and their
 //! `orgSequence` runs from 1 without a gap, so an omitted entry is named.
@@ -38,6 +42,7 @@ mod compact_range;
 
 pub use compact_range::CompactRange;
 mod ledger;
+mod lifecycle;
 mod line;
 mod organization;
 #[cfg(test)]
@@ -216,6 +221,14 @@ pub enum VerifyError {
          are missing from it", .export_size + 1
     )]
     ExportOlderThanTrusted { export_size: u64, trusted_size: u64 },
+    /// A use of a credential is recorded after the event that stopped it (its revocation, its
+    /// disabling, its recorded expiry): the log's order says it was accepted when it must not
+    /// have been, or the event was moved.
+    #[error(
+        "the event at position {position} records a use of credential {credential} after {stopped_by} at position \
+         {stopped_at}: no use may follow the event that stopped a credential"
+    )]
+    UseAfterStop { position: u64, credential: String, stopped_at: u64, stopped_by: String },
 }
 
 impl VerifyError {
@@ -242,7 +255,8 @@ impl VerifyError {
             | Self::WrongOrganization { position, .. }
             | Self::InclusionProof { position, .. }
             | Self::EmbeddedCheckpointInvalid { position, .. }
-            | Self::EmbeddedCheckpointAhead { position, .. } => Some(*position),
+            | Self::EmbeddedCheckpointAhead { position, .. }
+            | Self::UseAfterStop { position, .. } => Some(*position),
             Self::EmbeddedCheckpointMismatch { altered_from, .. }
             | Self::RootMismatch { altered_from, .. }
             | Self::TrustedMismatch { altered_from, .. } => Some(*altered_from),
@@ -278,6 +292,7 @@ impl VerifyError {
             Self::RootMismatch { .. } => "root_mismatch",
             Self::TrustedMismatch { .. } => "trusted_checkpoint_mismatch",
             Self::ExportOlderThanTrusted { .. } => "export_older_than_trusted_checkpoint",
+            Self::UseAfterStop { .. } => "use_after_stop",
         }
     }
 }

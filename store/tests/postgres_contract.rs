@@ -82,7 +82,7 @@ async fn a_database_migrated_by_a_newer_release_is_refused() {
         .await
         .unwrap();
     match PostgresStore::open(&backend.url).await {
-        Err(StoreError::SchemaTooNew { found: 99, supported: 1 }) => {}
+        Err(StoreError::SchemaTooNew { found: 99, supported: 2 }) => {}
         other => panic!("expected SchemaTooNew, got {other:?}"),
     }
 }

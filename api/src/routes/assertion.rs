@@ -128,6 +128,16 @@ pub async fn exchange(app: &AppState, assertion: &str, used: &Use<'_>) -> Result
             metrics::counter!("credledger_assertion_replays_total").increment(1);
             return Err(invalid_grant("the assertion was already used (jti replay)"));
         }
+        Err(StoreError::Superseded { position, .. }) => {
+            // The machine changed after the view it was judged on: answer with what it is now.
+            app.view_including(position).await.map_err(super::oauth::unavailable)?;
+            let current = app.projections.hot_index().view(machine.id);
+            if let Some(reason) = current.and_then(|view| evaluate(&view, Presented::Current, &access).err()) {
+                app.usage.denied(&view, reason, used);
+                return Err(invalid_grant(format!("the machine may not obtain a token: {}", reason.as_str())));
+            }
+            return Err(super::oauth::unavailable(crate::freshness::stale(app.freshness.bound())));
+        }
         Err(error) => {
             tracing::error!(%error, "recording an issued machine token failed");
             return Err(OAuthError::new(

@@ -19,6 +19,7 @@ use credledger_domain::policy::{AccessRequest, CredentialView, DenyReason, Prese
 use credledger_domain::token::{ClientId, SecretToken, TokenKind};
 use credledger_domain::values::{Scope, Scopes};
 use credledger_domain::{CredentialId, CredentialKind, RequestMeta};
+use credledger_store::StoreError;
 use serde::Serialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -207,7 +208,8 @@ fn authenticate_client(
     let failure = app.limiter.failed(&client_id, caller.ip, now);
     // A wrong secret for a known client is recorded against it; an unknown client only counts.
     if let Some(view) = known.and_then(|id| app.projections.hot_index().view(id)) {
-        let used = Use { method: "POST", route, request: &caller.request, ip: caller.ip.to_string(), at: now };
+        // A denial is recorded whatever the view: `seen` matters only for accepted uses.
+        let used = Use { method: "POST", route, request: &caller.request, ip: caller.ip.to_string(), at: now, seen: 0 };
         app.usage.denied(&view, DenyReason::InvalidSecret, &used);
         if failure == Failure::LockedNow {
             app.usage.denied(&view, DenyReason::Locked, &used);
@@ -271,6 +273,8 @@ async fn token(
     let route = "/oauth2/token";
     let caller = caller(&app, peer, &headers);
     let parameters = form(&headers, &body)?;
+    // Read before any credential is looked up: what the issuance is based on.
+    let seen = app.fresh_view().await.map_err(unavailable)?;
     let grant_type =
         parameters.get("grant_type").ok_or_else(|| OAuthError::invalid_request("grant_type is required"))?;
     if grant_type == assertion::JWT_BEARER {
@@ -278,7 +282,7 @@ async fn token(
             .get("assertion")
             .ok_or_else(|| OAuthError::invalid_request("the jwt-bearer grant needs an assertion"))?;
         let now = app.clock.now();
-        let used = Use { method: "POST", route, request: &caller.request, ip: caller.ip.to_string(), at: now };
+        let used = Use { method: "POST", route, request: &caller.request, ip: caller.ip.to_string(), at: now, seen };
         let (access_token, scope) = assertion::exchange(&app, assertion, &used).await?;
         return Ok(token_response(access_token, scope));
     }
@@ -291,7 +295,7 @@ async fn token(
     }
     let (view, presented, client_id) = authenticate_client(&app, &headers, &parameters, &caller, route)?;
     let now = app.clock.now();
-    let used = Use { method: "POST", route, request: &caller.request, ip: caller.ip.to_string(), at: now };
+    let used = Use { method: "POST", route, request: &caller.request, ip: caller.ip.to_string(), at: now, seen };
     authorize_client(&app, &view, presented, &caller, &used)?;
     let scopes = match parameters.get("scope").map(|scope| scope.trim()).filter(|scope| !scope.is_empty()) {
         None => view.scopes.clone(),
@@ -328,15 +332,31 @@ async fn token(
     };
     let access_token = app.keys.sign(&claims);
     let issued = IssuedToken { jti, assertion_jti: None, scopes: scopes.clone(), expires_at };
-    app.usage.issued(&view, &used, issued).await.map_err(|error| {
-        tracing::error!(%error, "recording an issued access token failed");
-        OAuthError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "temporarily_unavailable",
-            "the issuance could not be recorded; retry",
-        )
-    })?;
-    Ok(token_response(access_token, claims.scope))
+    match app.usage.issued(&view, &used, issued).await {
+        Ok(()) => Ok(token_response(access_token, claims.scope)),
+        Err(StoreError::Superseded { position, .. }) => {
+            // The client changed after the view it was judged on: judge it again on a view that
+            // includes the change, and answer with what it is now (a revoked client is refused).
+            let seen = app.view_including(position).await.map_err(unavailable)?;
+            let (view, presented, _) = authenticate_client(&app, &headers, &parameters, &caller, route)?;
+            let used = Use { seen, at: app.clock.now(), ..used };
+            authorize_client(&app, &view, presented, &caller, &used)?;
+            Err(unavailable(crate::freshness::stale(app.freshness.bound())))
+        }
+        Err(error) => {
+            tracing::error!(%error, "recording an issued access token failed");
+            Err(OAuthError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                "the issuance could not be recorded; retry",
+            ))
+        }
+    }
+}
+
+/// A node that cannot judge now (its view is stale, or it is catching up): retry in a second.
+pub(crate) fn unavailable(problem: crate::problem::Problem) -> OAuthError {
+    OAuthError { retry_after: Some(1), ..OAuthError::new(problem.status, "temporarily_unavailable", problem.detail) }
 }
 
 fn token_response(access_token: String, scope: String) -> Response {
@@ -346,6 +366,14 @@ fn token_response(access_token: String, scope: String) -> Response {
     let mut response = Json(body).into_response();
     no_store(response.headers_mut());
     response
+}
+
+/// What a resource server tells of the request it introspects a token for, and the position of
+/// the view the introspection is judged on.
+struct Subject {
+    ip: Option<IpAddr>,
+    user_agent: Option<String>,
+    seen: u64,
 }
 
 /// An RFC 7662 introspection answer; inactive tokens carry only `active: false`.
@@ -393,9 +421,10 @@ async fn introspect(
     let route = "/oauth2/introspect";
     let caller = caller(&app, peer, &headers);
     let parameters = form(&headers, &body)?;
+    let seen = app.fresh_view().await.map_err(unavailable)?;
     let (resource_server, presented, _) = authenticate_client(&app, &headers, &parameters, &caller, route)?;
     let now = app.clock.now();
-    let used = Use { method: "POST", route, request: &caller.request, ip: caller.ip.to_string(), at: now };
+    let used = Use { method: "POST", route, request: &caller.request, ip: caller.ip.to_string(), at: now, seen };
     authorize_client(&app, &resource_server, presented, &caller, &used)?;
     let token = parameters.get("token").ok_or_else(|| OAuthError::invalid_request("token is required"))?;
     let subject_ip = match parameters.get("client_ip") {
@@ -405,7 +434,8 @@ async fn introspect(
         None => None,
     };
     let subject_agent = parameters.get("user_agent").cloned();
-    let answer = introspect_token(&app, &resource_server, token, subject_ip, subject_agent, now).await;
+    let subject = Subject { ip: subject_ip, user_agent: subject_agent, seen };
+    let answer = introspect_token(&app, &resource_server, token, subject, now).await;
     let mut response = Json(answer).into_response();
     no_store(response.headers_mut());
     Ok(response)
@@ -415,10 +445,10 @@ async fn introspect_token(
     app: &AppState,
     resource_server: &CredentialView,
     token: &str,
-    subject_ip: Option<IpAddr>,
-    subject_agent: Option<String>,
+    subject: Subject,
     now: time::OffsetDateTime,
 ) -> Introspection {
+    let Subject { ip: subject_ip, user_agent: subject_agent, seen } = subject;
     let inactive = Introspection::default();
     // Which credential, which of its values, and what the token itself says.
     let (view, presented, claims) = if token.contains('.') {
@@ -485,6 +515,7 @@ async fn introspect_token(
             request: &request,
             ip: subject_ip.map_or_else(String::new, |ip| ip.to_string()),
             at: now,
+            seen,
         };
         match decision {
             Ok(()) => {

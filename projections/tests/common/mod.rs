@@ -149,6 +149,7 @@ impl Ledger {
                     ip: format!("10.0.0.{ip}"),
                     user_agent: Some(format!("agent/{agent}")),
                     at: self.now,
+                    based_on: None,
                 });
                 self.usage(token, &used).await;
             }

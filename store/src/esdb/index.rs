@@ -175,6 +175,10 @@ impl Committed for Index {
     fn org_sequence(&mut self, org: OrgId) -> Result<u64, StoreError> {
         Ok(self.orgs.get(&org).copied().unwrap_or(0))
     }
+
+    fn last_position(&mut self, stream: &str) -> Result<Option<u64>, StoreError> {
+        Ok(self.streams.get(stream).and_then(|positions| positions.last().copied()))
+    }
 }
 
 #[cfg(test)]

@@ -26,7 +26,9 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 use tokio::sync::{mpsc, watch};
 
-use crate::{AppendResult, EventStore, ExpectedVersion, NewEvent, RawEvent, RecordedEvent, StoreError, envelope};
+use crate::{
+    AppendResult, Basis, EventStore, ExpectedVersion, NewEvent, RawEvent, RecordedEvent, StoreError, envelope,
+};
 use connection::Connection;
 use index::{Entry, Index, LedgerMetadata};
 use writer::{Message, Writer};
@@ -145,7 +147,17 @@ impl EventStore for EsdbStore {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<AppendResult, StoreError> {
-        crate::batch::submit(&self.appends, Message::Append, stream, expected, events).await
+        crate::batch::submit(&self.appends, Message::Append, stream, expected, events, None).await
+    }
+
+    async fn append_on_basis(
+        &self,
+        stream: &str,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+        basis: Basis,
+    ) -> Result<AppendResult, StoreError> {
+        crate::batch::submit(&self.appends, Message::Append, stream, expected, events, Some(basis)).await
     }
 
     async fn read_stream(&self, stream: &str, from_version: u64) -> Result<Vec<RecordedEvent>, StoreError> {

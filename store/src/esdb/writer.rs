@@ -240,7 +240,13 @@ fn judge(index: &mut Index, requests: &[AppendRequest], recorded_at: OffsetDateT
     let mut batch = Batch::begin(head_before, index.recorded(ids), recorded_at);
     let mut outcomes = Vec::with_capacity(requests.len());
     for request in requests {
-        outcomes.push(batch.admit(index, &request.stream, request.expected, &request.events)?);
+        outcomes.push(batch.admit(
+            index,
+            &request.stream,
+            request.expected,
+            &request.events,
+            request.basis.as_ref(),
+        )?);
     }
     let Some((rows, _)) = batch.into_rows() else {
         return Ok(Judged { outcomes, append: None });

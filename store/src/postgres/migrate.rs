@@ -5,10 +5,13 @@
 
 use crate::StoreError;
 
-const MIGRATIONS: &[(i32, &str, &str)] = &[(1, "events", include_str!("../../../migrations/postgres/0001_events.sql"))];
+const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (1, "events", include_str!("../../../migrations/postgres/0001_events.sql")),
+    (2, "leader_lease", include_str!("../../../migrations/postgres/0002_leader_lease.sql")),
+];
 
 /// The newest schema version this release knows.
-pub(crate) const SUPPORTED: i32 = 1;
+pub(crate) const SUPPORTED: i32 = 2;
 
 pub(crate) async fn apply(client: &mut tokio_postgres::Client) -> Result<(), StoreError> {
     let tx = client.transaction().await?;

@@ -25,7 +25,10 @@ use futures::stream::BoxStream;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_postgres::NoTls;
 
-use crate::{AppendResult, EventStore, ExpectedVersion, NewEvent, RawEvent, RecordedEvent, StoreError, envelope};
+use crate::{
+    AppendResult, Basis, EventStore, ExpectedVersion, HeadCheck, NewEvent, RawEvent, RecordedEvent, StoreError,
+    envelope,
+};
 use writer::{Message, Writer};
 
 /// Appends that may wait for the writer before `append` itself waits.
@@ -40,14 +43,24 @@ pub(crate) const CHANNEL: &str = "credledger_events";
 /// How often the head is polled besides notifications, and how often leadership is checked.
 const POLL: Duration = Duration::from_secs(1);
 
-/// How long a leadership check or a head poll may take before its connection counts as lost.
+/// How long a head poll may take before its connection counts as lost.
 const LEADER_CHECK: Duration = Duration::from_secs(3);
 
+/// How long the leader's lease lasts from a renewal; it is renewed every [`POLL`].
+const LEASE: Duration = Duration::from_secs(4);
+
+/// How much sooner than the database the leader stops believing in its lease: room for the two
+/// clocks running at slightly different rates.
+const LEASE_MARGIN: Duration = Duration::from_millis(500);
+
+/// How long a renewal may take: it must come back before the previous one's lease runs out
+/// (a renewal starts [`POLL`] after the previous one).
+const LEASE_CHECK: Duration = Duration::from_secs(2);
+
 /// Advisory lock keys, in the 64-bit space PostgreSQL shares among all users of a database:
-/// ASCII "cl-appnd", "cl-migr8" and "cl-leadr", unlikely to collide with anyone else's.
+/// ASCII "cl-appnd" and "cl-migr8", unlikely to collide with anyone else's.
 pub(crate) const APPEND_LOCK: i64 = 0x636c_2d61_7070_6e64;
 const MIGRATE_LOCK: i64 = 0x636c_2d6d_6967_7238;
-const LEADER_LOCK: i64 = 0x636c_2d6c_6561_6472;
 
 /// The log in one PostgreSQL database. Cheap to share behind an `Arc`.
 #[derive(Debug)]
@@ -57,6 +70,8 @@ pub struct PostgresStore {
     reader: Arc<Reader>,
     commits: Arc<AtomicU64>,
     leadership: OnceLock<watch::Receiver<bool>>,
+    lease: Arc<LeaseDeadline>,
+    head_checks: watch::Receiver<HeadCheck>,
 }
 
 #[derive(Debug)]
@@ -88,11 +103,12 @@ impl PostgresStore {
             head(&client).await?
         };
         let (head_sender, head_receiver) = watch::channel(head);
+        let (checks, head_checks) = watch::channel(HeadCheck { head, asked: std::time::Instant::now() });
         let (appends, receiver) = mpsc::channel(QUEUE);
         let commits = Arc::new(AtomicU64::new(0));
         let writer = Writer { pool: pool.clone(), head: head_sender, commits: commits.clone() };
         tokio::spawn(writer.run(receiver));
-        tokio::spawn(listen(config.clone(), appends.downgrade()));
+        tokio::spawn(listen(config.clone(), appends.downgrade(), checks));
         tracing::debug!(head, "event store opened on PostgreSQL");
         Ok(Self {
             config,
@@ -100,6 +116,8 @@ impl PostgresStore {
             reader: Arc::new(Reader { pool, head: head_receiver }),
             commits,
             leadership: OnceLock::new(),
+            lease: Arc::default(),
+            head_checks,
         })
     }
 
@@ -144,7 +162,17 @@ impl EventStore for PostgresStore {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<AppendResult, StoreError> {
-        crate::batch::submit(&self.appends, Message::Append, stream, expected, events).await
+        crate::batch::submit(&self.appends, Message::Append, stream, expected, events, None).await
+    }
+
+    async fn append_on_basis(
+        &self,
+        stream: &str,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+        basis: Basis,
+    ) -> Result<AppendResult, StoreError> {
+        crate::batch::submit(&self.appends, Message::Append, stream, expected, events, Some(basis)).await
     }
 
     async fn read_stream(&self, stream: &str, from_version: u64) -> Result<Vec<RecordedEvent>, StoreError> {
@@ -221,10 +249,18 @@ impl EventStore for PostgresStore {
         self.leadership
             .get_or_init(|| {
                 let (sender, receiver) = watch::channel(false);
-                tokio::spawn(lead(self.config.clone(), sender, self.reader.head.clone()));
+                tokio::spawn(lead(self.config.clone(), sender, self.lease.clone(), self.reader.head.clone()));
                 receiver
             })
             .clone()
+    }
+
+    fn head_checks(&self) -> Option<watch::Receiver<HeadCheck>> {
+        Some(self.head_checks.clone())
+    }
+
+    fn leads_now(&self) -> bool {
+        self.lease.holds()
     }
 
     async fn close(&self) {
@@ -270,8 +306,10 @@ fn decode_rows(rows: &[tokio_postgres::Row]) -> Result<Vec<RecordedEvent>, Store
 
 /// Learns of commits by any process: notifications on [`CHANNEL`] as they happen, and a poll of
 /// the head every [`POLL`] in case a notification was lost (a dropped connection, a full queue).
-/// Each head seen goes to the writer, which publishes it; stops when the store is gone.
-async fn listen(config: tokio_postgres::Config, writer: mpsc::WeakSender<Message>) {
+/// Each head seen goes to the writer, which publishes it; each polled head also goes to `checks`
+/// with the moment it was asked for, which bounds how stale this process's view can be. Stops
+/// when the store is gone.
+async fn listen(config: tokio_postgres::Config, writer: mpsc::WeakSender<Message>, checks: watch::Sender<HeadCheck>) {
     let report = |head: u64| match writer.upgrade() {
         // A full queue only delays this head until the next poll.
         Some(writer) => {
@@ -313,18 +351,25 @@ async fn listen(config: tokio_postgres::Config, writer: mpsc::WeakSender<Message
         loop {
             let seen = tokio::select! {
                 note = notified.recv() => match note {
-                    Some(head) => Ok(head),
+                    Some(head) => Ok((head, None)),
                     None => break,
                 },
-                _ = poll.tick() => tokio::time::timeout(LEADER_CHECK, head(&client)).await.unwrap_or_else(|_| {
-                    Err(StoreError::Postgres("the listener's connection did not answer in time".to_owned()))
-                }),
+                _ = poll.tick() => {
+                    let asked = std::time::Instant::now();
+                    match tokio::time::timeout(LEADER_CHECK, head(&client)).await {
+                        Ok(polled) => polled.map(|head| (head, Some(asked))),
+                        Err(_) => Err(StoreError::Postgres("the listener's connection did not answer in time".to_owned())),
+                    }
+                }
             };
             match seen {
-                Ok(head) => {
+                Ok((head, asked)) => {
                     if !report(head) {
                         driver.abort();
                         return;
+                    }
+                    if let Some(asked) = asked {
+                        checks.send_replace(HeadCheck { head, asked });
                     }
                 }
                 Err(error) => {
@@ -340,46 +385,73 @@ async fn listen(config: tokio_postgres::Config, writer: mpsc::WeakSender<Message
     }
 }
 
-/// Holds the leader's session-level advisory lock while this process has it, and says so on
-/// `leading`. The lock lives as long as its connection: when the process dies or its connection
-/// breaks, PostgreSQL releases it and another process takes it within a poll. A leader that
-/// loses its connection stops leading at once. Stops when the store is closed or nobody listens.
-async fn lead(config: tokio_postgres::Config, leading: watch::Sender<bool>, mut head: watch::Receiver<u64>) {
+/// Holds the leader's lease while this process can, and says so on `leading` and in `lease`.
+///
+/// Every [`POLL`] it takes or renews the lease row for [`LEASE`] from the database's clock.
+/// Locally the lease counts from the moment the request was sent (so never past the database's
+/// view of it), less [`LEASE_MARGIN`]: a process that stalls stops leading by its own clock
+/// before any other process can take over, and on resuming finds the row held by another process
+/// and steps down. A lost connection steps down at once. Stops when the store is closed or
+/// nobody listens.
+async fn lead(
+    config: tokio_postgres::Config,
+    leading: watch::Sender<bool>,
+    lease: Arc<LeaseDeadline>,
+    mut head: watch::Receiver<u64>,
+) {
+    let holder = uuid::Uuid::new_v4();
+    let lease_seconds = LEASE.as_secs_f64();
+    let step_down = |reason: &str| {
+        lease.end();
+        if leading.send_replace(false) {
+            tracing::warn!(reason, "no longer holding the leader's lease; background work stops here");
+        }
+    };
+    let failed = |error: &str| {
+        tracing::warn!(error, "the leader's lease cannot be taken or renewed; retrying");
+    };
     let gone = |leading: &watch::Sender<bool>, head: &mut watch::Receiver<u64>| {
         leading.is_closed() || head.has_changed().is_err()
     };
     while !gone(&leading, &mut head) {
         let connected = config.connect(NoTls).await;
         let Ok((client, connection)) = connected else {
-            leading.send_replace(false);
+            step_down("cannot connect");
             tokio::time::sleep(POLL).await;
             continue;
         };
         let driver = tokio::spawn(connection);
+        let statement = match client.prepare(include_str!("lease.sql")).await {
+            Ok(statement) => statement,
+            Err(error) => {
+                let error = StoreError::from(error).to_string();
+                failed(&error);
+                step_down(&error);
+                driver.abort();
+                tokio::time::sleep(POLL).await;
+                continue;
+            }
+        };
         loop {
-            let check = async {
-                if *leading.borrow() {
-                    client.simple_query("SELECT 1").await.map(|_| true)
-                } else {
-                    client.query_one("SELECT pg_try_advisory_lock($1)", &[&LEADER_LOCK]).await.map(|row| row.get(0))
-                }
-            };
-            // A check that does not come back in time counts as a lost connection: a leader must
-            // not go on leading over a connection the server may already have dropped.
-            let checked = match tokio::time::timeout(LEADER_CHECK, check).await {
-                Ok(checked) => checked.map_err(StoreError::from),
-                Err(_) => Err(StoreError::Postgres("the leader's connection did not answer in time".to_owned())),
-            };
-            match checked {
-                Ok(now) => {
-                    if leading.send_replace(now) != now {
-                        tracing::info!(leading = now, "background work leadership changed");
+            let asked = std::time::Instant::now();
+            // A renewal that does not come back before the lease would end counts as lost.
+            match tokio::time::timeout(LEASE_CHECK, client.query_opt(&statement, &[&holder, &lease_seconds])).await {
+                Ok(Ok(Some(row))) => {
+                    lease.extend_to(asked + LEASE - LEASE_MARGIN);
+                    if !leading.send_replace(true) {
+                        let term: i64 = row.get(0);
+                        tracing::info!(term, "holding the leader's lease: background work runs here");
                     }
                 }
-                Err(error) => {
-                    if leading.send_replace(false) {
-                        tracing::warn!(%error, "lost the leader's connection; background work stops here");
-                    }
+                Ok(Ok(None)) => step_down("another process holds the lease"),
+                Ok(Err(error)) => {
+                    let error = StoreError::from(error).to_string();
+                    failed(&error);
+                    step_down(&error);
+                    break;
+                }
+                Err(_) => {
+                    step_down("the lease's connection did not answer in time");
                     break;
                 }
             }
@@ -390,5 +462,28 @@ async fn lead(config: tokio_postgres::Config, leading: watch::Sender<bool>, mut 
         }
         driver.abort();
     }
+    lease.end();
     leading.send_replace(false);
+}
+
+/// Until when, by this process's monotonic clock, its lease holds; checked before each piece of
+/// leader-only work, since the process may have stalled since it last heard from the database.
+#[derive(Debug, Default)]
+struct LeaseDeadline(std::sync::Mutex<Option<std::time::Instant>>);
+
+impl LeaseDeadline {
+    fn extend_to(&self, until: std::time::Instant) {
+        *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(until);
+    }
+
+    fn end(&self) {
+        *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+    }
+
+    fn holds(&self) -> bool {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_some_and(|until| std::time::Instant::now() < until)
+    }
 }

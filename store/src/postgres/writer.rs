@@ -129,7 +129,8 @@ impl Writer {
         let mut log = Prefetched::read(&tx, requests).await?;
         let mut outcomes = Vec::with_capacity(requests.len());
         for request in requests {
-            outcomes.push(batch.admit(&mut log, &request.stream, request.expected, &request.events)?);
+            let basis = request.basis.as_ref();
+            outcomes.push(batch.admit(&mut log, &request.stream, request.expected, &request.events, basis)?);
         }
         let Some((rows, head)) = batch.into_rows() else {
             // Only refusals and retries: nothing to commit (dropping `tx` rolls back).
@@ -195,11 +196,13 @@ async fn find_recorded(tx: &Transaction<'_>, ids: &[EventId]) -> Result<HashMap<
     Ok(recorded)
 }
 
-/// The versions of the batch's streams and the sequences of its organizations, read under the
-/// lock in two queries (one index probe per stream or organization), for admission to consult.
+/// The versions of the batch's streams, the sequences of its organizations and the last positions
+/// of the streams its appends were based on, read under the lock in at most three queries (one
+/// index probe per stream or organization), for admission to consult.
 struct Prefetched {
     versions: HashMap<String, Option<u64>>,
     sequences: HashMap<OrgId, u64>,
+    last_positions: HashMap<String, Option<u64>>,
 }
 
 impl Prefetched {
@@ -238,7 +241,26 @@ impl Prefetched {
                 sequences.insert(OrgId::from_uuid(row.get(0)), sequence);
             }
         }
-        Ok(Self { versions, sequences })
+        let bases: Vec<&str> = requests
+            .iter()
+            .filter_map(|request| request.basis.as_ref().map(|basis| basis.stream.as_str()))
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        let mut last_positions = HashMap::with_capacity(bases.len());
+        if !bases.is_empty() {
+            let statement = tx
+                .prepare_cached(
+                    "SELECT s.stream, (SELECT position FROM events WHERE stream = s.stream \
+                     ORDER BY version DESC LIMIT 1) FROM unnest($1::text[]) AS s(stream)",
+                )
+                .await?;
+            for row in tx.query(&statement, &[&bases]).await? {
+                let position = row.get::<_, Option<i64>>(1).map(|p| unsigned(p, 0, "negative position")).transpose()?;
+                last_positions.insert(row.get(0), position);
+            }
+        }
+        Ok(Self { versions, sequences, last_positions })
     }
 }
 
@@ -249,6 +271,10 @@ impl Committed for Prefetched {
 
     fn org_sequence(&mut self, org: OrgId) -> Result<u64, StoreError> {
         Ok(self.sequences.get(&org).copied().unwrap_or(0))
+    }
+
+    fn last_position(&mut self, stream: &str) -> Result<Option<u64>, StoreError> {
+        Ok(self.last_positions.get(stream).copied().flatten())
     }
 }
 

@@ -19,7 +19,9 @@ use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::{AppendResult, EventStore, ExpectedVersion, NewEvent, RawEvent, RecordedEvent, StoreError, envelope};
+use crate::{
+    AppendResult, Basis, EventStore, ExpectedVersion, NewEvent, RawEvent, RecordedEvent, StoreError, envelope,
+};
 use writer::{Message, Writer};
 
 /// Appends that may wait for the writer before `append` itself waits: backpressure, not a limit
@@ -58,7 +60,7 @@ impl SqliteStore {
         let (head_sender, head_receiver) = watch::channel(head);
         let (appends, receiver) = mpsc::channel(QUEUE);
         let commits = Arc::new(AtomicU64::new(0));
-        let writer = Writer { connection, head: head_sender, commits: commits.clone() };
+        let writer = Writer::new(connection, head_sender, commits.clone());
         std::thread::Builder::new().name("credledger-log-writer".to_owned()).spawn(move || writer.run(receiver))?;
         tracing::debug!(path = %path.display(), head, "event store opened");
         Ok(Self { path, appends, reader: Arc::new(Reader { pool, head: head_receiver }), commits })
@@ -119,7 +121,17 @@ impl EventStore for SqliteStore {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<AppendResult, StoreError> {
-        crate::batch::submit(&self.appends, Message::Append, stream, expected, events).await
+        crate::batch::submit(&self.appends, Message::Append, stream, expected, events, None).await
+    }
+
+    async fn append_on_basis(
+        &self,
+        stream: &str,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+        basis: Basis,
+    ) -> Result<AppendResult, StoreError> {
+        crate::batch::submit(&self.appends, Message::Append, stream, expected, events, Some(basis)).await
     }
 
     async fn read_stream(&self, stream: &str, from_version: u64) -> Result<Vec<RecordedEvent>, StoreError> {

@@ -41,17 +41,32 @@ pub(super) enum Message {
     Close,
 }
 
+/// Most streams whose last position the writer keeps in memory; past this it starts over.
+const MAX_LAST_POSITIONS: usize = 1 << 20;
+
 #[derive(Debug)]
 pub(super) struct Writer {
-    pub connection: Connection,
+    connection: Connection,
     /// The last committed position, published after each commit: `head()` and every
     /// subscription read it, so nobody learns of a position before it is durable.
-    pub head: watch::Sender<u64>,
+    head: watch::Sender<u64>,
     /// Transactions committed, for observing group commit.
-    pub commits: Arc<AtomicU64>,
+    commits: Arc<AtomicU64>,
+    /// The position of the last event of each stream an append was based on (a credential's
+    /// lifecycle stream), read once and then kept current by this writer's own commits, so that
+    /// judging a use against its credential's lifecycle costs no query. Valid while the log's
+    /// head is `last_positions_head`: a head this writer did not leave (another process wrote
+    /// the file, or a commit's outcome is unknown) empties it.
+    last_positions: HashMap<String, Option<u64>>,
+    last_positions_head: u64,
 }
 
 impl Writer {
+    pub(super) fn new(connection: Connection, head: watch::Sender<u64>, commits: Arc<AtomicU64>) -> Self {
+        let last_positions_head = *head.borrow();
+        Self { connection, head, commits, last_positions: HashMap::new(), last_positions_head }
+    }
+
     /// Runs until the store is closed or dropped, then closes the connection and drops the head
     /// sender, which tells `close()` and the subscriptions that the writer is gone.
     pub(super) fn run(mut self, mut receiver: mpsc::Receiver<Message>) {
@@ -142,10 +157,16 @@ impl Writer {
         let ids = requests.iter().flat_map(|request| request.events.iter().map(|event| event.event_id));
         let head: i64 = tx.prepare_cached(include_str!("head.sql"))?.query_row([], |row| row.get(0))?;
         let head = unsigned(head, 0, "the head position is negative")?;
+        if head != self.last_positions_head || self.last_positions.len() > MAX_LAST_POSITIONS {
+            self.last_positions.clear();
+            self.last_positions_head = head;
+        }
         let mut batch = Batch::begin(head, find_recorded(&tx, ids)?, OffsetDateTime::now_utc());
         let mut outcomes = Vec::with_capacity(requests.len());
+        let mut log = Log { connection: &tx, last_positions: &mut self.last_positions };
         for request in requests {
-            outcomes.push(batch.admit(&mut Log(&tx), &request.stream, request.expected, &request.events)?);
+            let basis = request.basis.as_ref();
+            outcomes.push(batch.admit(&mut log, &request.stream, request.expected, &request.events, basis)?);
         }
         let Some((rows, head)) = batch.into_rows() else {
             // Only refusals and retries: nothing to commit (dropping `tx` rolls back).
@@ -153,6 +174,12 @@ impl Writer {
         };
         insert(&tx, &rows)?;
         tx.commit()?;
+        for row in &rows {
+            if let Some(last) = self.last_positions.get_mut(row.stream) {
+                *last = Some(row.position as u64);
+            }
+        }
+        self.last_positions_head = head;
         tracing::debug!(appends = requests.len(), events = rows.len(), head, "committed batch");
         Ok((outcomes, Some(head)))
     }
@@ -183,13 +210,16 @@ fn find_recorded(
     Ok(recorded)
 }
 
-/// The committed log through the writer's transaction.
-struct Log<'c>(&'c Connection);
+/// The committed log through the writer's transaction, and the last positions the writer keeps.
+struct Log<'c> {
+    connection: &'c Connection,
+    last_positions: &'c mut HashMap<String, Option<u64>>,
+}
 
 impl Committed for Log<'_> {
     fn stream_version(&mut self, stream: &str) -> Result<Option<u64>, StoreError> {
         let version: Option<i64> = self
-            .0
+            .connection
             .prepare_cached(include_str!("stream_version.sql"))?
             .query_row([stream], |row| row.get(0))
             .optional()?
@@ -199,12 +229,26 @@ impl Committed for Log<'_> {
 
     fn org_sequence(&mut self, org: OrgId) -> Result<u64, StoreError> {
         let sequence: Option<i64> = self
-            .0
+            .connection
             .prepare_cached(include_str!("org_sequence.sql"))?
             .query_row([org.to_string()], |row| row.get(0))
             .optional()?
             .flatten();
         unsigned(sequence.unwrap_or(0), 0, "negative organization sequence")
+    }
+
+    fn last_position(&mut self, stream: &str) -> Result<Option<u64>, StoreError> {
+        if let Some(last) = self.last_positions.get(stream) {
+            return Ok(*last);
+        }
+        let position: Option<i64> = self
+            .connection
+            .prepare_cached(include_str!("last_position.sql"))?
+            .query_row([stream], |row| row.get(0))
+            .optional()?;
+        let last = position.map(|position| unsigned(position, 0, "negative position")).transpose()?;
+        self.last_positions.insert(stream.to_owned(), last);
+        Ok(last)
     }
 }
 

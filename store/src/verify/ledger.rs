@@ -8,6 +8,7 @@ use std::io::BufRead;
 use credledger_domain::OrgId;
 
 use super::compact_range::RecentPrefixes;
+use super::lifecycle::Lifecycles;
 use super::line::{self, CheckpointPayload, EnvelopeFields, LineRead, MAX_LINE};
 use super::{Context, Scope, Verified, VerifyError};
 use crate::checkpoint::CheckpointVerifier;
@@ -24,6 +25,7 @@ pub(super) fn verify(
     // The version, and the orgSequence, each stream and organization must show next.
     let mut streams: HashMap<String, u64> = HashMap::new();
     let mut organizations: HashMap<OrgId, u64> = HashMap::new();
+    let mut lifecycles = Lifecycles::default();
     let (mut checked, mut unchecked) = (0, 0);
     // The largest prefix whose root a checkpoint proved: an alteration found later lies after it.
     let mut proven = 0;
@@ -90,6 +92,7 @@ pub(super) fn verify(
             }
         }
         prefixes.push(computed);
+        lifecycles.observe(position, &fields.stream, &fields.event_type)?;
 
         if fields.is_checkpoint() {
             match check_recorded_checkpoint(envelope, position, context.key, &prefixes, proven)? {

@@ -6,6 +6,7 @@ use std::io::BufRead;
 
 use credledger_domain::OrgId;
 
+use super::lifecycle::Lifecycles;
 use super::line::{self, EnvelopeFields, LineRead, MAX_LINE};
 use super::{Context, Scope, Verified, VerifyError};
 use crate::leaf_hash;
@@ -25,6 +26,7 @@ pub(super) fn verify(
         return Err(VerifyError::NotUnderTrusted { export_size: tree_size, trusted_size: trusted.tree_size });
     }
     let (mut previous, mut events) = (0, 0);
+    let mut lifecycles = Lifecycles::default();
     let mut scratch = Vec::new();
     let mut proof = Vec::new();
     loop {
@@ -80,6 +82,7 @@ pub(super) fn verify(
                 });
             }
         }
+        lifecycles.observe(position, &fields.stream, &fields.event_type)?;
         previous = position;
         events += 1;
         context.report(events, position, false);

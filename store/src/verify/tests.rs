@@ -592,3 +592,52 @@ proptest! {
         prop_assert_eq!(error.position(), Some(target as u64), "{}", error);
     }
 }
+
+/// A log, with a consistent chain, in which a use of a machine token was recorded after its
+/// revocation (as a writer that did not keep the invariant would have recorded it), followed
+/// by other events. Returns the log and the late use's position.
+async fn log_with_a_use_after_revocation() -> (Log, u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = crate::open(&format!("sqlite://{}", dir.path().join("events.db").display())).await.unwrap();
+    let token = Uuid::from_u128(0x0B_0001).hyphenated().to_string();
+    let (lifecycle, usage) = (format!("mt-{token}"), format!("usage-{token}"));
+    let appended = [
+        (lifecycle.as_str(), "MachineTokenCreated"),
+        (usage.as_str(), "CredentialUsed"),
+        (lifecycle.as_str(), "MachineTokenRevoked"),
+        (usage.as_str(), "CredentialAccessDenied"),
+        (usage.as_str(), "CredentialUsed"),
+        ("mt-other", "MachineTokenCreated"),
+    ];
+    for (n, (stream, event_type)) in (0u64..).zip(appended) {
+        let payload = json!({"credentialId": token, "n": n});
+        store.append(stream, ExpectedVersion::Any, vec![event(Some(org(1)), n, event_type, payload)]).await.unwrap();
+    }
+    let rows = store.read_raw(1, 100).await.unwrap();
+    store.close().await;
+    let log = Log {
+        orgs: rows.iter().map(|row| row.org_id.as_deref().map(|id| OrgId::parse(id).unwrap())).collect(),
+        leaves: rows.iter().map(|row| <[u8; 32]>::try_from(row.leaf_hash.as_slice()).unwrap()).collect(),
+        envelopes: rows.into_iter().map(|row| row.envelope.to_vec()).collect(),
+        checkpoints: Vec::new(),
+    };
+    (log, 5)
+}
+
+#[test]
+fn a_use_recorded_after_its_credentials_revocation_is_named_from_the_export_alone() {
+    let (log, late) = block_on(log_with_a_use_after_revocation());
+    for lines in [ledger_export(&log, log.len()), org_export(&log, org(1), log.len())] {
+        let error = verify(&lines, None).unwrap_err();
+        match &error {
+            VerifyError::UseAfterStop { position, stopped_at, stopped_by, .. } => {
+                assert_eq!((*position, *stopped_at, stopped_by.as_str()), (late, 3, "MachineTokenRevoked"));
+            }
+            other => panic!("expected UseAfterStop, got {other:?}"),
+        }
+        assert_eq!((error.position(), error.code()), (Some(late), "use_after_stop"));
+        assert!(error.to_string().contains("position 3"), "{error}");
+    }
+    // The same log up to the use before the revocation, and with the denial after it, verifies.
+    verify(&ledger_export(&log, late - 1), None).unwrap();
+}

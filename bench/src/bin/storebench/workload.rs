@@ -220,6 +220,7 @@ impl Organization {
                 ip,
                 user_agent: Some(user_agent),
                 at: now,
+                based_on: None,
             })
         };
         let actor = Actor { kind: ActorKind::MachineToken, id: credential.to_string() };
