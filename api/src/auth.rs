@@ -37,7 +37,6 @@ impl FromRequestParts<AppState> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Problem> {
         let route = parts.extensions.get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str).to_owned();
-        let org_id = route_org(parts, app).await?;
         let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip());
         let (ip, request) = request_origin(app, peer, &parts.headers);
 
@@ -59,6 +58,9 @@ impl FromRequestParts<AppState> for Caller {
             };
             (view, presented, None)
         };
+        // Credentials are checked before the path: a caller without them learns nothing, not even
+        // which ids are well formed.
+        let org_id = route_org(parts, app).await?;
         let at = app.clock.now();
         let access = AccessRequest {
             org_id,
@@ -158,7 +160,7 @@ fn bearer(parts: &Parts) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
-/// The organization the route names, parsed so that a bad id is a 400 before any lookup.
+/// The organization the route names, parsed so that a bad id is a 400 before any lookup of it.
 async fn route_org(parts: &mut Parts, app: &AppState) -> Result<Option<OrgId>, Problem> {
     let params = RawPathParams::from_request_parts(parts, app).await.map_err(|rejection| {
         // The rejection names the parameter only in its text: "… Invalid UTF-8 in `orgId`".

@@ -123,8 +123,15 @@ impl IntoResponse for Problem {
         let mut response = (self.status, bytes).into_response();
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
-        if self.status == StatusCode::UNAUTHORIZED {
-            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"credledger\""));
+        // RFC 6750 §3: no error code when no credentials were sent.
+        let challenge = match (self.status, self.code) {
+            (StatusCode::UNAUTHORIZED, "missing_credentials") => Some("Bearer realm=\"credledger\""),
+            (StatusCode::UNAUTHORIZED, _) => Some("Bearer realm=\"credledger\", error=\"invalid_token\""),
+            (_, "insufficient_scope") => Some("Bearer realm=\"credledger\", error=\"insufficient_scope\""),
+            _ => None,
+        };
+        if let Some(challenge) = challenge {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
         }
         response
     }
