@@ -160,6 +160,18 @@ fn rows() -> Vec<Row> {
         ("unusedFor=-1d", "GET /v1/machine-tokens/{org}?unusedFor=-1d", None,
             Vec::new(), 400, "invalid_duration", Some("unusedFor")),
         ("limit=-1", "GET /v1/machine-tokens/{org}?limit=-1", None, Vec::new(), 400, "invalid_query", Some("limit")),
+        // Every list bounds `limit` alike: refused, never silently clamped.
+        ("limit=0", "GET /v1/machine-tokens/{org}?limit=0", None, Vec::new(), 400, "invalid_query", Some("limit")),
+        ("limit=501", "GET /v1/machine-tokens/{org}?limit=501", None, Vec::new(), 400, "invalid_query", Some("limit")),
+        ("service credentials, limit=0", "GET /v1/service-credentials/{org}?limit=0", None,
+            Vec::new(), 400, "invalid_query", Some("limit")),
+        ("service credentials, limit=501", "GET /v1/service-credentials/{org}?limit=501", None,
+            Vec::new(), 400, "invalid_query", Some("limit")),
+        ("audit trail, limit=0", "GET /v1/audit/{org}?limit=0", None, Vec::new(), 400, "invalid_query", Some("limit")),
+        ("audit trail, limit=501", "GET /v1/audit/{org}?limit=501", None,
+            Vec::new(), 400, "invalid_query", Some("limit")),
+        ("token uses, limit=501", "GET /v1/machine-tokens/{org}/{token}/uses?limit=501", None,
+            Vec::new(), 400, "invalid_query", Some("limit")),
         ("flagged=maybe", "GET /v1/machine-tokens/{org}?flagged=maybe", None,
             Vec::new(), 400, "invalid_query", Some("flagged")),
         ("unknown query parameter", "GET /v1/machine-tokens/{org}?bogus=1", None,
@@ -284,4 +296,72 @@ async fn bad_input_is_refused_with_a_problem_naming_the_field_and_appends_nothin
         failures.push(format!("the log grew from {at_start} to {at_end} events over the whole table"));
     }
     assert!(failures.is_empty(), "{} bad input(s) handled wrongly:\n{}", failures.len(), failures.join("\n"));
+}
+
+#[tokio::test]
+async fn credentials_are_checked_before_the_ids_in_the_path() {
+    let server = Server::start().unwrap();
+    let (org, _, owner_token) = server.admin().create_org("acme", "ops@acme.example").await;
+    let anonymous = support::Client::anonymous(&server);
+    let unknown = credledger_domain::token::SecretToken::personal_token([7; 32]);
+    let stranger = server.client(unknown.expose());
+    let owner = server.client(&owner_token);
+    for path in ["/v1/machine-tokens/not-a-uuid", "/v1/machine-tokens/%FF", &format!("/v1/machine-tokens/{org}/nope")] {
+        let reply = anonymous.get(path).await;
+        assert_eq!((reply.status, reply.code()), (401, "missing_credentials"), "{path}: {reply:?}");
+        let reply = stranger.get(path).await;
+        assert_eq!(reply.status, 401, "{path}: {reply:?}");
+        let reply = owner.get(path).await;
+        assert_eq!((reply.status, reply.code()), (400, "invalid_id"), "{path}: {reply:?}");
+    }
+}
+
+#[tokio::test]
+async fn optional_bodies_take_json_null_as_no_options() {
+    let server = Server::start().unwrap();
+    let (org, owner_id, owner_token) = server.admin().create_org("acme", "ops@acme.example").await;
+    let owner = server.client(&owner_token);
+    let (token, _) = owner.create_token(&org, json!({ "name": "ci", "environmentHint": "prod" })).await;
+    let credential = owner.create_service_credential(&org, json!({ "name": "release" })).await;
+    let null = || b"null".to_vec();
+    let roll = owner.send_raw("POST", &format!("/v1/machine-tokens/{org}/{token}/roll"), JSON, null()).await;
+    assert_eq!(roll.status, 200, "{roll:?}");
+    let pat = owner.send_raw("POST", &format!("/v1/orgs/{org}/members/{owner_id}/tokens"), JSON, null()).await;
+    assert_eq!(pat.status, 201, "{pat:?}");
+    let rotate = owner
+        .send_raw("POST", &format!("/v1/service-credentials/{org}/{}/rotate", credential.id), JSON, null())
+        .await;
+    assert_eq!(rotate.status, 200, "{rotate:?}");
+    // Anything else that is not an object is still refused.
+    let array = owner.send_raw("POST", &format!("/v1/machine-tokens/{org}/{token}/roll"), JSON, b"[]".to_vec()).await;
+    assert_eq!((array.status, array.code()), (422, "invalid_field"), "{array:?}");
+}
+
+/// RFC 6750 §3: the challenge of a bearer refusal names the error once a token was presented.
+#[tokio::test]
+async fn bearer_refusals_carry_a_challenge_naming_the_error() {
+    let server = Server::start().unwrap();
+    let (org, _, owner_token) = server.admin().create_org("acme", "ops@acme.example").await;
+    let owner = server.client(&owner_token);
+    let read = json!({ "name": "reader", "environmentHint": "ci", "scopes": ["credledger-api/read"] });
+    let (_, read_only) = owner.create_token(&org, read).await;
+    let http = reqwest::Client::new();
+    let challenge = |response: &reqwest::Response| {
+        let value = response.headers().get("www-authenticate").and_then(|v| v.to_str().ok());
+        (response.status().as_u16(), value.unwrap_or_default().to_owned())
+    };
+    let tokens = server.url(&format!("/v1/machine-tokens/{org}"));
+    let response = http.get(&tokens).send().await.unwrap();
+    assert_eq!(challenge(&response), (401, r#"Bearer realm="credledger""#.to_owned()));
+    let response = http.get(&tokens).bearer_auth("nonsense").send().await.unwrap();
+    assert_eq!(challenge(&response), (401, r#"Bearer realm="credledger", error="invalid_token""#.to_owned()));
+    let unknown = credledger_domain::token::SecretToken::personal_token([7; 32]);
+    let response = http.get(&tokens).bearer_auth(unknown.expose()).send().await.unwrap();
+    assert_eq!(challenge(&response), (401, r#"Bearer realm="credledger", error="invalid_token""#.to_owned()));
+    let mint = json!({ "name": "x", "environmentHint": "ci" });
+    let response = http.post(&tokens).bearer_auth(&read_only).json(&mint).send().await.unwrap();
+    assert_eq!(challenge(&response), (403, r#"Bearer realm="credledger", error="insufficient_scope""#.to_owned()));
+    // Other refusals are not about the token: no challenge.
+    let response = http.get(server.url("/v1/machine-tokens/nope")).bearer_auth(&owner_token).send().await.unwrap();
+    assert_eq!(challenge(&response), (400, String::new()));
 }

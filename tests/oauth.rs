@@ -189,8 +189,11 @@ async fn every_token_endpoint_error_is_an_rfc_6749_document() {
     let unknown = ClientAuth::Basic { id: "cl_ci_000000000000000000000000", secret };
     let (both, half_known) = (format!("{READ} {WRITE}"), format!("{READ} credledger-api/admin"));
 
-    let rows: [Row; 16] = [
+    let rows: [Row; 18] = [
         ("no grant_type", auth, &[("scope", READ)], 400, "invalid_request"),
+        // RFC 6749 §3.2: a parameter sent without a value is as if it were omitted.
+        ("empty grant_type", auth, &[("grant_type", ""), ("scope", READ)], 400, "invalid_request"),
+        ("empty client_secret", none, &[grant, ("client_id", id), ("client_secret", "")], 401, "invalid_client"),
         ("password grant", auth, &[("grant_type", "password")], 400, "unsupported_grant_type"),
         ("no client authentication", none, &GRANT, 401, "invalid_client"),
         ("client_id without a secret", none, &[grant, ("client_id", id)], 401, "invalid_client"),

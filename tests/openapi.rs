@@ -46,3 +46,38 @@ async fn every_documented_operation_is_served_and_every_route_is_documented() {
     assert_eq!((unknown.status, unknown.code()), (404, "not_found"));
     assert!(server.stop().unwrap().success());
 }
+
+/// The document says exactly what the server takes: every id in a path is a UUID (the server
+/// answers 400 `invalid_id` to anything else), `/openapi.json` itself is public, and every
+/// `limit` states its bounds.
+#[tokio::test]
+async fn path_ids_are_uuids_the_document_is_public_and_limits_are_bounded() {
+    let server = Server::start().unwrap();
+    let document = Client::anonymous(&server).get("/openapi.json").await.body;
+    let paths = document["paths"].as_object().expect("paths");
+    let mut path_parameters = 0;
+    let mut limits = 0;
+    for (path, item) in paths {
+        for (method, operation) in item.as_object().expect("a path item") {
+            for parameter in operation["parameters"].as_array().into_iter().flatten() {
+                let schema = &parameter["schema"];
+                if parameter["in"] == "path" {
+                    path_parameters += 1;
+                    assert_eq!(
+                        (schema["type"].as_str(), schema["format"].as_str()),
+                        (Some("string"), Some("uuid")),
+                        "{method} {path}: {parameter}"
+                    );
+                }
+                if parameter["name"] == "limit" {
+                    limits += 1;
+                    assert_eq!((schema["minimum"].as_u64(), schema["maximum"].is_number()), (Some(1), true), "{path}");
+                }
+            }
+        }
+    }
+    assert!(path_parameters >= 40, "only {path_parameters} path parameters");
+    assert!(limits >= 4, "only {limits} limits");
+    assert_eq!(document["paths"]["/openapi.json"]["get"]["security"], serde_json::json!([{}]));
+    assert!(server.stop().unwrap().success());
+}

@@ -38,14 +38,14 @@ impl FromRequestParts<AppState> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Problem> {
         let route = parts.extensions.get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str).to_owned();
-        let org_id = route_org(parts, app).await?;
         let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip());
         let (ip, request) = request_origin(app, peer, &parts.headers);
 
-        let Some(bearer) = bearer(parts) else {
+        let Some(bearer) = bearer(parts).map(str::to_owned) else {
             count("missing");
             return Err(Problem::unauthorized("missing_credentials", "send `Authorization: Bearer <token>`"));
         };
+        let bearer = bearer.as_str();
         // The view is read at `seen` or later; a use recorded on it is refused if the credential's
         // lifecycle moved past `seen` meanwhile, and then judged again on a view that includes it.
         let mut seen = app.fresh_view().await?;
@@ -65,6 +65,9 @@ impl FromRequestParts<AppState> for Caller {
                 };
                 (view, presented, None)
             };
+            // Credentials are checked before the path: a caller without them learns nothing, not
+            // even which ids are well formed.
+            let org_id = route_org(parts, app).await?;
             let at = app.clock.now();
             let access = AccessRequest {
                 org_id,
@@ -179,7 +182,7 @@ fn bearer(parts: &Parts) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
-/// The organization the route names, parsed so that a bad id is a 400 before any lookup.
+/// The organization the route names, parsed so that a bad id is a 400 before any lookup of it.
 async fn route_org(parts: &mut Parts, app: &AppState) -> Result<Option<OrgId>, Problem> {
     let params = RawPathParams::from_request_parts(parts, app).await.map_err(|rejection| {
         // The rejection names the parameter only in its text: "… Invalid UTF-8 in `orgId`".

@@ -53,7 +53,8 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
     }
 }
 
-/// An optional JSON body: an empty body is `T::default()`.
+/// An optional JSON body: an empty body and a JSON `null` are both `T::default()`, as the
+/// document declares (`oneOf: [null, T]`, not required).
 #[derive(Debug)]
 pub struct OptionalBody<T>(pub T);
 
@@ -68,7 +69,7 @@ impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalB
                 .and_then(|value| value.to_str().ok())
                 .is_some_and(|length| length.trim() != "0");
         if has_body {
-            Body::from_request(request, state).await.map(|Body(value)| Self(value))
+            Body::<Option<T>>::from_request(request, state).await.map(|Body(value)| Self(value.unwrap_or_default()))
         } else {
             Ok(Self(T::default()))
         }
@@ -141,6 +142,18 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
                 None => problem,
             }
         })
+    }
+}
+
+/// Most items a page of a list holds.
+pub const MAX_PAGE: usize = 500;
+
+/// A list's `limit`: absent is `default`; outside 1..=[`MAX_PAGE`] is refused on every list
+/// alike (400 `invalid_query` naming `limit`), never silently clamped.
+pub fn page_limit(limit: Option<usize>, default: usize) -> Result<usize, Problem> {
+    match limit.unwrap_or(default) {
+        limit @ 1..=MAX_PAGE => Ok(limit),
+        _ => Err(Problem::bad_request("invalid_query", format!("`limit` is between 1 and {MAX_PAGE}")).with_field("limit")),
     }
 }
 

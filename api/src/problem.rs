@@ -150,12 +150,19 @@ impl IntoResponse for Problem {
         if let Some(seconds) = self.retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
-        if self.status == StatusCode::UNAUTHORIZED {
-            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"credledger\""));
+        // RFC 6750 §3: no error code when no credentials were sent.
+        let challenge = match (self.status, self.code) {
+            (StatusCode::UNAUTHORIZED, "missing_credentials") => Some("Bearer realm=\"credledger\""),
+            (StatusCode::UNAUTHORIZED, _) => Some("Bearer realm=\"credledger\", error=\"invalid_token\""),
+            (_, "insufficient_scope") => Some("Bearer realm=\"credledger\", error=\"insufficient_scope\""),
+            _ => None,
+        };
+        if let Some(challenge) = challenge {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
         }
         // Every 503 is a passing state (catching up, shutting down, storage trouble).
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
-            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            headers.entry(header::RETRY_AFTER).or_insert(HeaderValue::from_static("1"));
         }
         response
     }

@@ -19,7 +19,7 @@ use utoipa_axum::routes;
 
 use crate::AppState;
 use crate::auth::Caller;
-use crate::extract::{Query, path_id};
+use crate::extract::{Query, page_limit, path_id};
 use crate::problem::{Problem, ProblemDocument};
 use crate::views::Page;
 
@@ -33,7 +33,6 @@ pub fn routes() -> OpenApiRouter<AppState> {
 
 const TAG: &str = "audit";
 const DEFAULT_PAGE: usize = 100;
-const MAX_PAGE: usize = 500;
 
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -57,6 +56,7 @@ struct AuditQuery {
     /// The `nextCursor` of the previous page.
     cursor: Option<String>,
     /// 1 to 500; 100 by default.
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<usize>,
 }
 
@@ -75,6 +75,7 @@ struct UsesQuery {
     /// The `nextCursor` of the previous page.
     cursor: Option<String>,
     /// 1 to 500; 100 by default.
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<usize>,
 }
 
@@ -169,7 +170,7 @@ impl From<AuditEntry> for UseView {
 }
 
 /// The organization's audit trail, newest first. Owners and admins only, with their PATs.
-#[utoipa::path(get, path = "/v1/audit/{orgId}", tag = TAG, params(("orgId" = String, Path, description = "The organization"), AuditQuery),
+#[utoipa::path(get, path = "/v1/audit/{orgId}", tag = TAG, params(("orgId" = uuid::Uuid, Path, description = "The organization"), AuditQuery),
     responses((status = 200, description = "A page of the trail, newest first", body = Page<AuditEntryView>), (status = "4XX", description = "Refused", body = ProblemDocument, content_type = "application/problem+json")))]
 async fn trail(
     State(app): State<AppState>,
@@ -190,12 +191,12 @@ async fn trail(
         ip: query.ip.as_deref().map(parse_network).transpose()?,
     };
     let before = query.cursor.as_deref().map(parse_cursor).transpose()?;
-    let limit = parse_limit(query.limit)?;
+    let limit = page_limit(query.limit, DEFAULT_PAGE)?;
     let entries = app.projections.audit_filtered(org, &filter, before, limit + 1)?;
     Ok(Json(page(entries, limit)))
 }
 
-#[utoipa::path(get, path = "/v1/machine-tokens/{orgId}/{tokenId}/uses", tag = TAG, params(("orgId" = String, Path, description = "The organization"), ("tokenId" = String, Path, description = "The machine token"), UsesQuery),
+#[utoipa::path(get, path = "/v1/machine-tokens/{orgId}/{tokenId}/uses", tag = TAG, params(("orgId" = uuid::Uuid, Path, description = "The organization"), ("tokenId" = uuid::Uuid, Path, description = "The machine token"), UsesQuery),
     responses((status = 200, description = "The token's uses and denials, newest first", body = Page<UseView>), (status = "4XX", description = "Refused", body = ProblemDocument, content_type = "application/problem+json")))]
 async fn machine_token_uses(
     State(app): State<AppState>,
@@ -211,7 +212,7 @@ async fn machine_token_uses(
     uses(&app, id, &query).map(Json)
 }
 
-#[utoipa::path(get, path = "/v1/service-credentials/{orgId}/{id}/uses", tag = TAG, params(("orgId" = String, Path, description = "The organization"), ("id" = String, Path, description = "The service credential"), UsesQuery),
+#[utoipa::path(get, path = "/v1/service-credentials/{orgId}/{id}/uses", tag = TAG, params(("orgId" = uuid::Uuid, Path, description = "The organization"), ("id" = uuid::Uuid, Path, description = "The service credential"), UsesQuery),
     responses((status = 200, description = "The credential's uses and denials, newest first", body = Page<UseView>), (status = "4XX", description = "Refused", body = ProblemDocument, content_type = "application/problem+json")))]
 async fn service_credential_uses(
     State(app): State<AppState>,
@@ -226,7 +227,7 @@ async fn service_credential_uses(
     uses(&app, id, &query).map(Json)
 }
 
-#[utoipa::path(get, path = "/v1/machines/{orgId}/{id}/uses", tag = TAG, params(("orgId" = String, Path, description = "The organization"), ("id" = String, Path, description = "The machine"), UsesQuery),
+#[utoipa::path(get, path = "/v1/machines/{orgId}/{id}/uses", tag = TAG, params(("orgId" = uuid::Uuid, Path, description = "The organization"), ("id" = uuid::Uuid, Path, description = "The machine"), UsesQuery),
     responses((status = 200, description = "The machine's uses and denials, newest first", body = Page<UseView>), (status = "4XX", description = "Refused", body = ProblemDocument, content_type = "application/problem+json")))]
 async fn machine_uses(
     State(app): State<AppState>,
@@ -251,7 +252,7 @@ fn uses(app: &AppState, id: CredentialId, query: &UsesQuery) -> Result<Page<UseV
         ..AuditFilter::default()
     };
     let before = query.cursor.as_deref().map(parse_cursor).transpose()?;
-    let limit = parse_limit(query.limit)?;
+    let limit = page_limit(query.limit, DEFAULT_PAGE)?;
     let entries = app.projections.uses(id, &filter, before, limit + 1)?;
     Ok(page(entries, limit))
 }
@@ -283,13 +284,6 @@ pub(super) fn parse_network(input: &str) -> Result<Cidr, Problem> {
 
 fn parse_cursor(input: &str) -> Result<u64, Problem> {
     input.parse().map_err(|_| invalid_query("cursor", "`cursor` takes the `nextCursor` of a previous page"))
-}
-
-fn parse_limit(limit: Option<usize>) -> Result<usize, Problem> {
-    match limit.unwrap_or(DEFAULT_PAGE) {
-        limit @ 1..=MAX_PAGE => Ok(limit),
-        _ => Err(invalid_query("limit", format!("`limit` is between 1 and {MAX_PAGE}"))),
-    }
 }
 
 /// A known event type: the trail never holds any other, so a misspelt one is an error rather

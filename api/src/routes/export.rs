@@ -44,7 +44,7 @@ enum Format {
 }
 
 /// Streams every event of the organization recorded so far, in position order.
-#[utoipa::path(get, path = "/v1/audit/{orgId}/export", tag = "audit", params(("orgId" = String, Path), ExportQuery),
+#[utoipa::path(get, path = "/v1/audit/{orgId}/export", tag = "audit", params(("orgId" = uuid::Uuid, Path), ExportQuery),
     responses((status = 200, description = "application/x-ndjson (one stored envelope per line) or text/csv"),
         (status = "4XX", body = ProblemDocument, content_type = "application/problem+json")))]
 async fn export(

@@ -93,7 +93,7 @@ struct TraceView {
 
 /// Finds the credential whose current or past secret is the given value, with its timeline.
 /// Another organization's credential is not found, as an unknown value is not.
-#[utoipa::path(post, path = "/v1/incidents/{orgId}/trace", tag = TAG, params(("orgId" = String, Path, description = "The organization")), request_body = TraceRequest,
+#[utoipa::path(post, path = "/v1/incidents/{orgId}/trace", tag = TAG, params(("orgId" = uuid::Uuid, Path, description = "The organization")), request_body = TraceRequest,
     responses((status = 200, description = "The credential, which of its values matched, and its timeline", body = TraceView), (status = "4XX", description = "Refused", body = ProblemDocument, content_type = "application/problem+json")))]
 async fn trace(
     State(app): State<AppState>,
@@ -196,7 +196,7 @@ struct ActivityView {
 }
 
 /// Every credential used or denied from a network in a window, with counts.
-#[utoipa::path(get, path = "/v1/incidents/{orgId}/activity", tag = TAG, params(("orgId" = String, Path, description = "The organization"), ActivityQuery),
+#[utoipa::path(get, path = "/v1/incidents/{orgId}/activity", tag = TAG, params(("orgId" = uuid::Uuid, Path, description = "The organization"), ActivityQuery),
     responses((status = 200, description = "The credentials seen from the network, earliest first", body = ActivityView), (status = "4XX", description = "Refused", body = ProblemDocument, content_type = "application/problem+json")))]
 async fn activity(
     State(app): State<AppState>,

@@ -20,7 +20,7 @@ use utoipa_axum::routes;
 use crate::as_of::{self, AsOf, AsOfQuery};
 use crate::auth::Caller;
 use crate::command;
-use crate::extract::{Body, OptionalBody, Query, path_id};
+use crate::extract::{Body, OptionalBody, Query, page_limit, path_id};
 use crate::input::{ConditionsInput, double_option, parse_duration, parse_scopes};
 use crate::problem::{Problem, ProblemDocument};
 use crate::views::{MachineTokenView, Page, WithSecret};
@@ -56,7 +56,7 @@ struct CreateMachineTokenRequest {
     owner: Option<String>,
 }
 
-#[utoipa::path(post, path = "/v1/machine-tokens/{orgId}", tag = TAG, params(("orgId" = String, Path, description = "The organization")), request_body = CreateMachineTokenRequest,
+#[utoipa::path(post, path = "/v1/machine-tokens/{orgId}", tag = TAG, params(("orgId" = uuid::Uuid, Path, description = "The organization")), request_body = CreateMachineTokenRequest,
     responses((status = 201, description = "Created; `token` is the plaintext, shown once", body = WithSecret<MachineTokenView>), (status = "4XX", description = "Refused", body = ProblemDocument, content_type = "application/problem+json")))]
 async fn create(
     State(app): State<AppState>,
@@ -117,15 +117,16 @@ struct ListQuery {
     expiring_within: Option<String>,
     unused_for: Option<String>,
     cursor: Option<String>,
+    /// 1 to 500; 50 by default.
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<usize>,
     /// The inventory as it was then: an RFC 3339 time or a log position, folded from the log.
     as_of: Option<String>,
 }
 
 const DEFAULT_PAGE: usize = 50;
-const MAX_PAGE: usize = 500;
 
-#[utoipa::path(get, path = "/v1/machine-tokens/{orgId}", tag = TAG, params(("orgId" = String, Path, description = "The organization"), ListQuery),
+#[utoipa::path(get, path = "/v1/machine-tokens/{orgId}", tag = TAG, params(("orgId" = uuid::Uuid, Path, description = "The organization"), ListQuery),
     responses((status = 200, description = "A page of tokens", body = Page<MachineTokenView>), (status = "4XX", description = "Refused", body = ProblemDocument, content_type = "application/problem+json")))]
 async fn list(
     State(app): State<AppState>,
@@ -156,7 +157,7 @@ async fn list(
     };
     caller.require_in_scope(filter.project_id, filter.environment_hint.as_deref())?;
     let after = query.cursor.as_deref().map(|cursor| path_id::<CredentialId>("cursor", cursor)).transpose()?;
-    let limit = query.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
+    let limit = page_limit(query.limit, DEFAULT_PAGE)?;
     if let Some(as_of) = query.as_of.as_deref() {
         let as_of = AsOf::parse(as_of)?;
         if filter.expiring_within.is_some() || filter.unused_for.is_some() {
@@ -186,7 +187,7 @@ async fn list(
     Ok(Json(Page { items, next_cursor }))
 }
 
-#[utoipa::path(get, path = "/v1/machine-tokens/{orgId}/{tokenId}", tag = TAG, params(("orgId" = String, Path, description = "The organization"), ("tokenId" = String, Path, description = "The machine token"), AsOfQuery),
+#[utoipa::path(get, path = "/v1/machine-tokens/{orgId}/{tokenId}", tag = TAG, params(("orgId" = uuid::Uuid, Path, description = "The organization"), ("tokenId" = uuid::Uuid, Path, description = "The machine token"), AsOfQuery),
     responses((status = 200, body = MachineTokenView), (status = "4XX", description = "Refused", body = ProblemDocument, content_type = "application/problem+json")))]
 async fn show(
     State(app): State<AppState>,
@@ -233,7 +234,7 @@ struct UpdateMachineTokenRequest {
     expires_in_days: Option<Option<u32>>,
 }
 
-#[utoipa::path(patch, path = "/v1/machine-tokens/{orgId}/{tokenId}", tag = TAG, params(("orgId" = String, Path, description = "The organization"), ("tokenId" = String, Path, description = "The machine token")), request_body = UpdateMachineTokenRequest,
+#[utoipa::path(patch, path = "/v1/machine-tokens/{orgId}/{tokenId}", tag = TAG, params(("orgId" = uuid::Uuid, Path, description = "The organization"), ("tokenId" = uuid::Uuid, Path, description = "The machine token")), request_body = UpdateMachineTokenRequest,
     responses((status = 200, body = MachineTokenView), (status = "4XX", description = "Refused", body = ProblemDocument, content_type = "application/problem+json")))]
 async fn update(
     State(app): State<AppState>,
@@ -260,7 +261,7 @@ struct RollMachineTokenRequest {
     grace_period_seconds: Option<u32>,
 }
 
-#[utoipa::path(post, path = "/v1/machine-tokens/{orgId}/{tokenId}/roll", tag = TAG, params(("orgId" = String, Path, description = "The organization"), ("tokenId" = String, Path, description = "The machine token")), request_body(content = Option<RollMachineTokenRequest>),
+#[utoipa::path(post, path = "/v1/machine-tokens/{orgId}/{tokenId}/roll", tag = TAG, params(("orgId" = uuid::Uuid, Path, description = "The organization"), ("tokenId" = uuid::Uuid, Path, description = "The machine token")), request_body(content = Option<RollMachineTokenRequest>),
     responses((status = 200, description = "Rolled; `token` is the new plaintext, shown once", body = WithSecret<MachineTokenView>), (status = "4XX", description = "Refused", body = ProblemDocument, content_type = "application/problem+json")))]
 async fn roll(
     State(app): State<AppState>,
@@ -281,7 +282,7 @@ async fn roll(
     Ok(Json(WithSecret { view, token: secret.expose().to_owned() }))
 }
 
-#[utoipa::path(post, path = "/v1/machine-tokens/{orgId}/{tokenId}/disable", tag = TAG, params(("orgId" = String, Path, description = "The organization"), ("tokenId" = String, Path, description = "The machine token")),
+#[utoipa::path(post, path = "/v1/machine-tokens/{orgId}/{tokenId}/disable", tag = TAG, params(("orgId" = uuid::Uuid, Path, description = "The organization"), ("tokenId" = uuid::Uuid, Path, description = "The machine token")),
     responses((status = 200, body = MachineTokenView), (status = "4XX", description = "Refused", body = ProblemDocument, content_type = "application/problem+json")))]
 async fn disable(
     State(app): State<AppState>,
@@ -293,7 +294,7 @@ async fn disable(
     run(&app, &caller, org, id, Command::Disable).await.map(Json)
 }
 
-#[utoipa::path(post, path = "/v1/machine-tokens/{orgId}/{tokenId}/enable", tag = TAG, params(("orgId" = String, Path, description = "The organization"), ("tokenId" = String, Path, description = "The machine token")),
+#[utoipa::path(post, path = "/v1/machine-tokens/{orgId}/{tokenId}/enable", tag = TAG, params(("orgId" = uuid::Uuid, Path, description = "The organization"), ("tokenId" = uuid::Uuid, Path, description = "The machine token")),
     responses((status = 200, body = MachineTokenView), (status = "4XX", description = "Refused", body = ProblemDocument, content_type = "application/problem+json")))]
 async fn enable(
     State(app): State<AppState>,
@@ -312,7 +313,7 @@ struct RevokeQuery {
     reason: Option<String>,
 }
 
-#[utoipa::path(delete, path = "/v1/machine-tokens/{orgId}/{tokenId}", tag = TAG, params(("orgId" = String, Path, description = "The organization"), ("tokenId" = String, Path, description = "The machine token"), RevokeQuery),
+#[utoipa::path(delete, path = "/v1/machine-tokens/{orgId}/{tokenId}", tag = TAG, params(("orgId" = uuid::Uuid, Path, description = "The organization"), ("tokenId" = uuid::Uuid, Path, description = "The machine token"), RevokeQuery),
     responses((status = 200, description = "Revoked", body = MachineTokenView), (status = "4XX", description = "Refused", body = ProblemDocument, content_type = "application/problem+json")))]
 async fn revoke(
     State(app): State<AppState>,
@@ -333,7 +334,7 @@ struct TransferRequest {
     to: String,
 }
 
-#[utoipa::path(post, path = "/v1/machine-tokens/{orgId}/{tokenId}/transfer", tag = TAG, params(("orgId" = String, Path, description = "The organization"), ("tokenId" = String, Path, description = "The machine token")), request_body = TransferRequest,
+#[utoipa::path(post, path = "/v1/machine-tokens/{orgId}/{tokenId}/transfer", tag = TAG, params(("orgId" = uuid::Uuid, Path, description = "The organization"), ("tokenId" = uuid::Uuid, Path, description = "The machine token")), request_body = TransferRequest,
     responses((status = 200, body = MachineTokenView), (status = "4XX", description = "Refused", body = ProblemDocument, content_type = "application/problem+json")))]
 async fn transfer(
     State(app): State<AppState>,

@@ -105,7 +105,7 @@ struct CreateMachineRequest {
     owner: Option<String>,
 }
 
-#[utoipa::path(post, path = "/v1/machines/{orgId}", tag = TAG, params(("orgId" = String, Path)), request_body = CreateMachineRequest,
+#[utoipa::path(post, path = "/v1/machines/{orgId}", tag = TAG, params(("orgId" = uuid::Uuid, Path)), request_body = CreateMachineRequest,
     responses((status = 201, body = MachineView), (status = "4XX", body = ProblemDocument, content_type = "application/problem+json")))]
 async fn create(
     State(app): State<AppState>,
@@ -134,7 +134,7 @@ async fn create(
     Ok((StatusCode::CREATED, Json(MachineView::new(&machine, &UsageSummary::default()))))
 }
 
-#[utoipa::path(get, path = "/v1/machines/{orgId}", tag = TAG, params(("orgId" = String, Path), AsOfQuery),
+#[utoipa::path(get, path = "/v1/machines/{orgId}", tag = TAG, params(("orgId" = uuid::Uuid, Path), AsOfQuery),
     responses((status = 200, body = Page<MachineView>), (status = "4XX", body = ProblemDocument, content_type = "application/problem+json")))]
 async fn list(
     State(app): State<AppState>,
@@ -155,7 +155,7 @@ async fn list(
     Ok(Json(Page { items, next_cursor: None }))
 }
 
-#[utoipa::path(get, path = "/v1/machines/{orgId}/{id}", tag = TAG, params(("orgId" = String, Path), ("id" = String, Path), AsOfQuery),
+#[utoipa::path(get, path = "/v1/machines/{orgId}/{id}", tag = TAG, params(("orgId" = uuid::Uuid, Path), ("id" = uuid::Uuid, Path), AsOfQuery),
     responses((status = 200, body = MachineView), (status = "4XX", body = ProblemDocument, content_type = "application/problem+json")))]
 async fn show(
     State(app): State<AppState>,
@@ -176,7 +176,7 @@ async fn show(
     Ok(Json(MachineView::new(&machine, &usage)))
 }
 
-#[utoipa::path(post, path = "/v1/machines/{orgId}/{id}/revoke", tag = TAG, params(("orgId" = String, Path), ("id" = String, Path)),
+#[utoipa::path(post, path = "/v1/machines/{orgId}/{id}/revoke", tag = TAG, params(("orgId" = uuid::Uuid, Path), ("id" = uuid::Uuid, Path)),
     responses((status = 200, description = "Revoked: its access tokens fail on their next request", body = MachineView),
         (status = "4XX", body = ProblemDocument, content_type = "application/problem+json")))]
 async fn revoke(
@@ -199,7 +199,7 @@ struct RotateKeyRequest {
     public_key: String,
 }
 
-#[utoipa::path(post, path = "/v1/machines/{orgId}/{id}/rotate-key", tag = TAG, params(("orgId" = String, Path), ("id" = String, Path)),
+#[utoipa::path(post, path = "/v1/machines/{orgId}/{id}/rotate-key", tag = TAG, params(("orgId" = uuid::Uuid, Path), ("id" = uuid::Uuid, Path)),
     request_body = RotateKeyRequest,
     responses((status = 200, description = "The new key is registered; the old one stops at once", body = MachineView),
         (status = "4XX", body = ProblemDocument, content_type = "application/problem+json")))]
@@ -225,7 +225,7 @@ struct TransferMachineRequest {
     to: String,
 }
 
-#[utoipa::path(post, path = "/v1/machines/{orgId}/{id}/transfer", tag = TAG, params(("orgId" = String, Path), ("id" = String, Path)),
+#[utoipa::path(post, path = "/v1/machines/{orgId}/{id}/transfer", tag = TAG, params(("orgId" = uuid::Uuid, Path), ("id" = uuid::Uuid, Path)),
     request_body = TransferMachineRequest,
     responses((status = 200, body = MachineView), (status = "4XX", body = ProblemDocument, content_type = "application/problem+json")))]
 async fn transfer(

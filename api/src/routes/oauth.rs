@@ -127,8 +127,8 @@ fn form_body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, OAuthError> {
     })
 }
 
-/// Parses an `application/x-www-form-urlencoded` body; a repeated parameter is an error
-/// (RFC 6749 §3.2).
+/// Parses an `application/x-www-form-urlencoded` body; a repeated parameter is an error, and a
+/// parameter sent without a value is as if it were omitted (RFC 6749 §3.2).
 fn form(headers: &HeaderMap, body: &[u8]) -> Result<HashMap<String, String>, OAuthError> {
     let is_form = headers
         .get(header::CONTENT_TYPE)
@@ -139,7 +139,7 @@ fn form(headers: &HeaderMap, body: &[u8]) -> Result<HashMap<String, String>, OAu
         return Err(OAuthError::invalid_request("send the parameters as application/x-www-form-urlencoded"));
     }
     let mut parameters = HashMap::new();
-    for (name, value) in form_urlencoded::parse(body) {
+    for (name, value) in form_urlencoded::parse(body).filter(|(_, value)| !value.is_empty()) {
         if parameters.insert(name.clone().into_owned(), value.into_owned()).is_some() {
             return Err(OAuthError::invalid_request(format!("the parameter `{name}` is repeated")));
         }

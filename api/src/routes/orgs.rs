@@ -92,7 +92,7 @@ async fn create_org(
     Ok((StatusCode::CREATED, Json(view)))
 }
 
-#[utoipa::path(get, path = "/v1/orgs/{orgId}", tag = TAG, params(("orgId" = String, Path, description = "The organization")), responses((status = 200, body = OrgView), (status = "4XX", description = "Refused", body = ProblemDocument, content_type = "application/problem+json")))]
+#[utoipa::path(get, path = "/v1/orgs/{orgId}", tag = TAG, params(("orgId" = uuid::Uuid, Path, description = "The organization")), responses((status = 200, body = OrgView), (status = "4XX", description = "Refused", body = ProblemDocument, content_type = "application/problem+json")))]
 async fn show_org(
     State(app): State<AppState>,
     caller: Caller,
@@ -113,7 +113,7 @@ async fn show_org(
     }))
 }
 
-#[utoipa::path(get, path = "/v1/orgs/{orgId}/members", tag = TAG, params(("orgId" = String, Path, description = "The organization"), AsOfQuery), responses((status = 200, body = Page<MemberView>), (status = "4XX", description = "Refused", body = ProblemDocument, content_type = "application/problem+json")))]
+#[utoipa::path(get, path = "/v1/orgs/{orgId}/members", tag = TAG, params(("orgId" = uuid::Uuid, Path, description = "The organization"), AsOfQuery), responses((status = 200, body = Page<MemberView>), (status = "4XX", description = "Refused", body = ProblemDocument, content_type = "application/problem+json")))]
 async fn list_members(
     State(app): State<AppState>,
     caller: Caller,
@@ -151,7 +151,7 @@ fn default_role() -> String {
     "member".to_owned()
 }
 
-#[utoipa::path(post, path = "/v1/orgs/{orgId}/members", tag = TAG, params(("orgId" = String, Path, description = "The organization")), request_body = AddMemberRequest,
+#[utoipa::path(post, path = "/v1/orgs/{orgId}/members", tag = TAG, params(("orgId" = uuid::Uuid, Path, description = "The organization")), request_body = AddMemberRequest,
     responses((status = 201, description = "Added; `initialToken` is the member's first PAT, shown once", body = AddedMember), (status = "4XX", description = "Refused", body = ProblemDocument, content_type = "application/problem+json")))]
 async fn add_member(
     State(app): State<AppState>,
@@ -196,7 +196,7 @@ struct ChangeRoleRequest {
     role: String,
 }
 
-#[utoipa::path(patch, path = "/v1/orgs/{orgId}/members/{memberId}", tag = TAG, params(("orgId" = String, Path, description = "The organization"), ("memberId" = String, Path, description = "The member")), request_body = ChangeRoleRequest,
+#[utoipa::path(patch, path = "/v1/orgs/{orgId}/members/{memberId}", tag = TAG, params(("orgId" = uuid::Uuid, Path, description = "The organization"), ("memberId" = uuid::Uuid, Path, description = "The member")), request_body = ChangeRoleRequest,
     responses((status = 200, body = MemberView), (status = "4XX", description = "Refused", body = ProblemDocument, content_type = "application/problem+json")))]
 async fn change_role(
     State(app): State<AppState>,
@@ -217,7 +217,7 @@ async fn change_role(
     Ok(Json(current_member(&app, org, member_id)?.into()))
 }
 
-#[utoipa::path(delete, path = "/v1/orgs/{orgId}/members/{memberId}", tag = TAG, params(("orgId" = String, Path, description = "The organization"), ("memberId" = String, Path, description = "The member")),
+#[utoipa::path(delete, path = "/v1/orgs/{orgId}/members/{memberId}", tag = TAG, params(("orgId" = uuid::Uuid, Path, description = "The organization"), ("memberId" = uuid::Uuid, Path, description = "The member")),
     responses((status = 200, description = "Removed; the member's credentials get flagged and its PATs revoked", body = MemberView), (status = "4XX", description = "Refused", body = ProblemDocument, content_type = "application/problem+json")))]
 async fn remove_member(
     State(app): State<AppState>,
@@ -262,7 +262,7 @@ struct CreatePatRequest {
 
 /// A member creates its own PATs, and nobody else does: a PAT acts as its member, so one minted
 /// by someone else would let them act (and be recorded) as that member.
-#[utoipa::path(post, path = "/v1/orgs/{orgId}/members/{memberId}/tokens", tag = TAG, params(("orgId" = String, Path, description = "The organization"), ("memberId" = String, Path, description = "The member")), request_body(content = Option<CreatePatRequest>),
+#[utoipa::path(post, path = "/v1/orgs/{orgId}/members/{memberId}/tokens", tag = TAG, params(("orgId" = uuid::Uuid, Path, description = "The organization"), ("memberId" = uuid::Uuid, Path, description = "The member")), request_body(content = Option<CreatePatRequest>),
     responses((status = 201, description = "Created; `token` is the plaintext, shown once", body = WithSecret<PersonalTokenView>), (status = "4XX", description = "Refused", body = ProblemDocument, content_type = "application/problem+json")))]
 async fn create_pat(
     State(app): State<AppState>,
@@ -281,7 +281,7 @@ async fn create_pat(
     Ok((StatusCode::CREATED, Json(WithSecret { view, token: secret.expose().to_owned() })))
 }
 
-#[utoipa::path(get, path = "/v1/orgs/{orgId}/members/{memberId}/tokens", tag = TAG, params(("orgId" = String, Path, description = "The organization"), ("memberId" = String, Path, description = "The member"), AsOfQuery), responses((status = 200, body = Page<PersonalTokenView>), (status = "4XX", description = "Refused", body = ProblemDocument, content_type = "application/problem+json")))]
+#[utoipa::path(get, path = "/v1/orgs/{orgId}/members/{memberId}/tokens", tag = TAG, params(("orgId" = uuid::Uuid, Path, description = "The organization"), ("memberId" = uuid::Uuid, Path, description = "The member"), AsOfQuery), responses((status = 200, body = Page<PersonalTokenView>), (status = "4XX", description = "Refused", body = ProblemDocument, content_type = "application/problem+json")))]
 async fn list_pats(
     State(app): State<AppState>,
     caller: Caller,
@@ -319,7 +319,7 @@ async fn list_pats(
     Ok(Json(Page { items, next_cursor: None }))
 }
 
-#[utoipa::path(get, path = "/v1/orgs/{orgId}/members/{memberId}/tokens/{tokenId}", tag = TAG, params(("orgId" = String, Path, description = "The organization"), ("memberId" = String, Path, description = "The member"), ("tokenId" = String, Path, description = "The PAT"), AsOfQuery),
+#[utoipa::path(get, path = "/v1/orgs/{orgId}/members/{memberId}/tokens/{tokenId}", tag = TAG, params(("orgId" = uuid::Uuid, Path, description = "The organization"), ("memberId" = uuid::Uuid, Path, description = "The member"), ("tokenId" = uuid::Uuid, Path, description = "The PAT"), AsOfQuery),
     responses((status = 200, body = PersonalTokenView), (status = "4XX", description = "Refused", body = ProblemDocument, content_type = "application/problem+json")))]
 async fn show_pat(
     State(app): State<AppState>,
@@ -348,7 +348,7 @@ async fn show_pat(
     }
 }
 
-#[utoipa::path(delete, path = "/v1/orgs/{orgId}/members/{memberId}/tokens/{tokenId}", tag = TAG, params(("orgId" = String, Path, description = "The organization"), ("memberId" = String, Path, description = "The member"), ("tokenId" = String, Path, description = "The PAT")),
+#[utoipa::path(delete, path = "/v1/orgs/{orgId}/members/{memberId}/tokens/{tokenId}", tag = TAG, params(("orgId" = uuid::Uuid, Path, description = "The organization"), ("memberId" = uuid::Uuid, Path, description = "The member"), ("tokenId" = uuid::Uuid, Path, description = "The PAT")),
     responses((status = 200, body = PersonalTokenView), (status = "4XX", description = "Refused", body = ProblemDocument, content_type = "application/problem+json")))]
 async fn revoke_pat(
     State(app): State<AppState>,

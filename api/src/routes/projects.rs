@@ -25,7 +25,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
 
 const TAG: &str = "projects";
 
-#[utoipa::path(get, path = "/v1/projects/{orgId}", tag = TAG, params(("orgId" = String, Path, description = "The organization"), AsOfQuery), responses((status = 200, body = Page<ProjectView>), (status = "4XX", description = "Refused", body = ProblemDocument, content_type = "application/problem+json")))]
+#[utoipa::path(get, path = "/v1/projects/{orgId}", tag = TAG, params(("orgId" = uuid::Uuid, Path, description = "The organization"), AsOfQuery), responses((status = 200, body = Page<ProjectView>), (status = "4XX", description = "Refused", body = ProblemDocument, content_type = "application/problem+json")))]
 async fn list(
     State(app): State<AppState>,
     caller: Caller,
@@ -75,7 +75,7 @@ struct CreateProjectRequest {
     environments: Vec<String>,
 }
 
-#[utoipa::path(post, path = "/v1/projects/{orgId}", tag = TAG, params(("orgId" = String, Path, description = "The organization")), request_body = CreateProjectRequest,
+#[utoipa::path(post, path = "/v1/projects/{orgId}", tag = TAG, params(("orgId" = uuid::Uuid, Path, description = "The organization")), request_body = CreateProjectRequest,
     responses((status = 201, body = ProjectView), (status = "4XX", description = "Refused", body = ProblemDocument, content_type = "application/problem+json")))]
 async fn create(
     State(app): State<AppState>,
@@ -104,7 +104,7 @@ struct EnvironmentRequest {
     name: String,
 }
 
-#[utoipa::path(post, path = "/v1/projects/{orgId}/{projectId}/environments", tag = TAG, params(("orgId" = String, Path, description = "The organization"), ("projectId" = String, Path, description = "The project")), request_body = EnvironmentRequest,
+#[utoipa::path(post, path = "/v1/projects/{orgId}/{projectId}/environments", tag = TAG, params(("orgId" = uuid::Uuid, Path, description = "The organization"), ("projectId" = uuid::Uuid, Path, description = "The project")), request_body = EnvironmentRequest,
     responses((status = 201, body = ProjectView), (status = "4XX", description = "Refused", body = ProblemDocument, content_type = "application/problem+json")))]
 async fn add_environment(
     State(app): State<AppState>,

@@ -19,7 +19,7 @@ use utoipa_axum::routes;
 use crate::as_of::{self, AsOf, AsOfQuery};
 use crate::auth::Caller;
 use crate::command;
-use crate::extract::{Body, OptionalBody, Query, path_id};
+use crate::extract::{Body, OptionalBody, Query, page_limit, path_id};
 use crate::input::{ConditionsInput, parse_scopes};
 use crate::problem::{Problem, ProblemDocument};
 use crate::routes::machine_tokens::resolve_member;
@@ -118,7 +118,7 @@ struct CreateServiceCredentialRequest {
 
 const O: &str = "orgId";
 
-#[utoipa::path(post, path = "/v1/service-credentials/{orgId}", tag = TAG, params(("orgId" = String, Path)),
+#[utoipa::path(post, path = "/v1/service-credentials/{orgId}", tag = TAG, params(("orgId" = uuid::Uuid, Path)),
     request_body = CreateServiceCredentialRequest,
     responses((status = 201, description = "Created; `clientSecret` is shown once", body = WithClientSecret),
         (status = "4XX", body = ProblemDocument, content_type = "application/problem+json")))]
@@ -165,12 +165,14 @@ async fn create(
 #[into_params(parameter_in = Query)]
 struct ListQuery {
     cursor: Option<String>,
+    /// 1 to 500; 50 by default.
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<usize>,
     /// The credentials as they were then: an RFC 3339 time or a log position, folded from the log.
     as_of: Option<String>,
 }
 
-#[utoipa::path(get, path = "/v1/service-credentials/{orgId}", tag = TAG, params(("orgId" = String, Path), ListQuery),
+#[utoipa::path(get, path = "/v1/service-credentials/{orgId}", tag = TAG, params(("orgId" = uuid::Uuid, Path), ListQuery),
     responses((status = 200, body = Page<ServiceCredentialView>), (status = "4XX", body = ProblemDocument, content_type = "application/problem+json")))]
 async fn list(
     State(app): State<AppState>,
@@ -186,7 +188,7 @@ async fn list(
         ..CredentialFilter::default()
     };
     let after = query.cursor.as_deref().map(|cursor| path_id::<CredentialId>("cursor", cursor)).transpose()?;
-    let limit = query.limit.unwrap_or(50).clamp(1, 500);
+    let limit = page_limit(query.limit, 50)?;
     if let Some(as_of) = as_of {
         let past = as_of::credentials::<command::ServiceCredential>(&app, org, as_of).await?;
         return Ok(Json(
@@ -210,7 +212,7 @@ async fn list(
     Ok(Json(Page { items, next_cursor }))
 }
 
-#[utoipa::path(get, path = "/v1/service-credentials/{orgId}/{id}", tag = TAG, params(("orgId" = String, Path), ("id" = String, Path), AsOfQuery),
+#[utoipa::path(get, path = "/v1/service-credentials/{orgId}/{id}", tag = TAG, params(("orgId" = uuid::Uuid, Path), ("id" = uuid::Uuid, Path), AsOfQuery),
     responses((status = 200, body = ServiceCredentialView), (status = "4XX", body = ProblemDocument, content_type = "application/problem+json")))]
 async fn show(
     State(app): State<AppState>,
@@ -239,7 +241,7 @@ struct RotateRequest {
     grace_period_seconds: Option<u32>,
 }
 
-#[utoipa::path(post, path = "/v1/service-credentials/{orgId}/{id}/rotate", tag = TAG, params(("orgId" = String, Path), ("id" = String, Path)),
+#[utoipa::path(post, path = "/v1/service-credentials/{orgId}/{id}/rotate", tag = TAG, params(("orgId" = uuid::Uuid, Path), ("id" = uuid::Uuid, Path)),
     request_body(content = Option<RotateRequest>),
     responses((status = 200, description = "Rotated; `clientSecret` is the new secret, shown once", body = WithClientSecret),
         (status = "4XX", body = ProblemDocument, content_type = "application/problem+json")))]
@@ -263,7 +265,7 @@ async fn rotate(
     Ok(Json(WithClientSecret { view, client_secret: secret.expose().to_owned() }))
 }
 
-#[utoipa::path(post, path = "/v1/service-credentials/{orgId}/{id}/revoke", tag = TAG, params(("orgId" = String, Path), ("id" = String, Path)),
+#[utoipa::path(post, path = "/v1/service-credentials/{orgId}/{id}/revoke", tag = TAG, params(("orgId" = uuid::Uuid, Path), ("id" = uuid::Uuid, Path)),
     responses((status = 200, description = "Revoked at once: its secret and its access tokens stop working", body = ServiceCredentialView),
         (status = "4XX", body = ProblemDocument, content_type = "application/problem+json")))]
 async fn revoke(
@@ -285,7 +287,7 @@ struct TransferServiceCredentialRequest {
     to: String,
 }
 
-#[utoipa::path(post, path = "/v1/service-credentials/{orgId}/{id}/transfer", tag = TAG, params(("orgId" = String, Path), ("id" = String, Path)),
+#[utoipa::path(post, path = "/v1/service-credentials/{orgId}/{id}/transfer", tag = TAG, params(("orgId" = uuid::Uuid, Path), ("id" = uuid::Uuid, Path)),
     request_body = TransferServiceCredentialRequest,
     responses((status = 200, body = ServiceCredentialView), (status = "4XX", body = ProblemDocument, content_type = "application/problem+json")))]
 async fn transfer(
