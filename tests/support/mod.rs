@@ -22,6 +22,12 @@ pub struct Server {
     pub data_dir: PathBuf,
     /// Write a number of seconds here to shift the server's clock (see [`Server::shift_clock`]).
     pub clock_file: PathBuf,
+    /// The server's standard error (its log), kept out of the test's output: expected errors
+    /// (a tampered log, a refused request) are not noise in a passing run. A failing test shows
+    /// it (see `Drop`).
+    pub log_file: PathBuf,
+    /// Holds the log file.
+    _log_dir: tempfile::TempDir,
 }
 
 /// The `credledger` binary Cargo built for this test run.
@@ -55,6 +61,9 @@ impl Server {
             bail!("{} is missing", binary.display());
         }
         let clock_file = data_dir.join("clock-shift");
+        let log_dir = tempfile::tempdir()?;
+        let log_file = log_dir.path().join("server.log");
+        let log = std::fs::File::create(&log_file).context("creating the server's log file")?;
         let mut command = Command::new(&binary);
         command
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
@@ -70,7 +79,7 @@ impl Server {
         let mut child = command
             .env("CREDLEDGER_LOG", "warn")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(log)
             .spawn()
             .with_context(|| format!("starting {}", binary.display()))?;
         let stdout = child.stdout.take().context("no stdout")?;
@@ -80,7 +89,7 @@ impl Server {
         let base_url = loop {
             if Instant::now() > deadline {
                 let _ = child.kill();
-                bail!("the server did not announce its address");
+                bail!("the server did not announce its address; its log:\n{}", read_log(&log_file));
             }
             match lines.next() {
                 Some(Ok(line)) => {
@@ -92,12 +101,26 @@ impl Server {
                     }
                 }
                 Some(Err(error)) => bail!("reading the server's output: {error}"),
-                None => bail!("the server exited before listening"),
+                None => bail!("the server exited before listening; its log:\n{}", read_log(&log_file)),
             }
         };
         // Keep draining stdout so the server never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        Ok(Self { child, base_url, admin_token, data: None, data_dir: data_dir.to_owned(), clock_file })
+        Ok(Self {
+            child,
+            base_url,
+            admin_token,
+            data: None,
+            data_dir: data_dir.to_owned(),
+            clock_file,
+            log_file,
+            _log_dir: log_dir,
+        })
+    }
+
+    /// What the server has written to its standard error so far.
+    pub fn log(&self) -> String {
+        read_log(&self.log_file)
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -146,7 +169,16 @@ impl Drop for Server {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+        // The test failed: its output (captured by the test harness, shown for failures only)
+        // gets the server's log.
+        if std::thread::panicking() {
+            eprintln!("--- log of the server at {} ---\n{}--- end of the log ---", self.base_url, self.log());
+        }
     }
+}
+
+fn read_log(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|error| format!("(cannot read {}: {error})\n", path.display()))
 }
 
 /// An HTTP response reduced to what tests look at.
