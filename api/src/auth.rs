@@ -19,6 +19,7 @@ use credledger_domain::{Actor, ActorKind, CredentialId, CredentialKind, MemberId
 
 use crate::AppState;
 use crate::extract::path_id;
+use crate::metrics_layer::RequestCredential;
 use crate::problem::Problem;
 use crate::usage::Use;
 
@@ -59,6 +60,9 @@ impl FromRequestParts<AppState> for Caller {
             };
             (view, presented, None)
         };
+        if let Some(credential) = parts.extensions.get::<RequestCredential>() {
+            credential.set(view.kind, view.id);
+        }
         let at = app.clock.now();
         let access = AccessRequest {
             org_id,

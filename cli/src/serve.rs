@@ -1,7 +1,7 @@
 //! `credledger serve`: opens the store and the read models, starts the projection runner and the
 //! HTTP API, and shuts down gracefully on SIGTERM or SIGINT.
 
-use std::io::Write as _;
+use std::io::{IsTerminal as _, Write as _};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -84,7 +84,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
 fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("CREDLEDGER_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // Colour codes only for a person at a terminal: a log file, a pipe or journald gets plain text.
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(colour);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -161,7 +163,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
     // Scripts and tests read this line to find the port.
     println!("credledger listening on http://{address}");
-    tracing::info!(%address, "credledger listening");
 
     let service = credledger_api::router(app.clone()).into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, service).with_graceful_shutdown(shutdown).await?;

@@ -56,6 +56,20 @@ impl Server {
     }
 
     pub fn start_in_with(data_dir: &Path, args: &[&str]) -> anyhow::Result<Self> {
+        Self::start_in_with_env(data_dir, args, &[])
+    }
+
+    /// Starts a server on a fresh temporary data directory with extra `serve` arguments and
+    /// environment variables (which override the harness's `CREDLEDGER_LOG=warn`).
+    pub fn start_with_env(args: &[&str], vars: &[(&str, &str)]) -> anyhow::Result<Self> {
+        let data = tempfile::tempdir()?;
+        let dir = data.path().to_owned();
+        let mut server = Self::start_in_with_env(&dir, args, vars)?;
+        server.data = Some(data);
+        Ok(server)
+    }
+
+    pub fn start_in_with_env(data_dir: &Path, args: &[&str], vars: &[(&str, &str)]) -> anyhow::Result<Self> {
         let binary = binary();
         if !binary.exists() {
             bail!("{} is missing", binary.display());
@@ -78,6 +92,7 @@ impl Server {
         }
         let mut child = command
             .env("CREDLEDGER_LOG", "warn")
+            .envs(vars.iter().copied())
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
@@ -26,6 +26,7 @@ use super::assertion;
 use crate::AppState;
 use crate::auth::{Peer, request_origin};
 use crate::limiter::{Failure, Verdict};
+use crate::metrics_layer::RequestCredential;
 use crate::signing::{ACCESS_TOKEN_LIFETIME, AUDIENCE, Claims, Jwks};
 use crate::usage::{IssuedToken, Use};
 
@@ -251,6 +252,7 @@ fn decode_basic(encoded: &str) -> Option<(String, String)> {
 async fn token(
     State(app): State<AppState>,
     peer: Peer,
+    credential: Option<Extension<RequestCredential>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, OAuthError> {
@@ -276,6 +278,9 @@ async fn token(
         ));
     }
     let (view, presented, client_id) = authenticate_client(&app, &headers, &parameters, &caller, route)?;
+    if let Some(Extension(credential)) = credential {
+        credential.set(view.kind, view.id);
+    }
     let now = app.clock.now();
     let used = Use { method: "POST", route, request: &caller.request, ip: caller.ip.to_string(), at: now };
     authorize_client(&app, &view, presented, &caller, &used)?;
