@@ -4,7 +4,7 @@
 use std::io::IsTerminal as _;
 
 use comfy_table::presets::NOTHING;
-use comfy_table::{Cell, Color, ContentArrangement, Table};
+use comfy_table::{Cell, Color, ColumnConstraint, ContentArrangement, Table, Width};
 use serde_json::Value;
 
 use super::{Format, Global};
@@ -66,6 +66,15 @@ pub fn list(global: &Global, value: &Value, columns: &[&str]) {
             table.set_header(columns.iter().map(|column| Cell::new(header(column))));
             for item in &items {
                 table.add_row(columns.iter().map(|column| cell(column, &item[*column])));
+            }
+            // A narrow terminal may wrap a header between its words, never inside one.
+            for (index, column) in columns.iter().enumerate() {
+                let longest_word = header(column).split(' ').map(str::len).max().unwrap_or(1) as u16;
+                if let Some(column) = table.column_mut(index) {
+                    // The boundary counts the cell's padding too.
+                    let padding = column.padding_width();
+                    column.set_constraint(ColumnConstraint::LowerBoundary(Width::Fixed(longest_word + padding)));
+                }
             }
             out!("{table}");
         }
