@@ -97,7 +97,12 @@ fn exit_code(result: anyhow::Result<()>) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
-            ExitCode::from(client::exit::SERVER)
+            // A setting that cannot be used is the caller's to fix, like a bad flag.
+            if error.downcast_ref::<serve::SettingsError>().is_some() {
+                ExitCode::from(client::exit::USAGE)
+            } else {
+                ExitCode::from(client::exit::SERVER)
+            }
         }
     }
 }

@@ -1,84 +1,33 @@
 //! `credledger serve`: opens the store and the read models, starts the projection runner and the
-//! HTTP API, and shuts down gracefully on SIGTERM or SIGINT.
+//! HTTP API (HTTPS with `--tls-cert`/`--tls-key`), and shuts down gracefully on SIGTERM or SIGINT.
+//! Its settings come from flags, variables and a configuration file (`settings`).
+
+mod settings;
+mod tls;
+
+pub use settings::{ServeArgs, SettingsError};
 
 use std::io::{IsTerminal as _, Write as _};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context as _;
-use clap::{Args, ValueEnum};
+use axum::serve::ListenerExt as _;
 use credledger_api::{AppState, Clock, Config, SigningKeys, background};
-use credledger_domain::values::Cidr;
 use credledger_projections::Projections;
-
-#[derive(Debug, Args)]
-pub struct ServeArgs {
-    /// Address to listen on (port 0 picks a free port and prints it).
-    #[arg(long, env = "CREDLEDGER_LISTEN", default_value = "127.0.0.1:8080")]
-    listen: SocketAddr,
-    /// Directory for the embedded store, the read models and the server's keys.
-    #[arg(long, env = "CREDLEDGER_DATA_DIR", default_value = "./credledger-data")]
-    data_dir: PathBuf,
-    /// Event store URL; defaults to `sqlite://DATA_DIR/events.db`. Prefer the variable for a URL
-    /// with a password: it stays out of `ps` and is never echoed by `--help`.
-    #[arg(long, env = "CREDLEDGER_STORE", hide_env_values = true)]
-    store: Option<String>,
-    /// Log line format.
-    #[arg(long, env = "CREDLEDGER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
-    log_format: LogFormat,
-    /// Proxies whose `X-Forwarded-For` header is believed (CIDRs, comma-separated or repeated).
-    #[arg(long = "trusted-proxy", env = "CREDLEDGER_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_cidr)]
-    trusted_proxies: Vec<Cidr>,
-    /// Write the server-admin token created on first start to this file (mode 0600) instead of
-    /// printing it.
-    #[arg(long, env = "CREDLEDGER_ADMIN_TOKEN_FILE")]
-    admin_token_file: Option<PathBuf>,
-    /// How often the expiry sweeper records tokens whose expiry has passed, in seconds.
-    #[arg(long, env = "CREDLEDGER_EXPIRY_SWEEP_SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
-    expiry_sweep_seconds: u64,
-    /// The URL clients reach this server at (the OAuth2 issuer and the base of its endpoints);
-    /// defaults to `http://LISTEN_ADDRESS`.
-    #[arg(long, env = "CREDLEDGER_PUBLIC_URL")]
-    public_url: Option<String>,
-    /// The access-token signing keys (created 0600 on first start); defaults to
-    /// `DATA_DIR/signing-keys.json`. Point several nodes at one file to share the keys.
-    #[arg(long, env = "CREDLEDGER_SIGNING_KEY_FILE")]
-    signing_key_file: Option<PathBuf>,
-    /// The ledger's Ed25519 checkpoint-signing key (`PRIVATE+KEY+…`, created 0600 on first start);
-    /// defaults to `DATA_DIR/ledger-key`. Separate from the access-token keys; several nodes of
-    /// one ledger share it.
-    #[arg(long, env = "CREDLEDGER_LEDGER_KEY_FILE")]
-    ledger_key_file: Option<PathBuf>,
-    /// The ledger's name in its checkpoints, used when the ledger key is created; defaults to the
-    /// public URL's host and port followed by `/credledger`.
-    #[arg(long, env = "CREDLEDGER_LEDGER_ORIGIN")]
-    ledger_origin: Option<String>,
-    /// How often a checkpoint is signed when new events exist, in milliseconds.
-    #[arg(long, env = "CREDLEDGER_CHECKPOINT_INTERVAL_MS", default_value_t = 1000, hide = true,
-        value_parser = clap::value_parser!(u64).range(100..))]
-    checkpoint_interval_ms: u64,
-    /// Tests only: shift the clock by the number of seconds this file holds.
-    #[arg(long, env = "CREDLEDGER_CLOCK_SHIFT_FILE", hide = true)]
-    clock_shift_file: Option<PathBuf>,
-}
-
-fn parse_cidr(input: &str) -> Result<Cidr, String> {
-    Cidr::parse(input).map_err(|error| error.to_string())
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum LogFormat {
-    Text,
-    Json,
-}
+use settings::{LogFormat, Settings};
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
-    init_tracing(args.log_format);
+    let settings = Settings::resolve(args)?;
+    if settings.print_only {
+        print!("{}", settings.to_toml());
+        return Ok(());
+    }
+    init_tracing(settings.log_format);
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
-    runtime.block_on(serve(args))
+    runtime.block_on(serve(settings))
 }
 
 fn init_tracing(format: LogFormat) {
@@ -93,45 +42,48 @@ fn init_tracing(format: LogFormat) {
     }
 }
 
-async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&args.data_dir)
-        .with_context(|| format!("creating the data directory {}", args.data_dir.display()))?;
-    let store_url =
-        args.store.clone().unwrap_or_else(|| format!("sqlite://{}", args.data_dir.join("events.db").display()));
-    let store = credledger_store::open(&store_url).await.context("opening the event store")?;
-    let projections = Projections::open(&args.data_dir.join("read.db")).context("opening the read models")?;
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&settings.data_dir)
+        .with_context(|| format!("creating the data directory {}", settings.data_dir.display()))?;
+    let store = credledger_store::open(&settings.store).await.context("opening the event store")?;
+    let projections = Projections::open(&settings.data_dir.join("read.db")).context("opening the read models")?;
     let runner = projections.start(store.clone());
-    let clock = args.clock_shift_file.clone().map_or(Clock::System, |path| Clock::ShiftedByFile(Arc::new(path)));
+    let clock = settings.clock_shift_file.clone().map_or(Clock::System, |path| Clock::ShiftedByFile(Arc::new(path)));
 
     let shutdown = shutdown_signal()?;
-    let listener =
-        tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
-    let address = listener.local_addr()?;
-    let public_url = args.public_url.clone().unwrap_or_else(|| format!("http://{address}"));
-    let keys_path = args.signing_key_file.clone().unwrap_or_else(|| args.data_dir.join("signing-keys.json"));
-    let keys = SigningKeys::load_or_create(&keys_path, &public_url, clock.now()).context("loading the signing keys")?;
-    let ledger_origin = args.ledger_origin.clone().unwrap_or_else(|| default_origin(&public_url));
-    let ledger_key_path = args.ledger_key_file.clone().unwrap_or_else(|| args.data_dir.join("ledger-key"));
-    let ledger_key = credledger_api::ledger::load_or_create_key(&ledger_key_path, &ledger_origin)
+    let tcp = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("listening on {}", settings.listen))?;
+    let address = tcp.local_addr()?;
+    let listener = match &settings.tls {
+        Some(files) => Listener::Https(tls::TlsListener::start(tcp, files.clone())?),
+        None => Listener::Http(tcp),
+    };
+    let scheme = if settings.tls.is_some() { "https" } else { "http" };
+    let public_url = settings.public_url.clone().unwrap_or_else(|| format!("{scheme}://{address}"));
+    let keys = SigningKeys::load_or_create(&settings.signing_key_file, &public_url, clock.now())
+        .context("loading the signing keys")?;
+    let ledger_origin = settings.ledger_origin.clone().unwrap_or_else(|| default_origin(&public_url));
+    let ledger_key = credledger_api::ledger::load_or_create_key(&settings.ledger_key_file, &ledger_origin)
         .context("loading the ledger key")?;
     let ledger = credledger_api::ledger::Ledger::new(ledger_key, store.clone(), projections.clone())
         .map_err(|problem| anyhow::anyhow!("opening the ledger: {}", problem.detail))?;
     // A log altered while the server was down makes the ledger read-only before anything is
     // written on top of it (the reason shows in /readyz and the log).
     ledger.check_at_start().await.map_err(|problem| anyhow::anyhow!("checking the log: {}", problem.detail))?;
-    let config = Config { trusted_proxies: args.trusted_proxies.clone(), public_url };
+    let config = Config { trusted_proxies: settings.trusted_proxies.clone(), public_url };
     let guarded = ledger.guard();
     let app = AppState::new(guarded, projections, clock, config, keys, Arc::new(ledger));
     credledger_api::metrics_handle();
 
     // Open the admin token's file before the token exists, so that a file that cannot be
     // created never leaves a token nobody has seen.
-    let mut admin_token_file = args.admin_token_file.as_deref().map(create_secret_file).transpose()?;
+    let mut admin_token_file = settings.admin_token_file.as_deref().map(create_secret_file).transpose()?;
     if let Some(secret) = background::bootstrap_server_admin(&app)
         .await
         .map_err(|problem| anyhow::anyhow!("creating the server-admin token: {}", problem.detail))?
     {
-        match (&mut admin_token_file, args.admin_token_file.as_deref()) {
+        match (&mut admin_token_file, settings.admin_token_file.as_deref()) {
             (Some(file), Some(path)) => {
                 writeln!(file, "{}", secret.expose())?;
                 file.sync_all()?;
@@ -139,7 +91,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             }
             _ => println!("server-admin token (shown once, store it now): {}", secret.expose()),
         }
-    } else if let Some(path) = args.admin_token_file.as_deref() {
+    } else if let Some(path) = settings.admin_token_file.as_deref() {
         // The ledger already had its admin token: the empty file would only mislead.
         drop(admin_token_file.take());
         let _ = std::fs::remove_file(path);
@@ -147,11 +99,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let denial_writer = tokio::spawn(background::run_denial_writer(app.clone(), stopped));
     let background_work = {
-        let (app, sweep, sign) = (
-            app.clone(),
-            Duration::from_secs(args.expiry_sweep_seconds),
-            Duration::from_millis(args.checkpoint_interval_ms),
-        );
+        let (app, sweep, sign) = (app.clone(), settings.expiry_sweep, settings.checkpoint_interval);
         tokio::spawn(lead(store.leadership(), move || {
             vec![
                 tokio::spawn(background::run_member_removals(app.clone())),
@@ -162,10 +110,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
 
     // Scripts and tests read this line to find the port.
-    println!("credledger listening on http://{address}");
+    println!("credledger listening on {scheme}://{address}");
 
     let service = credledger_api::router(app.clone()).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, service).with_graceful_shutdown(shutdown).await?;
+    match listener {
+        Listener::Http(tcp) => axum::serve(tcp, service).with_graceful_shutdown(shutdown).await?,
+        // `tap_io` only makes the peer's address available as `ConnectInfo`, as for plain TCP.
+        Listener::Https(tls) => axum::serve(tls.tap_io(|_| {}), service).with_graceful_shutdown(shutdown).await?,
+    }
     // In-flight requests are done. Background commands are idempotent and may stop anywhere;
     // pending denials are written; then the store commits what is queued and stops.
     background_work.abort();
@@ -177,6 +129,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     runner.abort();
     tracing::info!("credledger stopped");
     Ok(())
+}
+
+/// Where connections come from: plain TCP, or TCP with a TLS handshake done first.
+enum Listener {
+    Http(tokio::net::TcpListener),
+    Https(tls::TlsListener),
 }
 
 /// Runs the background work that must run once per ledger (started by `start`) while this

@@ -157,7 +157,10 @@ impl Credentials {
         if let Self::Client { client_id, client_secret, .. } = self {
             request = request.basic_auth(client_id, Some(client_secret));
         }
-        let response = request.send().await.map_err(|e| CliError::server(format!("cannot reach {base}: {e}")))?;
+        let response = request
+            .send()
+            .await
+            .map_err(|e| CliError::server(format!("cannot reach {base}: {}", super::causes(&e))))?;
         let body = read(response).await.map_err(|mut error| {
             // A refused token request (4xx) is an authentication failure, whatever its status; a
             // server failure stays one, so pipelines retry it.

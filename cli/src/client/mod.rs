@@ -195,7 +195,7 @@ impl Api {
                 Err(error) if idempotent && attempt <= RETRIES && (error.is_connect() || error.is_timeout()) => {
                     tokio::time::sleep(Duration::from_millis(200 * 2u64.pow(attempt))).await;
                 }
-                Err(error) => return Err(CliError::server(format!("cannot reach {}: {error}", self.base))),
+                Err(error) => return Err(CliError::server(format!("cannot reach {}: {}", self.base, causes(&error)))),
             }
         }
     }
@@ -217,7 +217,7 @@ impl Api {
             .bearer_auth(&self.bearer)
             .send()
             .await
-            .map_err(|error| CliError::server(format!("cannot reach {}: {error}", self.base)))?;
+            .map_err(|error| CliError::server(format!("cannot reach {}: {}", self.base, causes(&error))))?;
         if !response.status().is_success() {
             return read(response).await.map(|_| 0);
         }
@@ -275,6 +275,22 @@ impl Api {
             CliError::usage("the credential in use belongs to no organization: pass --org or set CREDLEDGER_ORG")
         })
     }
+}
+
+/// An error with its causes, `outer: inner: innermost`: reqwest's own message alone ("error
+/// sending request") hides the reason, such as a certificate nobody vouches for.
+pub fn causes(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let message = cause.to_string();
+        if !text.contains(&message) {
+            text.push_str(": ");
+            text.push_str(&message);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// The server to talk to: `--url` or `CREDLEDGER_URL`, else the saved login's, else the default.
