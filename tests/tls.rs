@@ -150,3 +150,32 @@ fn a_certificate_that_cannot_be_used_stops_the_start() {
     let output = Command::new(support::binary()).args(["serve", "--tls-cert", "cert.pem"]).output().unwrap();
     assert_eq!(output.status.code(), Some(2));
 }
+
+#[tokio::test]
+async fn a_sighup_without_tls_leaves_the_server_running() {
+    let server = Server::start().unwrap();
+    let status = Command::new("kill").args(["-HUP", &server.pid().to_string()]).status().unwrap();
+    assert!(status.success());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let health = reqwest::get(server.url("/healthz")).await.expect("the server still answers");
+    assert_eq!(health.status(), 200);
+}
+
+#[test]
+fn a_renewed_certificate_is_served_when_its_files_change() {
+    let https = start();
+    let base = https.server.base_url.clone();
+    let renewed_ca = issue(https.dir.path(), "renewed");
+    std::fs::copy(https.dir.path().join("renewed-cert.pem"), https.dir.path().join("cert.pem")).unwrap();
+    std::fs::copy(https.dir.path().join("renewed-key.pem"), https.dir.path().join("key.pem")).unwrap();
+    // No signal: the server notices the change within its check interval (5 s).
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while curl(&renewed_ca, &format!("{base}/healthz")).0 != 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new certificate is not served; log:\n{}",
+            https.server.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
