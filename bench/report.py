@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Prints bench/run.sh's results as a Markdown table against DESIGN.md §10's targets.
+"""Prints bench/run.sh's results as a Markdown table against the targets of docs/performance.md.
 
 Input: the NDJSON file run.sh collects, one result per line: loadgen's JSON lines (kind "http",
 with the server's memory added) and storebench's (kind "store"). Standard library only.
@@ -9,7 +9,7 @@ import argparse
 import json
 import time
 
-# DESIGN.md §10. Each target: (text, check of a result, or None when §10 sets no target).
+# docs/performance.md#targets. Each target: (text, check of a result, or None when none is set).
 HTTP_TARGETS = {
     "healthz": ("ceiling: axum hello ≈ 124k req/s", None),
     "machine-token-get": ("≥ 40k req/s, p99 ≤ 5 ms", lambda r: r["rps"] >= 40_000 and (r["p99Ms"] or 1e9) <= 5),
@@ -126,7 +126,7 @@ def main():
     )
     out.append(f"- peer: {args.peer}")
     out.append("")
-    out.append("| scenario | req/s or value | p50 | p99 | p99.9 | errors | server RSS | target (DESIGN §10) | met? |")
+    out.append("| scenario | req/s or value | p50 | p99 | p99.9 | errors | server RSS | target | met? |")
     out.append("|---|---|---|---|---|---|---|---|---|")
     for name in HTTP_ORDER:
         out.append(http_row(name, results.get(name)))

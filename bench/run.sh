@@ -6,7 +6,7 @@
 # identity through the API, runs every HTTP scenario with bench's load generator while sampling
 # the server's memory, then the same OAuth2 scenarios against the oidc-provider peer (bench/peer,
 # when Node.js and npm are present), then the store-level benchmarks; prints a Markdown table
-# against DESIGN.md §10's targets and writes it to bench/results/latest.md.
+# against the targets of docs/performance.md and writes it to bench/results/latest.md.
 #
 # Needs only the Rust toolchain, curl and python3 (Node.js and npm for the peer). Everything runs
 # on this machine: the servers listen on 127.0.0.1, and every server started here is stopped on

@@ -485,9 +485,10 @@ async fn audit_replay_prints_the_inventory_of_each_instant() {
     let (code, table, stderr) = credledger(&org, &["audit", "replay", "--as-of", &after_create, "-o", "table"]);
     assert_eq!(code, 0, "{table}\n{stderr}");
     let rows: Vec<Vec<&str>> = table.lines().skip(1).map(|line| line.split_whitespace().collect()).collect();
-    assert_eq!(rows[0], ["KIND", "NAME", "ID", "STATE", "OWNER", "PREFIX", "EXPIRESAT"], "{table}");
+    assert_eq!(rows[0], ["KIND", "NAME", "ID", "STATE", "OWNER", "PREFIX", "EXPIRES"], "{table}");
     let prefix = owner.get(&format!("/v1/machine-tokens/{}/{token}", org.id)).await.body["tokenPrefix"].clone();
-    let owner_id = org.owner_id.as_str();
+    // Owners by their email, for a person reading the table.
+    let owner_id = "ops@acme.example";
     let expected: [[&str; 7]; 3] = [
         ["machine_token", "ci", &token, "active", owner_id, prefix.as_str().unwrap(), "-"],
         ["service_credential", "release", &credential.id, "active", owner_id, &credential.client_id, "-"],

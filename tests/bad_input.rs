@@ -328,9 +328,8 @@ async fn optional_bodies_take_json_null_as_no_options() {
     assert_eq!(roll.status, 200, "{roll:?}");
     let pat = owner.send_raw("POST", &format!("/v1/orgs/{org}/members/{owner_id}/tokens"), JSON, null()).await;
     assert_eq!(pat.status, 201, "{pat:?}");
-    let rotate = owner
-        .send_raw("POST", &format!("/v1/service-credentials/{org}/{}/rotate", credential.id), JSON, null())
-        .await;
+    let rotate =
+        owner.send_raw("POST", &format!("/v1/service-credentials/{org}/{}/rotate", credential.id), JSON, null()).await;
     assert_eq!(rotate.status, 200, "{rotate:?}");
     // Anything else that is not an object is still refused.
     let array = owner.send_raw("POST", &format!("/v1/machine-tokens/{org}/{token}/roll"), JSON, b"[]".to_vec()).await;

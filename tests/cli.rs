@@ -269,6 +269,17 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
     entries.map(|entry| entry.expect("entry").path()).collect()
 }
 
+/// The columns of a table's line (separated by two spaces or more: a header may have one).
+fn columns(line: &str) -> Vec<&str> {
+    line.split("  ").map(str::trim).filter(|cell| !cell.is_empty()).collect()
+}
+
+/// The saved login document (`{"token", "url", "orgId"}`).
+fn saved_login(path: &Path) -> Value {
+    let text = std::fs::read_to_string(path).expect("the login file");
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("the login file is not JSON ({e}): {text}"))
+}
+
 #[cfg(unix)]
 fn mode(path: &Path) -> u32 {
     use std::os::unix::fs::PermissionsExt as _;
@@ -320,7 +331,7 @@ async fn login_saves_a_pat_0600_and_logout_removes_it() {
     let out = ctx.cli().run(&["login", "--token", &ctx.pat, "-o", "table"]).ok();
     assert!(out.stdout.starts_with(&format!("✓ Logged in as member {} (", ctx.owner_id)), "{out:#?}");
     assert!(out.stdout.contains(&login_file.to_string_lossy().into_owned()), "{out:#?}");
-    assert_eq!(std::fs::read_to_string(&login_file).expect("the login file").trim(), ctx.pat);
+    assert_eq!(saved_login(&login_file)["token"], json!(ctx.pat));
     #[cfg(unix)]
     assert_eq!(mode(&login_file), 0o600);
 
@@ -345,7 +356,7 @@ async fn login_saves_a_pat_0600_and_logout_removes_it() {
     // Without -o the output is a pipe, so JSON mode: the human line goes to stderr.
     let out = ctx.cli().stdin(&format!("{}\n", ctx.pat)).run(&["login"]).ok();
     assert!(out.stdout.is_empty() && out.stderr.contains("✓ Logged in as member"), "{out:#?}");
-    assert_eq!(std::fs::read_to_string(&login_file).expect("the login file").trim(), ctx.pat);
+    assert_eq!(saved_login(&login_file)["token"], json!(ctx.pat));
     #[cfg(unix)]
     assert_eq!(mode(&login_file), 0o600);
     assert_eq!(ctx.cli().run(&["whoami", "-o", "json"]).ok().json()["kind"], "personal_token");
@@ -376,7 +387,7 @@ async fn without_credledger_config_dir_login_uses_the_user_config_directory_unde
     let cli = Cli::bare(&ctx.server.base_url).var("HOME", &home.path().to_string_lossy());
     cli.run(&["login", "--token", &ctx.pat]).ok();
     let login_file = home.path().join(".config/credledger/login");
-    assert_eq!(std::fs::read_to_string(&login_file).expect("the login file").trim(), ctx.pat);
+    assert_eq!(saved_login(&login_file)["token"], json!(ctx.pat));
     #[cfg(unix)]
     assert_eq!(mode(&login_file), 0o600);
     assert_eq!(cli.run(&["whoami", "-o", "json"]).ok().json()["memberId"], json!(ctx.owner_id));
@@ -559,6 +570,7 @@ async fn token_create_shows_the_value_once_in_table_and_json() {
     let value = out.line_after("Token: ");
     assert!(value.starts_with("cl_mt_prod_") && value.len() == "cl_mt_prod_".len() + 72, "{value}");
     assert!(out.stdout.contains("⚠ Store it now"), "{out:#?}");
+    assert_eq!(out.stdout.matches(&value).count(), 1, "the value is printed once: {out:#?}");
     assert_eq!(out.field("name"), "GitHub");
     assert_eq!(out.field("state"), "active");
     assert_eq!(out.field("environmentHint"), "prod");
@@ -620,13 +632,13 @@ async fn token_list_and_get_in_table_json_and_ids() {
 
     let table = owner.run(&["token", "list", "-o", "table"]).ok();
     let mut lines = table.stdout.lines();
-    let header: Vec<&str> = lines.next().expect("a header").split_whitespace().collect();
-    assert_eq!(header, ["ID", "NAME", "ENVIRONMENTHINT", "STATE", "OWNER", "EXPIRESAT", "LASTUSEDAT", "FLAGGED"]);
+    let header = columns(lines.next().expect("a header"));
+    assert_eq!(header, ["ID", "NAME", "ENVIRONMENT", "STATE", "OWNER", "EXPIRES", "LAST USED", "FLAGGED"]);
     let rows: Vec<Vec<&str>> = lines.map(|line| line.split_whitespace().collect()).collect();
     assert_eq!(rows.len(), 2, "{table:#?}");
     for (id, name, env) in [(&a, "alpha", "prod"), (&b, "bravo", "staging")] {
         let row = rows.iter().find(|row| row[0] == id).unwrap_or_else(|| panic!("row of {id}: {table:#?}"));
-        assert_eq!(&row[1..5], [name, env, "active", ctx.owner_id.as_str()]);
+        assert_eq!(&row[1..5], [name, env, "active", "ops@acme.example"], "owners by their email: {table:#?}");
     }
 
     let list = owner.run(&["token", "list", "-o", "json"]).ok().json();
@@ -1107,8 +1119,8 @@ async fn project_create_list_and_add_env() {
     assert_eq!(out.json()["environments"], json!(["production"]));
 
     let table = owner.run(&["project", "list", "-o", "table"]).ok();
-    let header: Vec<&str> = table.stdout.lines().next().expect("header").split_whitespace().collect();
-    assert_eq!(header, ["ID", "NAME", "ENVIRONMENTS", "CREATEDAT"]);
+    let header = columns(table.stdout.lines().next().expect("header"));
+    assert_eq!(header, ["ID", "NAME", "ENVIRONMENTS", "CREATED"]);
     assert!(table.stdout.lines().any(|l| l.contains(&payments) && l.contains("production,staging")), "{table:#?}");
     let mut listed = ids(&owner.run(&["project", "list", "-o", "json"]).ok().json());
     listed.sort();
@@ -1150,8 +1162,8 @@ async fn pat_create_list_and_revoke() {
     assert!(out.stderr.contains("Token: cl_pat_"), "-q keeps the secret, on stderr: {out:#?}");
 
     let table = owner.run(&["pat", "list", "-o", "table"]).ok();
-    let header: Vec<&str> = table.stdout.lines().next().expect("header").split_whitespace().collect();
-    assert_eq!(header, ["ID", "NAME", "STATE", "TOKENPREFIX", "CREATEDAT", "EXPIRESAT"]);
+    let header = columns(table.stdout.lines().next().expect("header"));
+    assert_eq!(header, ["ID", "NAME", "STATE", "PREFIX", "CREATED", "EXPIRES"]);
     assert!(table.stdout.lines().any(|l| l.contains(&laptop_id) && l.contains("laptop")), "{table:#?}");
     let list = owner.run(&["pat", "list", "-o", "json"]).ok().json();
     assert!(ids(&list).contains(&laptop_id), "{list}");
@@ -1188,9 +1200,9 @@ async fn service_credential_lifecycle_and_machine_mode_with_its_output() {
     assert!(out.stdout.starts_with("✓ Service credential created\n"), "{out:#?}");
     let client_id = out.line_after("CREDLEDGER_CLIENT_ID=");
     let secret = out.line_after("CREDLEDGER_CLIENT_SECRET=");
-    assert_eq!(out.line_after("Client ID: "), client_id);
-    assert_eq!(out.line_after("Client secret: "), secret);
     assert!(client_id.starts_with("cl_ci_") && secret.starts_with("cl_cs_"), "{out:#?}");
+    assert_eq!(out.stdout.matches(&secret).count(), 1, "the secret is printed once: {out:#?}");
+    assert_eq!(out.stderr.matches("cl_cs_").count(), 0, "{out:#?}");
     let id = out.field("id");
     let credential = ServiceCredential { id: id.clone(), client_id, secret };
     let me = ctx.with_client(&credential).run(&["whoami", "-o", "json"]).ok().json();
@@ -1204,8 +1216,8 @@ async fn service_credential_lifecycle_and_machine_mode_with_its_output() {
     assert!(out.stderr.contains("CREDLEDGER_CLIENT_ID=cl_ci_") && !out.stderr.contains("cl_cs_"), "{out:#?}");
 
     let table = owner.run(&["service-credential", "list", "-o", "table"]).ok();
-    let header: Vec<&str> = table.stdout.lines().next().expect("header").split_whitespace().collect();
-    assert_eq!(header, ["ID", "CLIENTID", "NAME", "STATE", "OWNER", "EXPIRESAT", "LASTUSEDAT", "USECOUNT", "FLAGGED"]);
+    let header = columns(table.stdout.lines().next().expect("header"));
+    assert_eq!(header, ["ID", "CLIENT ID", "NAME", "STATE", "OWNER", "EXPIRES", "LAST USED", "USES", "FLAGGED"]);
     assert_eq!(ids(&owner.run(&["service-credential", "list", "-o", "json"]).ok().json()).len(), 2);
     let view = owner.run(&["service-credential", "get", &id, "-o", "json"]).ok().json();
     assert!(view["lastUsedAt"].is_string(), "the whoami above was a use: {view}");
@@ -1217,6 +1229,7 @@ async fn service_credential_lifecycle_and_machine_mode_with_its_output() {
     assert!(out.stdout.starts_with("✓ Client secret rotated\n"), "{out:#?}");
     assert!(out.stdout.contains("⚠ The old secret is now revoked."), "{out:#?}");
     let rotated = ServiceCredential { secret: out.line_after("CREDLEDGER_CLIENT_SECRET="), ..credential.clone() };
+    assert_eq!(out.stdout.matches(&rotated.secret).count(), 1, "the secret is printed once: {out:#?}");
     ctx.with_client(&credential).run(&["whoami"]).fails(3, "invalid_client");
     ctx.with_client(&rotated).run(&["whoami"]).ok();
     let out = owner.run(&["service-credential", "rotate", &id, "--grace", "5m", "-o", "json"]).ok();
@@ -1250,7 +1263,7 @@ async fn service_credential_secrets_survive_quiet() {
     let ctx = Ctx::start().await;
     let out = ctx.as_owner().run(&["service-credential", "create", "--name", "quiet", "-q"]).ok();
     assert_eq!(out.stdout.lines().count(), 1, "{out:#?}");
-    assert!(out.stderr.contains("cl_cs_"), "the client secret is lost with -q: {out:#?}");
+    assert_eq!(out.stderr.matches("cl_cs_").count(), 1, "the client secret, once, on stderr with -q: {out:#?}");
     let id = out.stdout.trim().to_owned();
     let out = ctx.as_owner().run(&["service-credential", "rotate", &id, "-q"]).ok();
     assert!(out.stderr.contains("cl_cs_"), "the rotated secret is lost with -q: {out:#?}");
@@ -1298,8 +1311,8 @@ async fn machine_create_saves_the_key_0600_and_prints_the_ci_line() {
     owner.run(&["machine", "create", "Bad_Name", "--project", "api", "--env", "production"]).fails(2, "Bad_Name");
 
     let table = owner.run(&["machine", "list", "-o", "table"]).ok();
-    let header: Vec<&str> = table.stdout.lines().next().expect("header").split_whitespace().collect();
-    assert_eq!(header, ["NAME", "ENVIRONMENT", "STATE", "ID", "LASTUSEDAT", "LASTUSEDIP"]);
+    let header = columns(table.stdout.lines().next().expect("header"));
+    assert_eq!(header, ["NAME", "ENVIRONMENT", "STATE", "ID", "LAST USED", "LAST IP"]);
     assert!(table.stdout.lines().any(|l| l.contains("deploy-prod") && l.contains(&machine)), "{table:#?}");
     assert_eq!(ids(&owner.run(&["machine", "list", "-o", "json"]).ok().json()).len(), 2);
     let view = owner.run(&["machine", "get", "deploy-prod", "-o", "json"]).ok().json();

@@ -20,6 +20,7 @@ use credledger_store::StoreError;
 
 use crate::AppState;
 use crate::extract::path_id;
+use crate::metrics_layer::RequestCredential;
 use crate::problem::Problem;
 use crate::usage::Use;
 
@@ -68,6 +69,9 @@ impl FromRequestParts<AppState> for Caller {
             // Credentials are checked before the path: a caller without them learns nothing, not
             // even which ids are well formed.
             let org_id = route_org(parts, app).await?;
+            if let Some(credential) = parts.extensions.get::<RequestCredential>() {
+                credential.set(view.kind, view.id);
+            }
             let at = app.clock.now();
             let access = AccessRequest {
                 org_id,

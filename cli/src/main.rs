@@ -2,7 +2,6 @@
 
 mod client;
 mod commands;
-mod http_server;
 mod serve;
 mod signing_key;
 mod store_admin;
@@ -55,13 +54,14 @@ enum Command {
     ServiceCredential(commands::service_credential::ServiceCredentialArgs),
     /// Machine identities (key pairs made here): create, list, get, revoke, rotate-key, transfer.
     Machine(commands::machine::MachineArgs),
-    /// Audit: replay the inventory as of a past moment, verify the ledger.
+    /// Audit: the trail (log), the inventory as of a past moment (replay), the verifiable ledger
+    /// (key, checkpoint, export, verify).
     Audit(commands::audit::AuditArgs),
     /// Print a shell completion script for bash, zsh or fish.
     ///
     /// Example: credledger completions zsh > ~/.zfunc/_credledger
     Completions {
-        /// bash, zsh, fish, elvish or powershell.
+        /// The shell.
         shell: clap_complete::Shell,
     },
     /// Save a personal access token for later commands (0600, in the user's config directory).
@@ -104,7 +104,64 @@ fn exit_code(result: anyhow::Result<()>) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
-            ExitCode::from(client::exit::SERVER)
+            // A setting that cannot be used is the caller's to fix, like a bad flag.
+            if error.downcast_ref::<serve::SettingsError>().is_some() {
+                ExitCode::from(client::exit::USAGE)
+            } else {
+                ExitCode::from(client::exit::SERVER)
+            }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    use super::Cli;
+
+    /// Every subcommand, with the names leading to it.
+    fn every_command(command: &clap::Command, path: &str, found: &mut Vec<(String, clap::Command)>) {
+        for sub in command.get_subcommands() {
+            let path = format!("{path} {}", sub.get_name());
+            found.push((path.clone(), sub.clone()));
+            every_command(sub, &path, found);
+        }
+    }
+
+    #[test]
+    fn every_option_and_argument_says_what_it_is() {
+        let mut commands = vec![("credledger".to_owned(), Cli::command())];
+        every_command(&Cli::command(), "credledger", &mut commands);
+        let mut silent = Vec::new();
+        for (path, command) in &commands {
+            for arg in command.get_arguments() {
+                let builtin = matches!(arg.get_id().as_str(), "help" | "version");
+                if !builtin && !arg.is_hide_set() && arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    silent.push(format!("{path}: {}", arg.get_id()));
+                }
+            }
+        }
+        assert!(silent.is_empty(), "options and arguments without help text: {silent:#?}");
+    }
+
+    #[test]
+    fn options_with_a_fixed_set_of_values_list_them() {
+        let command = Cli::command();
+        let values = |path: &[&str], arg: &str| -> Vec<String> {
+            let mut command = &command;
+            for name in path {
+                command = command.find_subcommand(name).unwrap_or_else(|| panic!("no subcommand {name}"));
+            }
+            let arg = command.get_arguments().find(|a| a.get_id() == arg).unwrap_or_else(|| panic!("no {arg}"));
+            arg.get_possible_values().iter().map(|value| value.get_name().to_owned()).collect()
+        };
+        assert_eq!(values(&["token", "list"], "state"), ["active", "disabled", "expired", "revoked"]);
+        assert_eq!(values(&["token", "create"], "scopes"), ["credledger-api/read", "credledger-api/write"]);
+        assert_eq!(values(&["audit", "log"], "outcome"), ["success", "denied"]);
+        assert_eq!(values(&["audit", "replay"], "kind"), ["machine-tokens", "service-credentials", "machines", "all"]);
+        assert_eq!(values(&["member", "add"], "role"), ["owner", "admin", "member"]);
+        assert_eq!(values(&["serve"], "log_format"), ["text", "json"]);
+        assert_eq!(values(&[], "output"), ["table", "json"]);
     }
 }

@@ -1,158 +1,79 @@
 //! `credledger serve`: opens the store and the read models, starts the projection runner and the
-//! HTTP API, and shuts down gracefully on SIGTERM or SIGINT.
+//! HTTP API (HTTPS with `--tls-cert`/`--tls-key`), and shuts down gracefully on SIGTERM or SIGINT.
+//! Its settings come from flags, variables and a configuration file (`settings`).
 
-use std::io::Write as _;
-use std::net::SocketAddr;
+mod http;
+mod settings;
+mod tls;
+
+pub use settings::{ServeArgs, SettingsError};
+
+use std::io::{IsTerminal as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context as _;
-use clap::{Args, ValueEnum};
 use credledger_api::{AppState, Clock, Config, SigningKeys, background};
-use credledger_domain::values::Cidr;
 use credledger_projections::Projections;
-
-use crate::http_server;
-
-#[derive(Debug, Args)]
-pub struct ServeArgs {
-    /// Address to listen on (port 0 picks a free port and prints it).
-    #[arg(long, env = "CREDLEDGER_LISTEN", default_value = "127.0.0.1:8080")]
-    listen: SocketAddr,
-    /// Directory for the embedded store, the read models and the server's keys.
-    #[arg(long, env = "CREDLEDGER_DATA_DIR", default_value = "./credledger-data")]
-    data_dir: PathBuf,
-    /// Event store URL; defaults to `sqlite://DATA_DIR/events.db`. Prefer the variable for a URL
-    /// with a password: it stays out of `ps` and is never echoed by `--help`.
-    #[arg(long, env = "CREDLEDGER_STORE", hide_env_values = true)]
-    store: Option<String>,
-    /// Log line format.
-    #[arg(long, env = "CREDLEDGER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
-    log_format: LogFormat,
-    /// Proxies whose `X-Forwarded-For` header is believed (CIDRs, comma-separated or repeated).
-    #[arg(long = "trusted-proxy", env = "CREDLEDGER_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_cidr)]
-    trusted_proxies: Vec<Cidr>,
-    /// Write the server-admin token created on first start to this file (mode 0600) instead of
-    /// printing it.
-    #[arg(long, env = "CREDLEDGER_ADMIN_TOKEN_FILE")]
-    admin_token_file: Option<PathBuf>,
-    /// How often the expiry sweeper records tokens whose expiry has passed, in seconds.
-    #[arg(long, env = "CREDLEDGER_EXPIRY_SWEEP_SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
-    expiry_sweep_seconds: u64,
-    /// The URL clients reach this server at (the OAuth2 issuer and the base of its endpoints);
-    /// defaults to `http://LISTEN_ADDRESS`.
-    #[arg(long, env = "CREDLEDGER_PUBLIC_URL")]
-    public_url: Option<String>,
-    /// The access-token signing keys (created 0600 on first start); defaults to
-    /// `DATA_DIR/signing-keys.json`. Point several nodes at one file to share the keys.
-    #[arg(long, env = "CREDLEDGER_SIGNING_KEY_FILE")]
-    signing_key_file: Option<PathBuf>,
-    /// The ledger's Ed25519 checkpoint-signing key (`PRIVATE+KEY+…`, created 0600 on first start);
-    /// defaults to `DATA_DIR/ledger-key`. Separate from the access-token keys; several nodes of
-    /// one ledger share it.
-    #[arg(long, env = "CREDLEDGER_LEDGER_KEY_FILE")]
-    ledger_key_file: Option<PathBuf>,
-    /// The ledger's name in its checkpoints, used when the ledger key is created; defaults to the
-    /// public URL's host and port followed by `/credledger`.
-    #[arg(long, env = "CREDLEDGER_LEDGER_ORIGIN")]
-    ledger_origin: Option<String>,
-    /// How often a checkpoint is signed when new events exist, in milliseconds.
-    #[arg(long, env = "CREDLEDGER_CHECKPOINT_INTERVAL_MS", default_value_t = 1000, hide = true,
-        value_parser = clap::value_parser!(u64).range(100..))]
-    checkpoint_interval_ms: u64,
-    /// Seconds a client has to send a request's headers; an idle kept-alive connection is
-    /// closed after as long.
-    #[arg(long, env = "CREDLEDGER_HEADER_READ_TIMEOUT_SECONDS", default_value_t = 15,
-        value_parser = clap::value_parser!(u64).range(1..=3600))]
-    header_read_timeout_seconds: u64,
-    /// Most client connections served at once (further clients wait until one ends); defaults
-    /// to what the limit on open files allows, at most 10000.
-    #[arg(long, env = "CREDLEDGER_MAX_CONNECTIONS", value_parser = clap::value_parser!(u64).range(1..))]
-    max_connections: Option<u64>,
-    /// How long a node on a shared store (PostgreSQL) may go without confirming that its view
-    /// has caught up with the shared log, in seconds. Past it, `/readyz` answers 503 and requests
-    /// wait for the view to catch up (at most this long, then 503 `stale_view`) instead of being
-    /// judged on a view that may miss a revocation.
-    #[arg(long, env = "CREDLEDGER_FRESHNESS_SECONDS", default_value_t = 2.0, value_parser = parse_freshness)]
-    freshness_seconds: f64,
-    /// Tests only: shift the clock by the number of seconds this file holds.
-    #[arg(long, env = "CREDLEDGER_CLOCK_SHIFT_FILE", hide = true)]
-    clock_shift_file: Option<PathBuf>,
-}
-
-/// At least one head poll (a second) must fit in the bound, or a healthy node would never be fresh.
-fn parse_freshness(input: &str) -> Result<f64, String> {
-    match input.parse::<f64>() {
-        Ok(seconds) if (1.5..=3600.0).contains(&seconds) => Ok(seconds),
-        Ok(_) => Err("the freshness bound must be between 1.5 and 3600 seconds".to_owned()),
-        Err(error) => Err(error.to_string()),
-    }
-}
-
-fn parse_cidr(input: &str) -> Result<Cidr, String> {
-    Cidr::parse(input).map_err(|error| error.to_string())
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum LogFormat {
-    Text,
-    Json,
-}
+use settings::{LogFormat, Settings};
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
-    init_tracing(args.log_format);
+    let settings = Settings::resolve(args)?;
+    if settings.print_only {
+        print!("{}", settings.to_toml());
+        return Ok(());
+    }
+    init_tracing(settings.log_format);
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
-    runtime.block_on(serve(args))
+    runtime.block_on(serve(settings))
 }
 
 fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("CREDLEDGER_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // Colour codes only for a person at a terminal: a log file, a pipe or journald gets plain text.
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(colour);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
 }
 
-/// The request line and headers of one request, at most (larger: 431).
-const MAX_HEADER_BYTES: usize = 32 * 1024;
-
-/// Connections served at once when the limit on open files allows more.
-const DEFAULT_MAX_CONNECTIONS: u64 = 10_000;
-
-async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let descriptors_for_connections = http_server::raise_open_files_limit();
-    let limits = http_server::Limits {
-        header_read_timeout: Duration::from_secs(args.header_read_timeout_seconds),
-        max_header_bytes: MAX_HEADER_BYTES,
-        max_connections: args
-            .max_connections
-            .unwrap_or(DEFAULT_MAX_CONNECTIONS)
-            .min(descriptors_for_connections)
-            .try_into()
-            .unwrap_or(usize::MAX),
-    };
-    std::fs::create_dir_all(&args.data_dir)
-        .with_context(|| format!("creating the data directory {}", args.data_dir.display()))?;
-    let store_url =
-        args.store.clone().unwrap_or_else(|| format!("sqlite://{}", args.data_dir.join("events.db").display()));
-    let store = credledger_store::open(&store_url).await.context("opening the event store")?;
-    let projections = Projections::open(&args.data_dir.join("read.db")).context("opening the read models")?;
-    let clock = args.clock_shift_file.clone().map_or(Clock::System, |path| Clock::ShiftedByFile(Arc::new(path)));
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&settings.data_dir)
+        .with_context(|| format!("creating the data directory {}", settings.data_dir.display()))?;
+    let store = credledger_store::open(&settings.store).await.context("opening the event store")?;
+    let projections = Projections::open(&settings.data_dir.join("read.db")).context("opening the read models")?;
+    let clock = settings.clock_shift_file.clone().map_or(Clock::System, |path| Clock::ShiftedByFile(Arc::new(path)));
 
     let shutdown = shutdown_signal()?;
-    let listener =
-        tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("listening on {}", settings.listen))?;
     let address = listener.local_addr()?;
-    let public_url = args.public_url.clone().unwrap_or_else(|| format!("http://{address}"));
-    let keys_path = args.signing_key_file.clone().unwrap_or_else(|| args.data_dir.join("signing-keys.json"));
-    let keys = SigningKeys::load_or_create(&keys_path, &public_url, clock.now()).context("loading the signing keys")?;
-    let ledger_origin = args.ledger_origin.clone().unwrap_or_else(|| default_origin(&public_url));
-    let ledger_key_path = args.ledger_key_file.clone().unwrap_or_else(|| args.data_dir.join("ledger-key"));
-    let ledger_key = credledger_api::ledger::load_or_create_key(&ledger_key_path, &ledger_origin)
+    let tls = match &settings.tls {
+        Some(files) => Some(tls::Tls::start(files.clone())?),
+        None => {
+            // `systemctl reload` sends SIGHUP: without a certificate to read again it must not
+            // stop the server (the signal's default action).
+            let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+                .context("listening for SIGHUP")?;
+            tokio::spawn(async move {
+                while hangup.recv().await.is_some() {
+                    tracing::info!("SIGHUP: nothing to reload (no TLS certificate)");
+                }
+            });
+            None
+        }
+    };
+    let scheme = if settings.tls.is_some() { "https" } else { "http" };
+    let public_url = settings.public_url.clone().unwrap_or_else(|| format!("{scheme}://{address}"));
+    let keys = SigningKeys::load_or_create(&settings.signing_key_file, &public_url, clock.now())
+        .context("loading the signing keys")?;
+    let ledger_origin = settings.ledger_origin.clone().unwrap_or_else(|| default_origin(&public_url));
+    let ledger_key = credledger_api::ledger::load_or_create_key(&settings.ledger_key_file, &ledger_origin)
         .context("loading the ledger key")?;
     let ledger = credledger_api::ledger::Ledger::new(ledger_key, store.clone(), projections.clone())
         .map_err(|problem| anyhow::anyhow!("opening the ledger: {}", problem.detail))?;
@@ -162,16 +83,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // Read models are never continued on a log that failed the check: they stay as they were,
     // for the operator to compare, until the log is restored or the loss accepted.
     let runner = ledger.halted().is_none().then(|| projections.start(store.clone()));
-    let config = Config {
-        trusted_proxies: args.trusted_proxies.clone(),
-        public_url,
-        freshness: Duration::from_secs_f64(args.freshness_seconds),
-    };
+    let config =
+        Config { trusted_proxies: settings.trusted_proxies.clone(), public_url, freshness: settings.freshness };
     let guarded = ledger.guard();
     let app = AppState::new(guarded, projections, clock, config, keys, Arc::new(ledger));
     credledger_api::metrics_handle();
 
-    let admin_token_file = match args.admin_token_file.as_deref() {
+    let admin_token_file = match settings.admin_token_file.as_deref() {
         Some(path) => AdminTokenFile::prepare(&app, path).await?,
         None => None,
     };
@@ -192,11 +110,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let denial_writer = tokio::spawn(background::run_denial_writer(app.clone(), stopped));
     let background_work = {
-        let (app, sweep, sign) = (
-            app.clone(),
-            Duration::from_secs(args.expiry_sweep_seconds),
-            Duration::from_millis(args.checkpoint_interval_ms),
-        );
+        let (app, sweep, sign) = (app.clone(), settings.expiry_sweep, settings.checkpoint_interval);
         tokio::spawn(lead(store.leadership(), move || {
             vec![
                 tokio::spawn(background::run_member_removals(app.clone())),
@@ -207,10 +121,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
 
     // Scripts and tests read this line to find the port.
-    println!("credledger listening on http://{address}");
-    tracing::info!(%address, "credledger listening");
+    println!("credledger listening on {scheme}://{address}");
 
-    http_server::serve(listener, credledger_api::router(app.clone()), limits, shutdown).await?;
+    let limits = http::Limits::new(settings.header_read_timeout, settings.max_connections);
+    http::serve(listener, tls, credledger_api::router(app.clone()), limits, shutdown).await?;
     // In-flight requests are done. Background commands are idempotent and may stop anywhere;
     // pending denials are written; then the store commits what is queued and stops.
     background_work.abort();

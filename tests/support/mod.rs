@@ -22,6 +22,12 @@ pub struct Server {
     pub data_dir: PathBuf,
     /// Write a number of seconds here to shift the server's clock (see [`Server::shift_clock`]).
     pub clock_file: PathBuf,
+    /// The server's standard error (its log), kept out of the test's output: expected errors
+    /// (a tampered log, a refused request) are not noise in a passing run. A failing test shows
+    /// it (see `Drop`).
+    pub log_file: PathBuf,
+    /// Holds the log file.
+    _log_dir: tempfile::TempDir,
 }
 
 /// The `credledger` binary Cargo built for this test run.
@@ -50,17 +56,43 @@ impl Server {
     }
 
     pub fn start_in_with(data_dir: &Path, args: &[&str]) -> anyhow::Result<Self> {
-        Self::start_wrapped(data_dir, &[], args)
+        Self::start_in_with_env(data_dir, args, &[])
+    }
+
+    /// Starts a server on a fresh temporary data directory with extra `serve` arguments and
+    /// environment variables (which override the harness's `CREDLEDGER_LOG=warn`).
+    pub fn start_with_env(args: &[&str], vars: &[(&str, &str)]) -> anyhow::Result<Self> {
+        let data = tempfile::tempdir()?;
+        let dir = data.path().to_owned();
+        let mut server = Self::start_in_with_env(&dir, args, vars)?;
+        server.data = Some(data);
+        Ok(server)
+    }
+
+    pub fn start_in_with_env(data_dir: &Path, args: &[&str], vars: &[(&str, &str)]) -> anyhow::Result<Self> {
+        Self::start_wrapped_with_env(data_dir, &[], args, vars)
     }
 
     /// Starts the server through `wrapper` (a command that runs the rest of its arguments, such
     /// as `prlimit --nofile=…:… --`) on a data directory, with extra `serve` arguments.
     pub fn start_wrapped(data_dir: &Path, wrapper: &[&str], args: &[&str]) -> anyhow::Result<Self> {
+        Self::start_wrapped_with_env(data_dir, wrapper, args, &[])
+    }
+
+    fn start_wrapped_with_env(
+        data_dir: &Path,
+        wrapper: &[&str],
+        args: &[&str],
+        vars: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         let binary = binary();
         if !binary.exists() {
             bail!("{} is missing", binary.display());
         }
         let clock_file = data_dir.join("clock-shift");
+        let log_dir = tempfile::tempdir()?;
+        let log_file = log_dir.path().join("server.log");
+        let log = std::fs::File::create(&log_file).context("creating the server's log file")?;
         let mut command = match wrapper.split_first() {
             Some((program, wrapper_args)) => {
                 let mut command = Command::new(program);
@@ -82,8 +114,9 @@ impl Server {
         }
         let mut child = command
             .env("CREDLEDGER_LOG", "warn")
+            .envs(vars.iter().copied())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(log)
             .spawn()
             .with_context(|| format!("starting {}", binary.display()))?;
         let stdout = child.stdout.take().context("no stdout")?;
@@ -93,7 +126,7 @@ impl Server {
         let base_url = loop {
             if Instant::now() > deadline {
                 let _ = child.kill();
-                bail!("the server did not announce its address");
+                bail!("the server did not announce its address; its log:\n{}", read_log(&log_file));
             }
             match lines.next() {
                 Some(Ok(line)) => {
@@ -105,12 +138,26 @@ impl Server {
                     }
                 }
                 Some(Err(error)) => bail!("reading the server's output: {error}"),
-                None => bail!("the server exited before listening"),
+                None => bail!("the server exited before listening; its log:\n{}", read_log(&log_file)),
             }
         };
         // Keep draining stdout so the server never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        Ok(Self { child, base_url, admin_token, data: None, data_dir: data_dir.to_owned(), clock_file })
+        Ok(Self {
+            child,
+            base_url,
+            admin_token,
+            data: None,
+            data_dir: data_dir.to_owned(),
+            clock_file,
+            log_file,
+            _log_dir: log_dir,
+        })
+    }
+
+    /// What the server has written to its standard error so far.
+    pub fn log(&self) -> String {
+        read_log(&self.log_file)
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -159,7 +206,16 @@ impl Drop for Server {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+        // The test failed: its output (captured by the test harness, shown for failures only)
+        // gets the server's log.
+        if std::thread::panicking() {
+            eprintln!("--- log of the server at {} ---\n{}--- end of the log ---", self.base_url, self.log());
+        }
     }
+}
+
+fn read_log(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|error| format!("(cannot read {}: {error})\n", path.display()))
 }
 
 /// An HTTP response reduced to what tests look at.

@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
+use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
@@ -28,6 +28,7 @@ use super::assertion;
 use crate::AppState;
 use crate::auth::{Peer, request_origin};
 use crate::limiter::{Failure, Verdict};
+use crate::metrics_layer::RequestCredential;
 use crate::signing::{ACCESS_TOKEN_LIFETIME, AUDIENCE, Claims, Jwks};
 use crate::usage::{IssuedToken, Use};
 
@@ -266,6 +267,7 @@ fn decode_basic(encoded: &str) -> Option<(String, String)> {
 async fn token(
     State(app): State<AppState>,
     peer: Peer,
+    credential: Option<Extension<RequestCredential>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, OAuthError> {
@@ -294,6 +296,9 @@ async fn token(
         ));
     }
     let (view, presented, client_id) = authenticate_client(&app, &headers, &parameters, &caller, route)?;
+    if let Some(Extension(credential)) = credential {
+        credential.set(view.kind, view.id);
+    }
     let now = app.clock.now();
     let used = Use { method: "POST", route, request: &caller.request, ip: caller.ip.to_string(), at: now, seen };
     authorize_client(&app, &view, presented, &caller, &used)?;

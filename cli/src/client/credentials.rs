@@ -26,7 +26,25 @@ pub enum Credentials {
     },
     MachineKey(MachineKey),
     Token(String),
-    SavedLogin(String),
+    SavedLogin(SavedLogin),
+}
+
+/// What `credledger login` remembers: the token, the server it was checked with, and the
+/// organization it belongs to (so that commands need not ask the server each time).
+#[derive(Clone, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SavedLogin {
+    pub token: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub org_id: Option<String>,
+}
+
+impl std::fmt::Debug for SavedLogin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SavedLogin").field("url", &self.url).field("org_id", &self.org_id).finish_non_exhaustive()
+    }
 }
 
 impl std::fmt::Debug for Credentials {
@@ -60,7 +78,7 @@ impl Credentials {
             return Ok(Self::Token(token));
         }
         match saved_login() {
-            Some(token) => Ok(Self::SavedLogin(token)),
+            Some(login) => Ok(Self::SavedLogin(login)),
             None => Err(CliError::auth(
                 "no credential: run `credledger login`, or set CREDLEDGER_TOKEN, CREDLEDGER_MACHINE_KEY, \
                  or CREDLEDGER_CLIENT_ID and CREDLEDGER_CLIENT_SECRET",
@@ -78,13 +96,30 @@ impl Credentials {
         }
     }
 
-    /// The bearer value for the API: fetched from the token endpoint in machine modes.
-    pub async fn bearer(&self, http: &reqwest::Client, base: &str) -> CliResult<String> {
+    /// The organization the credential belongs to, when it says so without a request: a machine
+    /// key carries it; a saved login remembers it for the server it was checked with.
+    pub fn org(&self, base: &str) -> Option<String> {
+        match self {
+            Self::MachineKey(key) => Some(key.org_id.to_string()),
+            Self::SavedLogin(login) if login.url.as_deref().map(|url| url.trim_end_matches('/')) == Some(base) => {
+                login.org_id.clone()
+            }
+            _ => None,
+        }
+    }
+
+    /// The bearer value for the API: fetched from the token endpoint in machine modes. With
+    /// `verbose`, the exchange is told on standard error (never a secret).
+    pub async fn bearer(&self, http: &reqwest::Client, base: &str, verbose: bool) -> CliResult<String> {
         let mut token_endpoint = format!("{base}/oauth2/token");
         if let Self::MachineKey(_) = self {
             // The assertion's audience is the token endpoint as the server names it, which may
             // differ from CREDLEDGER_URL (localhost against 127.0.0.1, a proxy in front).
-            let metadata = http.get(format!("{base}/.well-known/oauth-authorization-server")).send().await;
+            let metadata_url = format!("{base}/.well-known/oauth-authorization-server");
+            if verbose {
+                eprintln!("credledger: GET {metadata_url} (the token endpoint, the assertion's audience)");
+            }
+            let metadata = http.get(metadata_url).send().await;
             if let Ok(response) = metadata
                 && let Ok(metadata) = read(response).await
                 && let Some(endpoint) = metadata["token_endpoint"].as_str()
@@ -93,7 +128,8 @@ impl Credentials {
             }
         }
         let form: Vec<(&str, String)> = match self {
-            Self::Token(token) | Self::SavedLogin(token) => return Ok(token.clone()),
+            Self::Token(token) => return Ok(token.clone()),
+            Self::SavedLogin(login) => return Ok(login.token.clone()),
             Self::Client { scopes, .. } => {
                 let mut form = vec![("grant_type", "client_credentials".to_owned())];
                 if let Some(scopes) = scopes {
@@ -106,11 +142,25 @@ impl Credentials {
                 ("assertion", assertion(key, &token_endpoint)),
             ],
         };
+        if verbose {
+            match self {
+                Self::Client { client_id, scopes, .. } => eprintln!(
+                    "credledger: POST {base}/oauth2/token grant_type=client_credentials client_id={client_id} (HTTP Basic) scope={}",
+                    scopes.as_deref().unwrap_or("(the credential's)")
+                ),
+                _ => eprintln!(
+                    "credledger: POST {base}/oauth2/token grant_type=jwt-bearer, an assertion signed by the machine key (audience {token_endpoint}, valid 60 s)"
+                ),
+            }
+        }
         let mut request = http.post(format!("{base}/oauth2/token")).form(&form);
         if let Self::Client { client_id, client_secret, .. } = self {
             request = request.basic_auth(client_id, Some(client_secret));
         }
-        let response = request.send().await.map_err(|e| CliError::server(format!("cannot reach {base}: {e}")))?;
+        let response = request
+            .send()
+            .await
+            .map_err(|e| CliError::server(format!("cannot reach {base}: {}", super::causes(&e))))?;
         let body = read(response).await.map_err(|mut error| {
             // A refused token request (4xx) is an authentication failure, whatever its status; a
             // server failure stays one, so pipelines retry it.
@@ -119,11 +169,28 @@ impl Credentials {
             }
             error
         })?;
-        body["access_token"]
+        let token = body["access_token"]
             .as_str()
             .map(str::to_owned)
-            .ok_or_else(|| CliError::server("the token endpoint answered without an access_token"))
+            .ok_or_else(|| CliError::server("the token endpoint answered without an access_token"))?;
+        if verbose {
+            eprintln!(
+                "credledger: got an access token ({}, scope {}, expires in {} s)",
+                body["token_type"].as_str().unwrap_or("Bearer"),
+                body["scope"].as_str().unwrap_or("-"),
+                body["expires_in"].as_u64().map_or_else(|| "?".to_owned(), |s| s.to_string()),
+            );
+        }
+        Ok(token)
     }
+}
+
+/// The `org` claim of an access token the server just issued (read, not verified: the server is
+/// the one that will verify it).
+pub fn access_token_org(token: &str) -> Option<String> {
+    let claims = token.split('.').nth(1)?;
+    let claims: serde_json::Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(claims).ok()?).ok()?;
+    claims["org"].as_str().filter(|org| !org.is_empty()).map(str::to_owned)
 }
 
 /// A one-minute RFC 7523 assertion signed with the machine's key.
@@ -156,15 +223,24 @@ fn login_file() -> Option<PathBuf> {
     config_dir().map(|dir| dir.join("login"))
 }
 
-fn saved_login() -> Option<String> {
+/// The saved login: a JSON document, or (as older versions wrote it) the bare token.
+pub fn saved_login() -> Option<SavedLogin> {
     let text = std::fs::read_to_string(login_file()?).ok()?;
-    Some(text.trim().to_owned()).filter(|token| !token.is_empty())
+    let text = text.trim();
+    let login = if text.starts_with('{') {
+        serde_json::from_str(text).ok()?
+    } else {
+        SavedLogin { token: text.to_owned(), ..SavedLogin::default() }
+    };
+    Some(login).filter(|login| !login.token.is_empty())
 }
 
-/// Stores a PAT for later invocations, readable only by the user (0600).
-pub fn save_login(token: &str) -> CliResult<PathBuf> {
+/// Stores a PAT, its server and its organization for later invocations, readable only by the
+/// user (0600).
+pub fn save_login(login: &SavedLogin) -> CliResult<PathBuf> {
     let path = login_file().ok_or_else(|| CliError::usage("no configuration directory: set CREDLEDGER_CONFIG_DIR"))?;
-    write_private(&path, token.as_bytes())?;
+    let text = serde_json::to_string_pretty(login).map_err(|e| CliError::server(e.to_string()))?;
+    write_private(&path, text.as_bytes())?;
     Ok(path)
 }
 

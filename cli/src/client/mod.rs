@@ -15,26 +15,50 @@ pub use credentials::Credentials;
 /// Flags every client subcommand takes.
 #[derive(Debug, Clone, Args)]
 pub struct Global {
-    /// The server's URL.
-    #[arg(long, global = true, env = "CREDLEDGER_URL", default_value = "http://127.0.0.1:8080")]
-    pub url: String,
-    /// The organization; defaults to the organization of the credential in use.
-    #[arg(long, global = true, env = "CREDLEDGER_ORG")]
+    /// The server's URL (`http://` or `https://`) [default: the one `login` saved, else
+    /// http://127.0.0.1:8080].
+    #[arg(long, global = true, env = "CREDLEDGER_URL", value_parser = parse_url, value_name = "URL")]
+    pub url: Option<String>,
+    /// The organization (id); defaults to the organization of the credential in use.
+    #[arg(long, global = true, env = "CREDLEDGER_ORG", value_name = "ORG_ID")]
     pub org: Option<String>,
-    /// Output format; a table on a terminal, JSON otherwise.
+    /// Output format [default: table on a terminal, json otherwise].
     #[arg(short = 'o', long, global = true, value_enum)]
     pub output: Option<Format>,
     /// Print only ids, one per line.
     #[arg(short, long, global = true)]
     pub quiet: bool,
-    /// Say which credential mode is in use, and each request made.
+    /// Say on standard error which credential is in use, the OAuth2 exchange, and each request
+    /// made (never a secret).
     #[arg(short, long, global = true)]
     pub verbose: bool,
 }
 
+/// Where the CLI talks to when neither `--url`, `CREDLEDGER_URL` nor a saved login says.
+pub const DEFAULT_URL: &str = "http://127.0.0.1:8080";
+
+/// A server URL: `http://` or `https://` and a host, nothing after the path. `http//oops` is a
+/// usage error before any request.
+fn parse_url(input: &str) -> Result<String, String> {
+    let url = reqwest::Url::parse(input.trim())
+        .map_err(|error| format!("not a URL ({error}): write it as https://HOST[:PORT]"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!("the scheme must be http or https, not `{}`", url.scheme()));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err("the URL names no host".to_owned());
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err("a server URL has no query or fragment".to_owned());
+    }
+    Ok(input.trim().trim_end_matches('/').to_owned())
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
+    /// Aligned columns for lists, `key  value` rows for one object.
     Table,
+    /// The API's JSON documents.
     Json,
 }
 
@@ -96,6 +120,8 @@ pub struct Api {
     http: reqwest::Client,
     base: String,
     bearer: String,
+    /// The credential's organization when known without asking the server.
+    org: Option<String>,
     pub global: Global,
 }
 
@@ -103,14 +129,18 @@ pub struct Api {
 const RETRIES: u32 = 3;
 
 impl Api {
-    /// Resolves the credential (DESIGN.md §9 order) and connects.
+    /// Resolves the credential (in the order of `credentials`) and connects.
     pub async fn connect(global: &Global) -> CliResult<Self> {
         let mut api = Self::with_token(global, "")?;
         let credentials = Credentials::from_environment()?;
         if global.verbose {
             eprintln!("credledger: using {}", credentials.describe());
         }
-        api.bearer = credentials.bearer(&api.http, &api.base).await?;
+        api.bearer = credentials.bearer(&api.http, &api.base, global.verbose).await?;
+        api.org = credentials.org(&api.base).or_else(|| match credentials {
+            Credentials::Client { .. } => credentials::access_token_org(&api.bearer),
+            _ => None,
+        });
         Ok(api)
     }
 
@@ -121,12 +151,12 @@ impl Api {
             .user_agent(concat!("credledger-cli/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| CliError::server(e.to_string()))?;
-        Ok(Self {
-            http,
-            base: global.url.trim_end_matches('/').to_owned(),
-            bearer: token.to_owned(),
-            global: global.clone(),
-        })
+        Ok(Self { http, base: base_url(global), bearer: token.to_owned(), org: None, global: global.clone() })
+    }
+
+    /// The server's URL in use, without a trailing slash.
+    pub fn base(&self) -> &str {
+        &self.base
     }
 
     pub async fn get(&self, path: &str) -> CliResult<Value> {
@@ -165,7 +195,7 @@ impl Api {
                 Err(error) if idempotent && attempt <= RETRIES && (error.is_connect() || error.is_timeout()) => {
                     tokio::time::sleep(Duration::from_millis(200 * 2u64.pow(attempt))).await;
                 }
-                Err(error) => return Err(CliError::server(format!("cannot reach {}: {error}", self.base))),
+                Err(error) => return Err(CliError::server(format!("cannot reach {}: {}", self.base, causes(&error)))),
             }
         }
     }
@@ -187,7 +217,7 @@ impl Api {
             .bearer_auth(&self.bearer)
             .send()
             .await
-            .map_err(|error| CliError::server(format!("cannot reach {}: {error}", self.base)))?;
+            .map_err(|error| CliError::server(format!("cannot reach {}: {}", self.base, causes(&error))))?;
         if !response.status().is_success() {
             return read(response).await.map(|_| 0);
         }
@@ -202,9 +232,42 @@ impl Api {
         Ok(written)
     }
 
+    /// An id as given, or the id of the one item of `collection` (a list route) whose `field` is
+    /// `given` and that is neither revoked nor removed: a credential by its name, a member by its
+    /// email. Several such items are a usage error naming how many.
+    pub async fn resolve(&self, collection: &str, field: &str, given: &str, what: &str) -> CliResult<String> {
+        if uuid::Uuid::parse_str(given).is_ok() {
+            return Ok(given.to_owned());
+        }
+        let mut found = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let path = match &cursor {
+                None => collection.to_owned(),
+                Some(cursor) => format!("{collection}?cursor={cursor}"),
+            };
+            let page = self.get(&path).await?;
+            for item in page["items"].as_array().into_iter().flatten() {
+                let current = item["state"].as_str() != Some("revoked") && item["removed"].as_bool() != Some(true);
+                if current && item[field].as_str() == Some(given) {
+                    found.extend(item["id"].as_str().map(str::to_owned));
+                }
+            }
+            match page["nextCursor"].as_str() {
+                Some(next) => cursor = Some(next.to_owned()),
+                None => break,
+            }
+        }
+        match found.as_slice() {
+            [id] => Ok(id.clone()),
+            [] => Err(CliError::usage(format!("no {what} named `{given}` that is not revoked: pass its id"))),
+            _ => Err(CliError::usage(format!("{} {what}s are named `{given}`: pass the id of one", found.len()))),
+        }
+    }
+
     /// The organization to act in: `--org`, else the credential's own.
     pub async fn org(&self) -> CliResult<String> {
-        if let Some(org) = &self.global.org {
+        if let Some(org) = self.global.org.as_ref().or(self.org.as_ref()) {
             return Ok(org.clone());
         }
         let me = self.get("/v1/whoami").await?;
@@ -212,6 +275,33 @@ impl Api {
             CliError::usage("the credential in use belongs to no organization: pass --org or set CREDLEDGER_ORG")
         })
     }
+}
+
+/// An error with its causes, `outer: inner: innermost`: reqwest's own message alone ("error
+/// sending request") hides the reason, such as a certificate nobody vouches for.
+pub fn causes(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let message = cause.to_string();
+        if !text.contains(&message) {
+            text.push_str(": ");
+            text.push_str(&message);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// The server to talk to: `--url` or `CREDLEDGER_URL`, else the saved login's, else the default.
+pub fn base_url(global: &Global) -> String {
+    global
+        .url
+        .clone()
+        .or_else(|| credentials::saved_login().and_then(|login| login.url))
+        .unwrap_or_else(|| DEFAULT_URL.to_owned())
+        .trim_end_matches('/')
+        .to_owned()
 }
 
 pub(crate) async fn read(response: reqwest::Response) -> CliResult<Value> {

@@ -1,4 +1,4 @@
-//! `credledger audit …`: the auditor's commands. `replay` prints the organization's credential
+//! `credledger audit …`: the auditor's commands. `log` prints the trail (see `audit_log`); `replay` prints the organization's credential
 //! inventory as it was at a past moment, which the server folds from the log (the API's `asOf`);
 //! `verify` checks an export offline, or the server's latest checkpoint against the last one seen.
 
@@ -15,6 +15,11 @@ pub struct AuditArgs {
 
 #[derive(Debug, Subcommand)]
 enum AuditCommand {
+    /// Print the audit trail, the latest entries oldest first; `--follow` prints new ones as they
+    /// are recorded.
+    ///
+    /// Example: credledger audit log --outcome denied --follow
+    Log(super::audit_log::LogArgs),
     /// Print the credential inventory as it was at a past moment, folded from the log.
     ///
     /// Example: credledger audit replay --org ORG_ID --as-of 2026-11-25T10:00:00Z
@@ -102,6 +107,7 @@ const COLUMNS: &[&str] = &["kind", "name", "id", "state", "owner", "prefix", "ex
 
 pub async fn run(global: &Global, args: AuditArgs) -> CliResult<()> {
     match args.command {
+        AuditCommand::Log(log) => super::audit_log::run(global, log).await?,
         AuditCommand::Verify(verify) => super::audit_verify::run(global, verify).await?,
         AuditCommand::Key => {
             let key = Api::with_token(global, "")?.get("/v1/ledger/key").await?;
@@ -164,6 +170,7 @@ pub async fn run(global: &Global, args: AuditArgs) -> CliResult<()> {
                     items.push(item);
                 }
             }
+            output::owners_as_emails(global, &api, &org, &mut rows).await;
             if output::format(global) == Format::Table && !global.quiet {
                 output::say(global, &format!("Credential inventory of {org} as of {}", replay.as_of));
                 output::list(global, &json!({ "items": rows }), COLUMNS);
@@ -210,7 +217,7 @@ async fn every_item(api: &Api, collection: &Collection, org: &str, as_of: &str) 
 }
 
 /// Percent-encodes a query value: a time's `+02:00` offset would otherwise arrive as a space.
-fn query_value(input: &str) -> String {
+pub(crate) fn query_value(input: &str) -> String {
     input
         .bytes()
         .map(|byte| match byte {

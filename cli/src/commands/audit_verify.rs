@@ -40,7 +40,8 @@ pub struct VerifyArgs {
     /// against the checkpoint it carries, which may be an old one.
     #[arg(long, value_name = "FILE", requires = "export")]
     checkpoint: Option<PathBuf>,
-    /// The ledger's verifier key (`<origin>+<key id>+<base64>`, as `GET /v1/ledger/key` gives it).
+    /// The ledger's verifier key: `<origin>+<key id>+<base64>` as `credledger audit key` prints
+    /// it, or the JSON document `GET /v1/ledger/key` answers.
     /// Required offline. In monitor mode it pins the key; without it the key saved in the state
     /// file is used, or on the first run the server's, trusted on first use.
     #[arg(long, value_name = "FILE")]
@@ -67,14 +68,34 @@ fn failed(code: &str, position: Option<u64>, reason: String) -> CliError {
     CliError { code: exit::SERVER, message, document: Some(document) }
 }
 
+/// A file that cannot be read fails the verification (exit 1): nothing was verified.
 fn read_text(path: &Path, what: &str) -> CliResult<String> {
     std::fs::read_to_string(path)
-        .map_err(|error| CliError::usage(format!("cannot read the {what} file {}: {error}", path.display())))
+        .map_err(|error| CliError::server(format!("cannot read the {what} file {}: {error}", path.display())))
 }
 
+/// The verifier key as `audit key` prints it (`<origin>+<key id>+<base64>`), or the JSON document
+/// `GET /v1/ledger/key` answers (its `verifierKey`).
 fn read_key(path: &Path) -> CliResult<CheckpointVerifier> {
+    let key = key_text(path)?;
+    CheckpointVerifier::new(&key).map_err(|error| CliError::usage(format!("{}: {error}", path.display())))
+}
+
+fn key_text(path: &Path) -> CliResult<String> {
     let text = read_text(path, "key")?;
-    CheckpointVerifier::new(text.trim()).map_err(|error| CliError::usage(format!("{}: {error}", path.display())))
+    let text = text.trim();
+    let key = if text.starts_with('{') {
+        let document: Value = serde_json::from_str(text).map_err(|error| {
+            CliError::usage(format!("{}: not a key, nor its JSON document: {error}", path.display()))
+        })?;
+        document["verifierKey"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| CliError::usage(format!("{}: a JSON document without `verifierKey`", path.display())))?
+    } else {
+        text.to_owned()
+    };
+    Ok(key)
 }
 
 fn offline(global: &Global, export: &Path, trusted: Option<&Path>, key: Option<&Path>) -> CliResult<()> {
@@ -89,7 +110,7 @@ fn offline(global: &Global, export: &Path, trusted: Option<&Path>, key: Option<&
         Box::new(std::io::stdin().lock())
     } else {
         let file = File::open(export)
-            .map_err(|error| CliError::usage(format!("cannot open the export {}: {error}", export.display())))?;
+            .map_err(|error| CliError::server(format!("cannot open the export {}: {error}", export.display())))?;
         Box::new(BufReader::with_capacity(1 << 20, file))
     };
     let bar = progress_bar(global);
@@ -277,7 +298,7 @@ fn key_id(verifier_key: &str) -> &str {
 
 async fn monitor(global: &Global, state_path: &Path, key: Option<&Path>) -> CliResult<()> {
     let saved = MonitorState::load(state_path)?;
-    let given = key.map(|path| read_text(path, "key")).transpose()?.map(|text| text.trim().to_owned());
+    let given = key.map(key_text).transpose()?;
     let api = Api::connect(global).await?;
     let (verifier_key, first_use) = match (&saved, given) {
         (Some(state), Some(given)) if given != state.verifier_key => {
@@ -338,7 +359,7 @@ async fn monitor(global: &Global, state_path: &Path, key: Option<&Path>) -> CliR
         MonitorState {
             format: STATE_FORMAT.to_owned(),
             version: 1,
-            url: global.url.clone(),
+            url: api.base().to_owned(),
             verifier_key: verifier_key.clone(),
             checkpoint: note.to_owned(),
             tree_size: checkpoint.tree_size,

@@ -12,7 +12,7 @@ use credledger_domain::names::Slug;
 use credledger_domain::{CredentialId, OrgId};
 use serde_json::{Value, json};
 
-use crate::client::{Api, CliError, CliResult, Global, credentials, output};
+use crate::client::{Api, CliError, CliResult, Format, Global, credentials, output};
 use crate::commands::token::Conditions;
 
 #[derive(Debug, Args)]
@@ -212,9 +212,25 @@ fn show_key(global: &Global, mut machine: Value, key: &str, path: &Path, saved: 
             eprintln!("CREDLEDGER_MACHINE_KEY={key}");
         }
     }
-    output::say(global, "");
-    output::say(global, "To use this machine, set:");
-    output::secret_line(global, &format!("CREDLEDGER_MACHINE_KEY={key}"));
+    let line = format!("CREDLEDGER_MACHINE_KEY={key}");
+    match (global.quiet, global.output, output::format(global)) {
+        // Only ids on standard output: the key goes to standard error rather than being lost.
+        (true, ..) => eprintln!("{line}"),
+        (false, _, Format::Table) => {
+            output::say(global, "");
+            output::say(global, "To use this machine, set:");
+            output::secret_line(global, &line);
+        }
+        // JSON because standard output is a pipe: the person at the terminal sees the line on
+        // standard error, whole.
+        (false, None, Format::Json) => {
+            eprintln!();
+            eprintln!("To use this machine, set:");
+            eprintln!("{line}");
+        }
+        // JSON asked for: the key is only in the document (standard error often lands in logs).
+        (false, Some(_), Format::Json) => {}
+    }
     machine["machineKey"] = json!(key);
     output::object(global, &machine);
     saved
@@ -222,16 +238,5 @@ fn show_key(global: &Global, mut machine: Value, key: &str, path: &Path, saved: 
 
 /// A machine id as given, or the id of the machine that is not revoked and has this name.
 async fn resolve(api: &Api, base: &str, machine: &str) -> CliResult<String> {
-    if CredentialId::parse(machine).is_ok() {
-        return Ok(machine.to_owned());
-    }
-    let machines = api.get(base).await?;
-    machines["items"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|item| item["name"].as_str() == Some(machine) && item["state"].as_str() != Some("revoked"))
-        .and_then(|item| item["id"].as_str())
-        .map(str::to_owned)
-        .ok_or_else(|| CliError::usage(format!("no machine named `{machine}` that is not revoked: pass its id")))
+    api.resolve(base, "name", machine, "machine").await
 }

@@ -27,8 +27,9 @@ enum MemberCommand {
     ///
     /// Example: credledger member add dev@acme.example --role admin
     Add {
+        /// The new member's email.
         email: String,
-        /// Only owners add owners.
+        /// The member's role; only owners add owners.
         #[arg(long, default_value = "member", value_parser = ROLES)]
         role: String,
     },
@@ -36,14 +37,19 @@ enum MemberCommand {
     ///
     /// Example: credledger member set-role MEMBER_ID --role owner
     SetRole {
+        /// The member's id or email.
         id: String,
+        /// The new role.
         #[arg(long, value_parser = ROLES)]
         role: String,
     },
     /// Remove a member: every credential it owns gets flagged and its PATs are revoked.
     ///
     /// Example: credledger member remove MEMBER_ID
-    Remove { id: String },
+    Remove {
+        /// The member's id or email.
+        id: String,
+    },
 }
 
 pub async fn run(global: &Global, args: MemberArgs) -> CliResult<()> {
@@ -64,11 +70,13 @@ pub async fn run(global: &Global, args: MemberArgs) -> CliResult<()> {
             output::object(global, &added);
         }
         MemberCommand::SetRole { id, role } => {
+            let id = api.resolve(&base, "email", &id, "member").await?;
             let member = api.patch(&format!("{base}/{id}"), json!({ "role": role })).await?;
             output::say(global, &format!("✓ Role changed to {role}"));
             output::object(global, &member);
         }
         MemberCommand::Remove { id } => {
+            let id = api.resolve(&base, "email", &id, "member").await?;
             let member = api.delete(&format!("{base}/{id}")).await?;
             output::say(global, "✓ Member removed");
             output::say(

@@ -1,6 +1,7 @@
 //! The client subcommands, one module per resource.
 
 pub mod audit;
+pub mod audit_log;
 pub mod audit_verify;
 pub mod completions;
 pub mod machine;

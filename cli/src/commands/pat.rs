@@ -32,14 +32,15 @@ enum PatCommand {
         /// A label, e.g. `laptop` (default: `personal token`).
         #[arg(long)]
         name: Option<String>,
-        /// `30d`, or `never` (the default).
-        #[arg(long, default_value = "never")]
+        /// When it expires: a number of days with its unit (`30d`), or `never`.
+        #[arg(long, default_value = "never", value_name = "DAYS|never")]
         expires: String,
     },
     /// Revoke a personal access token at once.
     ///
     /// Example: credledger pat revoke TOKEN_ID --member MEMBER_ID
     Revoke {
+        /// The token's id.
         id: String,
         /// The member the token belongs to (owners and admins); default: the caller.
         #[arg(long)]

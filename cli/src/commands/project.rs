@@ -24,6 +24,7 @@ enum ProjectCommand {
     ///
     /// Example: credledger project create payments --env production --env staging
     Create {
+        /// The project's name (a lowercase slug).
         name: String,
         /// An environment of the project; repeatable.
         #[arg(long = "env")]

@@ -4,7 +4,7 @@ use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
 use crate::client::{Api, CliResult, Global, output};
-use crate::commands::token::{Conditions, expiry_days, seconds};
+use crate::commands::token::{Conditions, SCOPES, expiry_days, seconds};
 
 #[derive(Debug, Args)]
 pub struct ServiceCredentialArgs {
@@ -25,11 +25,11 @@ enum ServiceCredentialCommand {
         /// What it is for, e.g. the pipeline that uses it.
         #[arg(long)]
         name: String,
-        /// Comma-separated scopes its access tokens may carry (read and write by default).
-        #[arg(long, value_delimiter = ',')]
+        /// Comma-separated scopes its access tokens may carry [default: read and write].
+        #[arg(long, value_delimiter = ',', value_parser = SCOPES)]
         scopes: Vec<String>,
-        /// `90d`, or `never` (the default).
-        #[arg(long, default_value = "never")]
+        /// When it expires: a number of days with its unit (`90d`), or `never`.
+        #[arg(long, default_value = "never", value_name = "DAYS|never")]
         expires: String,
         /// The owning member (id or email); you by default.
         #[arg(long)]
@@ -44,11 +44,15 @@ enum ServiceCredentialCommand {
     /// Show one service credential with its last use.
     ///
     /// Example: credledger service-credential get CREDENTIAL_ID
-    Get { id: String },
+    Get {
+        /// The service credential's id, or its name where no other one that is not revoked has it.
+        id: String,
+    },
     /// Replace the client secret; the new one is shown once.
     ///
     /// Example: credledger service-credential rotate CREDENTIAL_ID --grace 10m
     Rotate {
+        /// The service credential's id, or its name where no other one that is not revoked has it.
         id: String,
         /// Keep the old secret working this long (e.g. `10m`, at most `24h`); at once by default.
         #[arg(long)]
@@ -57,13 +61,17 @@ enum ServiceCredentialCommand {
     /// Revoke at once: the secret and every access token issued with it stop working.
     ///
     /// Example: credledger service-credential revoke CREDENTIAL_ID
-    Revoke { id: String },
+    Revoke {
+        /// The service credential's id, or its name where no other one that is not revoked has it.
+        id: String,
+    },
     /// Give a service credential to another member.
     ///
     /// Example: credledger service-credential transfer CREDENTIAL_ID --to user@example.com
     Transfer {
+        /// The service credential's id, or its name where no other one that is not revoked has it.
         id: String,
-        /// A member id or email.
+        /// The new owner: a member id or email.
         #[arg(long)]
         to: String,
     },
@@ -97,10 +105,8 @@ pub async fn run(global: &Global, args: ServiceCredentialArgs) -> CliResult<()> 
             }
             let created = api.post(&base, Some(body)).await?;
             output::say(global, "✓ Service credential created");
-            output::say(global, &format!("Client ID: {}", created["clientId"].as_str().unwrap_or_default()));
-            output::secret(global, "Client secret", &created["clientSecret"]);
-            output::say(global, "⚠ The secret is shown once: store it now.");
             say_ci_lines(global, &created);
+            output::say(global, "⚠ The secret is shown once: store it now.");
             output::object(global, &created);
         }
         ServiceCredentialCommand::List => {
@@ -118,15 +124,20 @@ pub async fn run(global: &Global, args: ServiceCredentialArgs) -> CliResult<()> 
                     None => break,
                 }
             }
+            output::owners_as_emails(global, &api, &org, &mut items).await;
             output::list(global, &json!({ "items": items }), COLUMNS);
         }
-        ServiceCredentialCommand::Get { id } => output::object(global, &api.get(&format!("{base}/{id}")).await?),
+        ServiceCredentialCommand::Get { id } => {
+            let id = api.resolve(&base, "name", &id, "service credential").await?;
+            output::object(global, &api.get(&format!("{base}/{id}")).await?);
+        }
         ServiceCredentialCommand::Rotate { id, grace } => {
+            let id = api.resolve(&base, "name", &id, "service credential").await?;
             let grace = grace.map(|grace| seconds("grace", &grace)).transpose()?;
             let body = grace.map(|s| json!({ "gracePeriodSeconds": s }));
             let rotated = api.post(&format!("{base}/{id}/rotate"), body).await?;
             output::say(global, "✓ Client secret rotated");
-            output::secret(global, "Client secret", &rotated["clientSecret"]);
+            say_ci_lines(global, &rotated);
             output::say(global, "⚠ The secret is shown once: store it now.");
             match grace.filter(|s| *s > 0) {
                 Some(grace) => output::say(
@@ -135,15 +146,16 @@ pub async fn run(global: &Global, args: ServiceCredentialArgs) -> CliResult<()> 
                 ),
                 None => output::say(global, "⚠ The old secret is now revoked. Update your CI/CD secrets."),
             }
-            say_ci_lines(global, &rotated);
             output::object(global, &rotated);
         }
         ServiceCredentialCommand::Revoke { id } => {
+            let id = api.resolve(&base, "name", &id, "service credential").await?;
             let credential = api.post(&format!("{base}/{id}/revoke"), None).await?;
             output::say(global, "✓ Service credential revoked");
             output::object(global, &credential);
         }
         ServiceCredentialCommand::Transfer { id, to } => {
+            let id = api.resolve(&base, "name", &id, "service credential").await?;
             let credential = api.post(&format!("{base}/{id}/transfer"), Some(json!({ "to": to }))).await?;
             output::say(global, &format!("✓ Service credential transferred to {to}"));
             output::object(global, &credential);

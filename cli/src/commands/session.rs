@@ -4,6 +4,7 @@ use std::io::IsTerminal as _;
 
 use clap::Args;
 
+use crate::client::credentials::SavedLogin;
 use crate::client::{Api, CliError, CliResult, Global, credentials, output};
 
 #[derive(Debug, Args)]
@@ -13,16 +14,17 @@ pub struct LoginArgs {
     token: Option<String>,
 }
 
-/// Stores a PAT in the user's configuration directory (0600) after checking it works.
+/// Stores a PAT, the server's URL and the organization in the user's configuration directory
+/// (0600) after checking the token works. On a terminal the token is read without echo.
 ///
 /// Example: credledger login --url https://ledger.example.com < my-pat.txt
 pub async fn login(global: &Global, args: LoginArgs) -> CliResult<()> {
     let token = if let Some(token) = args.token {
         token
+    } else if std::io::stdin().is_terminal() {
+        rpassword::prompt_password("Personal access token (input hidden): ")
+            .map_err(|e| CliError::usage(format!("reading the token: {e}")))?
     } else {
-        if std::io::stdin().is_terminal() {
-            eprint!("Personal access token: ");
-        }
         let mut line = String::new();
         std::io::stdin().read_line(&mut line).map_err(|e| CliError::usage(format!("reading the token: {e}")))?;
         line
@@ -31,11 +33,18 @@ pub async fn login(global: &Global, args: LoginArgs) -> CliResult<()> {
     if !token.starts_with("cl_pat_") {
         return Err(CliError::usage("credledger login takes a personal access token (cl_pat_…)"));
     }
-    let me = Api::with_token(global, &token)?.get("/v1/whoami").await?;
-    let path = credentials::save_login(&token)?;
+    let api = Api::with_token(global, &token)?;
+    let me = api.get("/v1/whoami").await?;
+    let login = SavedLogin { token, url: Some(api.base().to_owned()), org_id: me["orgId"].as_str().map(str::to_owned) };
+    let path = credentials::save_login(&login)?;
     output::say(
         global,
-        &format!("✓ Logged in as member {} ({})", me["memberId"].as_str().unwrap_or("-"), path.display()),
+        &format!(
+            "✓ Logged in as member {} ({}); later commands use {}",
+            me["memberId"].as_str().unwrap_or("-"),
+            path.display(),
+            api.base()
+        ),
     );
     Ok(())
 }

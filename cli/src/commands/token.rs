@@ -11,6 +11,12 @@ pub struct TokenArgs {
     command: TokenCommand,
 }
 
+/// The scopes a credential or access token can carry.
+pub const SCOPES: [&str; 2] = ["credledger-api/read", "credledger-api/write"];
+
+/// The states a credential can be in (`--state`).
+const STATES: [&str; 4] = ["active", "disabled", "expired", "revoked"];
+
 /// Columns of `token list`.
 const COLUMNS: &[&str] = &["id", "name", "environmentHint", "state", "owner", "expiresAt", "lastUsedAt", "flagged"];
 
@@ -20,19 +26,20 @@ enum TokenCommand {
     ///
     /// Example: credledger token create --name "GitHub Actions prod" --env prod --expires 90d
     Create {
+        /// What the token is for, e.g. the pipeline that uses it.
         #[arg(long)]
         name: String,
-        /// The environment hint embedded in the token (`[a-z0-9-]{1,16}`).
-        #[arg(long = "env")]
+        /// The environment hint embedded in the token's value (`[a-z0-9-]{1,16}`, e.g. `prod`).
+        #[arg(long = "env", value_name = "HINT")]
         env: String,
-        /// `90d`, or `never` (the default).
-        #[arg(long, default_value = "never")]
+        /// When it expires: a number of days with its unit (`90d`), or `never`.
+        #[arg(long, default_value = "never", value_name = "DAYS|never")]
         expires: String,
         /// Scope the token to a project (id).
-        #[arg(long)]
+        #[arg(long, value_name = "PROJECT_ID")]
         project: Option<String>,
-        /// Comma-separated scopes, e.g. `credledger-api/read`.
-        #[arg(long, value_delimiter = ',')]
+        /// Comma-separated scopes [default: read and write].
+        #[arg(long, value_delimiter = ',', value_parser = SCOPES)]
         scopes: Vec<String>,
         #[command(flatten)]
         conditions: Conditions,
@@ -41,35 +48,49 @@ enum TokenCommand {
     ///
     /// Example: credledger token list --state active --expiring-within 30d
     List {
-        #[arg(long)]
+        /// Only tokens in this state.
+        #[arg(long, value_parser = STATES)]
         state: Option<String>,
-        #[arg(long = "env")]
+        /// Only tokens with this environment hint.
+        #[arg(long = "env", value_name = "HINT")]
         env: Option<String>,
-        #[arg(long)]
+        /// Only tokens scoped to this project (id).
+        #[arg(long, value_name = "PROJECT_ID")]
         project: Option<String>,
-        #[arg(long)]
+        /// Only tokens owned by this member (id).
+        #[arg(long, value_name = "MEMBER_ID")]
         owner: Option<String>,
+        /// Only tokens flagged for attention (their owner was removed).
         #[arg(long)]
         flagged: bool,
-        #[arg(long)]
+        /// Only tokens expiring within this duration, e.g. `30d` or `12h`.
+        #[arg(long, value_name = "DURATION")]
         expiring_within: Option<String>,
-        #[arg(long)]
+        /// Only tokens not used for this duration (never-used ones included), e.g. `90d`.
+        #[arg(long, value_name = "DURATION")]
         unused_for: Option<String>,
     },
     /// Show one token with its last use.
     ///
     /// Example: credledger token get TOKEN_ID
-    Get { id: String },
+    Get {
+        /// The token's id, or its name where no other token that is not revoked has it.
+        id: String,
+    },
     /// Change a token's name, scopes, conditions or expiry.
     ///
     /// Example: credledger token update TOKEN_ID --ip-allow 140.82.112.0/20
     Update {
+        /// The token's id, or its name where no other token that is not revoked has it.
         id: String,
+        /// A new name.
         #[arg(long)]
         name: Option<String>,
-        #[arg(long)]
+        /// A new expiry, counted from now: days with their unit (`90d`), or `never`.
+        #[arg(long, value_name = "DAYS|never")]
         expires: Option<String>,
-        #[arg(long, value_delimiter = ',')]
+        /// The new comma-separated scopes (replacing the current ones).
+        #[arg(long, value_delimiter = ',', value_parser = SCOPES)]
         scopes: Vec<String>,
         #[command(flatten)]
         conditions: Conditions,
@@ -78,15 +99,25 @@ enum TokenCommand {
         clear_conditions: bool,
     },
     /// Suspend a token. Example: credledger token disable TOKEN_ID
-    Disable { id: String },
+    Disable {
+        /// The token's id, or its name where no other token that is not revoked has it.
+        id: String,
+    },
     /// Re-enable a disabled token. Example: credledger token enable TOKEN_ID
-    Enable { id: String },
+    Enable {
+        /// The token's id, or its name where no other token that is not revoked has it.
+        id: String,
+    },
     /// Revoke a token at once and for good. Example: credledger token revoke TOKEN_ID
-    Revoke { id: String },
+    Revoke {
+        /// The token's id, or its name where no other token that is not revoked has it.
+        id: String,
+    },
     /// Replace a token's value; the old one stops working.
     ///
     /// Example: credledger token roll TOKEN_ID --grace 10m
     Roll {
+        /// The token's id, or its name where no other token that is not revoked has it.
         id: String,
         /// Keep the old value working this long (e.g. `10m`, at most `24h`).
         #[arg(long)]
@@ -96,8 +127,9 @@ enum TokenCommand {
     ///
     /// Example: credledger token transfer TOKEN_ID --to user@example.com
     Transfer {
+        /// The token's id, or its name where no other token that is not revoked has it.
         id: String,
-        /// A member id or email.
+        /// The new owner: a member id or email.
         #[arg(long)]
         to: String,
     },
@@ -107,13 +139,13 @@ enum TokenCommand {
 #[derive(Debug, Args)]
 pub struct Conditions {
     /// Allowed client networks (CIDR); repeatable.
-    #[arg(long = "ip-allow")]
+    #[arg(long = "ip-allow", value_name = "CIDR")]
     pub ip_allow: Vec<String>,
     /// Allowed times in UTC, e.g. 'mon-fri 06:00-22:00'; repeatable.
-    #[arg(long = "time-window")]
+    #[arg(long = "time-window", value_name = "DAYS HH:MM-HH:MM")]
     pub time_windows: Vec<String>,
     /// A glob the User-Agent must match, e.g. 'github-actions/*'.
-    #[arg(long = "user-agent")]
+    #[arg(long = "user-agent", value_name = "GLOB")]
     pub user_agent: Option<String>,
 }
 
@@ -156,17 +188,15 @@ fn window(spec: &str) -> CliResult<Value> {
     Ok(json!({ "days": days.split(',').collect::<Vec<_>>(), "startUtc": start, "endUtc": end }))
 }
 
-/// `90d` → 90, `never` → None.
+/// `90d` → 90, `never` → None. A bare number is refused rather than guessed at: `90` could be
+/// minutes to one reader and days to another.
 pub fn expiry_days(flag: &str, input: &str) -> CliResult<Option<u32>> {
     if input == "never" {
         return Ok(None);
     }
-    input
-        .strip_suffix('d')
-        .unwrap_or(input)
-        .parse::<u32>()
-        .map(Some)
-        .map_err(|_| CliError::usage(format!("--{flag} `{input}`: use a number of days such as 90d, or never")))
+    input.strip_suffix('d').and_then(|days| days.parse::<u32>().ok()).map(Some).ok_or_else(|| {
+        CliError::usage(format!("--{flag} `{input}`: use a number of days with its unit, such as 90d, or never"))
+    })
 }
 
 /// `10m`, `2h`, `90s` → seconds.
@@ -237,10 +267,15 @@ pub async fn run(global: &Global, args: TokenArgs) -> CliResult<()> {
                     None => break,
                 }
             }
+            output::owners_as_emails(global, &api, &org, &mut items).await;
             output::list(global, &json!({ "items": items }), COLUMNS);
         }
-        TokenCommand::Get { id } => output::object(global, &api.get(&format!("{base}/{id}")).await?),
+        TokenCommand::Get { id } => {
+            let id = api.resolve(&base, "name", &id, "token").await?;
+            output::object(global, &api.get(&format!("{base}/{id}")).await?);
+        }
         TokenCommand::Update { id, name, expires, scopes, conditions, clear_conditions } => {
+            let id = api.resolve(&base, "name", &id, "token").await?;
             let mut body = json!({});
             if let Some(name) = name {
                 body["name"] = json!(name);
@@ -263,21 +298,25 @@ pub async fn run(global: &Global, args: TokenArgs) -> CliResult<()> {
             output::object(global, &updated);
         }
         TokenCommand::Disable { id } => {
+            let id = api.resolve(&base, "name", &id, "token").await?;
             let token = api.post(&format!("{base}/{id}/disable"), None).await?;
             output::say(global, "✓ Token disabled");
             output::object(global, &token);
         }
         TokenCommand::Enable { id } => {
+            let id = api.resolve(&base, "name", &id, "token").await?;
             let token = api.post(&format!("{base}/{id}/enable"), None).await?;
             output::say(global, "✓ Token enabled");
             output::object(global, &token);
         }
         TokenCommand::Revoke { id } => {
+            let id = api.resolve(&base, "name", &id, "token").await?;
             let token = api.delete(&format!("{base}/{id}")).await?;
             output::say(global, "✓ Token revoked");
             output::object(global, &token);
         }
         TokenCommand::Roll { id, grace } => {
+            let id = api.resolve(&base, "name", &id, "token").await?;
             let body =
                 grace.map(|grace| seconds("grace", &grace)).transpose()?.map(|s| json!({ "gracePeriodSeconds": s }));
             let rolled = api.post(&format!("{base}/{id}/roll"), body).await?;
@@ -292,6 +331,7 @@ pub async fn run(global: &Global, args: TokenArgs) -> CliResult<()> {
             output::object(global, &rolled);
         }
         TokenCommand::Transfer { id, to } => {
+            let id = api.resolve(&base, "name", &id, "token").await?;
             let token = api.post(&format!("{base}/{id}/transfer"), Some(json!({ "to": to }))).await?;
             output::say(global, &format!("✓ Token transferred to {to}"));
             output::object(global, &token);
