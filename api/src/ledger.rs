@@ -582,6 +582,22 @@ struct GuardedStore {
     storage_fault: Arc<Mutex<Option<StorageFault>>>,
 }
 
+impl GuardedStore {
+    /// Notes whether an append met a storage fault (or succeeded, which clears the last one).
+    fn noted<T>(&self, appended: Result<T, StoreError>) -> Result<T, StoreError> {
+        let fault = match &appended {
+            Err(error) if is_storage_fault(error) => {
+                Some(StorageFault { at: std::time::Instant::now(), cause: error.to_string() })
+            }
+            _ => None,
+        };
+        if let Ok(mut last) = self.storage_fault.lock() {
+            *last = fault;
+        }
+        appended
+    }
+}
+
 /// Whether an append failed because the storage did (rather than the caller or the ledger).
 fn is_storage_fault(error: &StoreError) -> bool {
     matches!(
@@ -605,17 +621,7 @@ impl EventStore for GuardedStore {
         if let Some(reason) = self.halted.get() {
             return Err(StoreError::ReadOnly(reason.clone()));
         }
-        let appended = self.inner.append(stream, expected, events).await;
-        let fault = match &appended {
-            Err(error) if is_storage_fault(error) => {
-                Some(StorageFault { at: std::time::Instant::now(), cause: error.to_string() })
-            }
-            _ => None,
-        };
-        if let Ok(mut last) = self.storage_fault.lock() {
-            *last = fault;
-        }
-        appended
+        self.noted(self.inner.append(stream, expected, events).await)
     }
 
     async fn append_on_basis(
@@ -628,7 +634,7 @@ impl EventStore for GuardedStore {
         if let Some(reason) = self.halted.get() {
             return Err(StoreError::ReadOnly(reason.clone()));
         }
-        self.inner.append_on_basis(stream, expected, events, basis).await
+        self.noted(self.inner.append_on_basis(stream, expected, events, basis).await)
     }
 
     async fn read_stream(&self, stream: &str, from_version: u64) -> Result<Vec<RecordedEvent>, StoreError> {
