@@ -208,6 +208,8 @@ fn count(summary: &mut UsageSummary, event: &usage::Event) {
             summary.use_count += 1;
         }
         usage::Event::CredentialAccessDenied(denied) => summary.denied_count += u64::from(denied.count),
+        // The request that read them counted as a use already.
+        usage::Event::SecretsRead(_) => {}
     }
 }
 

@@ -32,6 +32,9 @@ pub struct Caller {
     pub actor: Actor,
     /// The request's IP, user agent and id, for the events it causes.
     pub request: RequestMeta,
+    /// The log position the caller's credential was judged on: later usage events of the
+    /// request are refused if its lifecycle moved past it.
+    pub seen: u64,
 }
 
 impl FromRequestParts<AppState> for Caller {
@@ -107,7 +110,7 @@ impl FromRequestParts<AppState> for Caller {
             }
             count("allowed");
             let actor = actor_of(&view);
-            return Ok(Self { view, actor, request });
+            return Ok(Self { view, actor, request, seen });
         }
     }
 }

@@ -8,7 +8,7 @@
 use credledger_domain::{
     Actor, DomainError, EventId, OrgId, RequestMeta, SCHEMA_VERSION, event, machine_token, organization, personal_token,
 };
-use credledger_domain::{machine_identity, service_credential};
+use credledger_domain::{machine_identity, secrets, service_credential};
 use credledger_store::{ExpectedVersion, NewEvent, StoreError};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -89,6 +89,7 @@ aggregate!(
     MachineToken => machine_token::MachineToken, "machine token";
     ServiceCredential => service_credential::ServiceCredential, "service credential";
     MachineIdentity => machine_identity::Machine, "machine";
+    Secrets => secrets::Secrets, "secrets";
 );
 
 /// Who runs a command, and how its events are identified.

@@ -15,6 +15,7 @@ mod limiter;
 mod metrics_layer;
 pub mod problem;
 mod routes;
+pub mod secrets_key;
 pub mod signing;
 mod strict_json;
 mod usage;
@@ -69,6 +70,8 @@ pub struct AppState {
     pub keys: SigningKeys,
     pub ledger: Arc<ledger::Ledger>,
     pub freshness: freshness::Freshness,
+    /// The master key of secrets; a server without one refuses the secrets routes.
+    pub secrets_key: Option<Arc<secrets_key::SecretsKey>>,
     pub(crate) limiter: Arc<limiter::Limiter>,
 }
 
@@ -90,8 +93,16 @@ impl AppState {
             config: Arc::new(config),
             keys,
             ledger,
+            secrets_key: None,
             limiter: Arc::default(),
         }
+    }
+
+    /// The state with the master key of secrets.
+    #[must_use]
+    pub fn with_secrets_key(mut self, key: secrets_key::SecretsKey) -> Self {
+        self.secrets_key = Some(Arc::new(key));
+        self
     }
 }
 
@@ -143,6 +154,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(metrics))
         .merge(routes::orgs::routes())
         .merge(routes::projects::routes())
+        .merge(routes::secrets::routes())
         .merge(routes::machine_tokens::routes())
         .merge(routes::oauth::routes())
         .merge(routes::service_credentials::routes())

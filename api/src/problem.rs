@@ -184,7 +184,8 @@ impl From<DomainError> for Problem {
             | DomainError::ProjectExists
             | DomainError::EnvironmentExists
             | DomainError::NotYetExpired
-            | DomainError::GraceNotApplicable => StatusCode::CONFLICT,
+            | DomainError::GraceNotApplicable
+            | DomainError::StaleVersion { .. } => StatusCode::CONFLICT,
             DomainError::NotFound { .. } | DomainError::MemberNotFound | DomainError::ProjectNotFound => {
                 StatusCode::NOT_FOUND
             }

@@ -99,6 +99,21 @@ impl UsageRecorder {
         self.append_to(&stream, expected, basis, view, &event, issued.at, issued.request.clone()).await
     }
 
+    /// Appends a usage event of a request already accepted (SecretsRead) and returns once it is
+    /// durable; refused as [`UsageRecorder::used`] is when the credential's lifecycle moved past
+    /// `seen`, the position its request was judged on.
+    pub async fn record(
+        &self,
+        view: &CredentialView,
+        event: &usage::Event,
+        at: OffsetDateTime,
+        request: RequestMeta,
+        seen: u64,
+    ) -> Result<(), StoreError> {
+        let basis = Some(lifecycle_basis(view, seen));
+        self.append_to(&usage::stream(view.id), ExpectedVersion::Any, basis, view, event, at, request).await
+    }
+
     /// Counts a denial; the first of its credential, reason and second starts a new event.
     pub fn denied(&self, view: &Arc<CredentialView>, reason: DenyReason, denied: &Use<'_>) {
         let second = denied.at.unix_timestamp();

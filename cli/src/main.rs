@@ -57,6 +57,22 @@ enum Command {
     /// Audit: the trail (log), the inventory as of a past moment (replay), the verifiable ledger
     /// (key, checkpoint, export, verify).
     Audit(commands::audit::AuditArgs),
+    /// Secrets of a project's environment: set, unset, push, list, history, reads.
+    Secrets(commands::secrets::SecretsArgs),
+    /// Print the values of an environment's secrets (the read is recorded in the ledger).
+    ///
+    /// Example: credledger pull --project api --env production --format dotenv > .env
+    Pull(commands::secrets::PullArgs),
+    /// Run a command with an environment's secrets in its environment; nothing is written to
+    /// disk, and the command's exit code is this one's.
+    ///
+    /// Example: credledger run --project api --env production -- ./deploy.sh
+    Run(commands::secrets::RunArgs),
+    /// Access tokens for other services.
+    Auth {
+        #[command(subcommand)]
+        command: AuthCommand,
+    },
     /// Print a shell completion script for bash, zsh or fish.
     ///
     /// Example: credledger completions zsh > ~/.zfunc/_credledger
@@ -70,6 +86,15 @@ enum Command {
     Logout,
     /// Show the credential in use.
     Whoami,
+}
+
+#[derive(Debug, Subcommand)]
+enum AuthCommand {
+    /// Print a short-lived access token of the machine credential in use (client credentials or
+    /// a machine key), for a service that verifies it against this server's JWKS.
+    ///
+    /// Example: curl -H "Authorization: Bearer $(credledger auth print-access-token)" https://internal.example/api
+    PrintAccessToken,
 }
 
 fn main() -> ExitCode {
@@ -90,6 +115,12 @@ fn main() -> ExitCode {
         }
         Command::Machine(args) => client::run(&cli.global, commands::machine::run(&cli.global, args)),
         Command::Audit(args) => client::run(&cli.global, commands::audit::run(&cli.global, args)),
+        Command::Secrets(args) => client::run(&cli.global, commands::secrets::run(&cli.global, args)),
+        Command::Pull(args) => client::run(&cli.global, commands::secrets::pull(&cli.global, args)),
+        Command::Run(args) => client::run_for_code(&cli.global, commands::secrets::run_with(&cli.global, args)),
+        Command::Auth { command: AuthCommand::PrintAccessToken } => {
+            client::run(&cli.global, commands::secrets::print_access_token(&cli.global))
+        }
         Command::Completions { shell } => {
             commands::completions::run(shell, &mut <Cli as clap::CommandFactory>::command())
         }

@@ -86,7 +86,9 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let config =
         Config { trusted_proxies: settings.trusted_proxies.clone(), public_url, freshness: settings.freshness };
     let guarded = ledger.guard();
-    let app = AppState::new(guarded, projections, clock, config, keys, Arc::new(ledger));
+    let secrets_key = credledger_api::secrets_key::SecretsKey::load_or_create(&settings.secrets_key_file)
+        .context("loading the secrets key")?;
+    let app = AppState::new(guarded, projections, clock, config, keys, Arc::new(ledger)).with_secrets_key(secrets_key);
     credledger_api::metrics_handle();
 
     let admin_token_file = match settings.admin_token_file.as_deref() {

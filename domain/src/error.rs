@@ -49,6 +49,9 @@ pub enum DomainError {
     /// An update command that changes nothing.
     #[error("the update names no field to change")]
     NothingToUpdate,
+    /// The set of secrets changed since the version the caller based its change on.
+    #[error("the secrets are at version {actual}, not {expected}: read them again and reapply the change")]
+    StaleVersion { expected: u64, actual: u64 },
     /// A value of the command failed to parse.
     #[error(transparent)]
     Value(#[from] ValueError),
@@ -72,6 +75,7 @@ impl DomainError {
             Self::GracePeriodTooLong { .. } => "grace_period_too_long",
             Self::GraceNotApplicable => "grace_not_applicable",
             Self::NothingToUpdate => "nothing_to_update",
+            Self::StaleVersion { .. } => "stale_version",
             Self::Value(e) => e.code(),
         }
     }

@@ -3,7 +3,7 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::{machine_identity, machine_token, organization, personal_token, service_credential, usage};
+use crate::{machine_identity, machine_token, organization, personal_token, secrets, service_credential, usage};
 
 /// The version of every payload schema this release writes. A payload whose schema changes
 /// gets a new version and an upcaster here.
@@ -21,6 +21,7 @@ pub enum DomainEvent {
     ServiceCredential(service_credential::Event),
     Machine(machine_identity::Event),
     Usage(usage::Event),
+    Secrets(secrets::Event),
 }
 
 /// An event type this release does not know, or a payload that does not match its type.
@@ -49,6 +50,8 @@ impl DomainEvent {
             decode_as(event_type, payload).map(Self::Machine)
         } else if usage::Event::TYPES.contains(&event_type) {
             decode_as(event_type, payload).map(Self::Usage)
+        } else if secrets::Event::TYPES.contains(&event_type) {
+            decode_as(event_type, payload).map(Self::Secrets)
         } else {
             Err(DecodeError::UnknownType(event_type.to_owned()))
         }

@@ -17,6 +17,7 @@ pub mod names;
 pub mod organization;
 pub mod personal_token;
 pub mod policy;
+pub mod secrets;
 pub mod service_credential;
 pub mod token;
 pub mod usage;

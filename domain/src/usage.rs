@@ -16,10 +16,12 @@ pub enum Event {
     CredentialUsed(CredentialUsed),
     CredentialAccessDenied(CredentialAccessDenied),
     AccessTokenIssued(AccessTokenIssued),
+    SecretsRead(SecretsRead),
 }
 
 impl Event {
-    pub const TYPES: [&'static str; 3] = ["CredentialUsed", "CredentialAccessDenied", "AccessTokenIssued"];
+    pub const TYPES: [&'static str; 4] =
+        ["CredentialUsed", "CredentialAccessDenied", "AccessTokenIssued", "SecretsRead"];
 }
 
 pub fn stream(id: CredentialId) -> String {
@@ -94,6 +96,26 @@ impl Event {
             Self::CredentialUsed(e) => e.credential_id,
             Self::CredentialAccessDenied(e) => e.credential_id,
             Self::AccessTokenIssued(e) => e.credential_id,
+            Self::SecretsRead(e) => e.credential_id,
         }
     }
+}
+
+/// A credential read the values of an environment's secrets: recorded, durably, before the values
+/// are sent, so the trail of a credential says which secrets it read, by version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretsRead {
+    pub credential_id: CredentialId,
+    pub kind: CredentialKind,
+    pub org_id: Option<OrgId>,
+    pub project_id: crate::ProjectId,
+    pub environment: String,
+    pub version: u64,
+    /// The names whose values were sent.
+    pub names: Vec<String>,
+    pub ip: String,
+    pub user_agent: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
 }

@@ -12,6 +12,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (3, "audit_usage", include_str!("../../migrations/sqlite/read/0003_audit_usage.sql")),
     (4, "ledger", include_str!("../../migrations/sqlite/read/0004_ledger.sql")),
     (5, "projected_tip", include_str!("../../migrations/sqlite/read/0005_projected_tip.sql")),
+    (6, "secret_reads", include_str!("../../migrations/sqlite/read/0006_secret_reads.sql")),
 ];
 
 pub(crate) fn connect(path: &Path) -> Result<Connection, ProjectionError> {

@@ -603,3 +603,78 @@ impl Projections {
         Ok(snapshot)
     }
 }
+
+/// One read of an environment's secrets.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretReadRow {
+    pub position: u64,
+    pub project_id: String,
+    pub environment: String,
+    pub credential_id: String,
+    pub kind: String,
+    pub version: u64,
+    pub names: Vec<String>,
+    pub ip: String,
+    pub user_agent: Option<String>,
+    /// Unix milliseconds.
+    pub at: i64,
+}
+
+const SECRET_READ_COLUMNS: &str =
+    "position, project_id, environment, credential_id, kind, version, names, ip, user_agent, at";
+
+fn secret_read(row: &rusqlite::Row<'_>) -> rusqlite::Result<SecretReadRow> {
+    let names: String = row.get(6)?;
+    Ok(SecretReadRow {
+        position: row.get::<_, i64>(0)? as u64,
+        project_id: row.get(1)?,
+        environment: row.get(2)?,
+        credential_id: row.get(3)?,
+        kind: row.get(4)?,
+        version: row.get::<_, i64>(5)? as u64,
+        names: serde_json::from_str(&names).unwrap_or_default(),
+        ip: row.get(7)?,
+        user_agent: row.get(8)?,
+        at: row.get(9)?,
+    })
+}
+
+impl Projections {
+    /// Reads of an environment's secrets, newest first, before position `before` if given.
+    pub fn secret_reads(
+        &self,
+        org: OrgId,
+        project: ProjectId,
+        environment: &str,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<SecretReadRow>, ProjectionError> {
+        let connection = self.reader()?;
+        let sql = format!(
+            "SELECT {SECRET_READ_COLUMNS} FROM secret_reads WHERE org_id = ?1 AND project_id = ?2 AND environment = ?3 \
+             AND position < ?4 ORDER BY position DESC LIMIT ?5"
+        );
+        let mut statement = connection.prepare_cached(&sql)?;
+        let rows = statement.query_map(
+            rusqlite::params![
+                org.to_string(),
+                project.to_string(),
+                environment,
+                before.map_or(i64::MAX, |before| before as i64),
+                limit as i64
+            ],
+            secret_read,
+        )?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Every read of secrets by a credential, oldest first.
+    pub fn secret_reads_by(&self, credential: CredentialId) -> Result<Vec<SecretReadRow>, ProjectionError> {
+        let connection = self.reader()?;
+        let sql = format!("SELECT {SECRET_READ_COLUMNS} FROM secret_reads WHERE credential_id = ?1 ORDER BY position");
+        let mut statement = connection.prepare_cached(&sql)?;
+        let rows = statement.query_map([credential.to_string()], secret_read)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}

@@ -89,6 +89,74 @@ struct TraceView {
     matched: &'static str,
     /// Every audit-trail entry of the credential, lifecycle and usage, oldest first.
     timeline: Vec<TimelineEntryView>,
+    /// Every read of secrets by the credential, oldest first: what it could have leaked.
+    #[serde(rename = "secretsRead")]
+    secrets_read: Vec<SecretsReadView>,
+    /// The secrets to rotate if the credential leaked: every name it read, by environment.
+    #[serde(rename = "secretsToRotate")]
+    secrets_to_rotate: Vec<SecretsToRotateView>,
+}
+
+/// A read of an environment's secrets by the traced credential.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct SecretsReadView {
+    project_id: String,
+    environment: String,
+    version: u64,
+    names: Vec<String>,
+    ip: String,
+    user_agent: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    at: OffsetDateTime,
+    position: u64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct SecretsToRotateView {
+    project_id: String,
+    environment: String,
+    names: Vec<String>,
+}
+
+fn secrets_read_by(
+    app: &AppState,
+    id: CredentialId,
+) -> Result<(Vec<SecretsReadView>, Vec<SecretsToRotateView>), Problem> {
+    let rows = app.projections.secret_reads_by(id)?;
+    let mut to_rotate: std::collections::BTreeMap<(String, String), std::collections::BTreeSet<String>> =
+        std::collections::BTreeMap::new();
+    for row in &rows {
+        to_rotate
+            .entry((row.project_id.clone(), row.environment.clone()))
+            .or_default()
+            .extend(row.names.iter().cloned());
+    }
+    let reads = rows
+        .into_iter()
+        .map(|row| SecretsReadView {
+            project_id: row.project_id,
+            environment: row.environment,
+            version: row.version,
+            names: row.names,
+            ip: row.ip,
+            user_agent: row.user_agent,
+            at: OffsetDateTime::from_unix_timestamp_nanos(i128::from(row.at) * 1_000_000)
+                .unwrap_or(OffsetDateTime::UNIX_EPOCH),
+            position: row.position,
+        })
+        .collect();
+    let to_rotate = to_rotate
+        .into_iter()
+        .map(|((project_id, environment), names)| SecretsToRotateView {
+            project_id,
+            environment,
+            names: names.into_iter().collect(),
+        })
+        .collect();
+    Ok((reads, to_rotate))
 }
 
 /// Finds the credential whose current or past secret is the given value, with its timeline.
@@ -110,10 +178,13 @@ async fn trace(
     let record = app.projections.credential(org, id)?.ok_or_else(not_found)?;
     let matched = if record.credential.current_secret().ct_eq(&digest) { "current" } else { "previous" };
     let timeline = app.projections.credential_timeline(org, id)?;
+    let (secrets_read, secrets_to_rotate) = secrets_read_by(&app, id)?;
     Ok(Json(TraceView {
         credential: traced_credential(&record.credential, app.clock.now()),
         matched,
         timeline: timeline.into_iter().map(TimelineEntryView::from).collect(),
+        secrets_read,
+        secrets_to_rotate,
     }))
 }
 

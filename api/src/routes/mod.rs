@@ -10,6 +10,7 @@ pub mod machines;
 pub mod oauth;
 pub mod orgs;
 pub mod projects;
+pub mod secrets;
 pub mod service_credentials;
 pub mod signing_keys;
 pub mod whoami;

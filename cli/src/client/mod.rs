@@ -167,6 +167,15 @@ impl Api {
         self.call(Method::POST, path, body).await
     }
 
+    pub async fn put(&self, path: &str, body: Value) -> CliResult<Value> {
+        self.call(Method::PUT, path, Some(body)).await
+    }
+
+    /// The bearer value in use: in a machine mode, the access token it obtained.
+    pub fn bearer(&self) -> &str {
+        &self.bearer
+    }
+
     pub async fn patch(&self, path: &str, body: Value) -> CliResult<Value> {
         self.call(Method::PATCH, path, Some(body)).await
     }
@@ -317,6 +326,14 @@ pub fn run<F>(global: &Global, command: F) -> std::process::ExitCode
 where
     F: std::future::Future<Output = CliResult<()>>,
 {
+    run_for_code(global, async { command.await.map(|()| 0) })
+}
+
+/// Runs a command whose success has an exit code of its own (`run` passes on its child's).
+pub fn run_for_code<F>(global: &Global, command: F) -> std::process::ExitCode
+where
+    F: std::future::Future<Output = CliResult<i32>>,
+{
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -325,7 +342,7 @@ where
         }
     };
     match runtime.block_on(command) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(code) => std::process::ExitCode::from(u8::try_from(code).unwrap_or(1)),
         Err(error) => {
             match (&error.document, global.output) {
                 (Some(document), Some(Format::Json)) => {

@@ -9,6 +9,7 @@ pub mod member;
 pub mod org;
 pub mod pat;
 pub mod project;
+pub mod secrets;
 pub mod service_credential;
 pub mod session;
 pub mod token;

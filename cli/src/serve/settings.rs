@@ -61,6 +61,11 @@ pub struct ServeArgs {
     /// ledger share it.
     #[arg(long, env = "CREDLEDGER_LEDGER_KEY_FILE", value_name = "FILE")]
     ledger_key_file: Option<PathBuf>,
+    /// The master key of secrets (created 0600 on first start) [default: DATA_DIR/secrets-key].
+    /// It wraps every environment's data key; several nodes of one ledger share it, and a ledger
+    /// copied to another store needs it to read its secrets.
+    #[arg(long, env = "CREDLEDGER_SECRETS_KEY_FILE", value_name = "FILE")]
+    secrets_key_file: Option<PathBuf>,
     /// The ledger's name in its checkpoints, used when the ledger key is created [default: the
     /// public URL's host and port followed by `/credledger`].
     #[arg(long, env = "CREDLEDGER_LEDGER_ORIGIN", value_name = "NAME")]
@@ -141,6 +146,7 @@ struct File {
     public_url: Option<String>,
     signing_key_file: Option<PathBuf>,
     ledger_key_file: Option<PathBuf>,
+    secrets_key_file: Option<PathBuf>,
     ledger_origin: Option<String>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
@@ -170,6 +176,7 @@ pub struct Settings {
     pub public_url: Option<String>,
     pub signing_key_file: PathBuf,
     pub ledger_key_file: PathBuf,
+    pub secrets_key_file: PathBuf,
     /// `None`: derived from the public URL.
     pub ledger_origin: Option<String>,
     pub tls: Option<TlsFiles>,
@@ -244,6 +251,10 @@ impl Settings {
                 .ledger_key_file
                 .or(in_file(file.ledger_key_file))
                 .unwrap_or_else(|| data_dir.join("ledger-key")),
+            secrets_key_file: args
+                .secrets_key_file
+                .or(in_file(file.secrets_key_file))
+                .unwrap_or_else(|| data_dir.join("secrets-key")),
             data_dir,
             store,
             log_format: args.log_format.or(file.log_format).unwrap_or(LogFormat::Text),
@@ -287,6 +298,7 @@ impl Settings {
         }
         set("signing-key-file", path(&self.signing_key_file));
         set("ledger-key-file", path(&self.ledger_key_file));
+        set("secrets-key-file", path(&self.secrets_key_file));
         if let Some(origin) = &self.ledger_origin {
             set("ledger-origin", toml::Value::String(origin.clone()));
         }

@@ -2,7 +2,7 @@
 //! hash, so a trail entry can be checked against the verifiable ledger.
 
 use credledger_domain::{
-    DomainEvent, machine_identity, machine_token, organization, personal_token, service_credential, usage,
+    DomainEvent, machine_identity, machine_token, organization, personal_token, secrets, service_credential, usage,
 };
 use credledger_store::RecordedEvent;
 use rusqlite::{Transaction, params};
@@ -15,6 +15,8 @@ pub(crate) struct Audit;
 
 /// The route of the token endpoint, where every AccessTokenIssued comes from.
 const TOKEN_ROUTE: &str = "/oauth2/token";
+/// The route that reads secrets; SecretsRead does not repeat it.
+const SECRETS_ROUTE: &str = "/v1/secrets/{orgId}/{project}/{environment}";
 
 /// The request of a usage event, for incident response; empty for every other event.
 #[derive(Debug, Default)]
@@ -69,6 +71,17 @@ impl Projector for Audit {
                 detail = UsageDetail {
                     method: Some(used.method.clone()),
                     route: Some(used.route.clone()),
+                    reason: None,
+                    count: Some(1),
+                };
+                "success"
+            }
+            Some(DomainEvent::Usage(usage::Event::SecretsRead(read))) => {
+                ip = Some(read.ip.clone());
+                user_agent.clone_from(&read.user_agent);
+                detail = UsageDetail {
+                    method: Some("GET".to_owned()),
+                    route: Some(SECRETS_ROUTE.to_owned()),
                     reason: None,
                     count: Some(1),
                 };
@@ -178,7 +191,17 @@ fn summary(event: &RecordedEvent, decoded: Option<&DomainEvent>) -> String {
                 format!("denied {} {} from {}: {} (x{})", d.method, d.route, d.ip, d.reason.as_str(), d.count)
             }
             usage::Event::AccessTokenIssued(i) => format!("access token issued to {}", i.ip),
+            usage::Event::SecretsRead(r) => {
+                format!("read {} secrets of {} version {} from {}", r.names.len(), r.environment, r.version, r.ip)
+            }
         },
+        Some(DomainEvent::Secrets(secrets::Event::SecretsVersionCreated(v))) => format!(
+            "secrets of {} version {}: {} changed, {} removed",
+            v.environment,
+            v.version,
+            v.changed.len(),
+            v.removed.len()
+        ),
         None => event.event_type.clone(),
     }
 }

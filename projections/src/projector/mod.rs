@@ -5,6 +5,7 @@ mod audit;
 mod credentials;
 mod ledger;
 mod organizations;
+mod secrets;
 mod usage;
 
 use credledger_domain::DomainEvent;
@@ -18,6 +19,7 @@ pub(crate) use audit::Audit;
 pub(crate) use credentials::Credentials;
 pub(crate) use ledger::Ledger;
 pub(crate) use organizations::Organizations;
+pub(crate) use secrets::SecretReads;
 pub(crate) use usage::Usage;
 
 /// What a projector may change outside its rows: credentials the hot index must learn about
@@ -43,7 +45,14 @@ pub(crate) trait Projector: Send + Sync {
 }
 
 pub(crate) fn all() -> Vec<Box<dyn Projector>> {
-    vec![Box::new(Organizations), Box::new(Credentials), Box::new(Usage), Box::new(Audit), Box::new(Ledger)]
+    vec![
+        Box::new(Organizations),
+        Box::new(Credentials),
+        Box::new(Usage),
+        Box::new(Audit),
+        Box::new(Ledger),
+        Box::new(SecretReads),
+    ]
 }
 
 /// Runs a statement through the connection's cache of prepared statements: projectors run the

@@ -30,6 +30,9 @@ impl Projector for Usage {
             Event::CredentialUsed(e) => (e.credential_id, e.at, &e.ip, &e.user_agent, 1, 0),
             Event::AccessTokenIssued(e) => (e.credential_id, e.at, &e.ip, &e.user_agent, 1, 0),
             Event::CredentialAccessDenied(e) => (e.credential_id, e.at, &e.ip, &e.user_agent, 0, i64::from(e.count)),
+            // The request that read them is a use of its own (CredentialUsed); the secrets read
+            // have their own model.
+            Event::SecretsRead(_) => return Ok(()),
         };
         let (id, at) = (id.to_string(), millis(at));
         if let Event::CredentialAccessDenied(denied) = usage {
