@@ -326,7 +326,9 @@ impl Frozen {
         Self(node.pid())
     }
 
-    fn resume(self) {}
+    fn resume(self) {
+        drop(self);
+    }
 }
 
 impl Drop for Frozen {

@@ -133,13 +133,12 @@ impl<'a> Batch<'a> {
             return Ok(outcome);
         }
         if let Some(basis) = basis {
-            let last = match self.last_positions.get(basis.stream.as_str()) {
-                Some(last) => *last,
-                None => {
-                    let last = log.last_position(&basis.stream)?;
-                    self.last_positions.insert(&basis.stream, last);
-                    last
-                }
+            let last = if let Some(last) = self.last_positions.get(basis.stream.as_str()) {
+                *last
+            } else {
+                let last = log.last_position(&basis.stream)?;
+                self.last_positions.insert(&basis.stream, last);
+                last
             };
             if let Some(position) = last.filter(|last| *last > basis.position) {
                 return Ok(Err(StoreError::Superseded {

@@ -437,7 +437,7 @@ async fn lead(
             // A renewal that does not come back before the lease would end counts as lost.
             match tokio::time::timeout(LEASE_CHECK, client.query_opt(&statement, &[&holder, &lease_seconds])).await {
                 Ok(Ok(Some(row))) => {
-                    lease.extend_to(asked + LEASE - LEASE_MARGIN);
+                    lease.extend_to(asked + LEASE.saturating_sub(LEASE_MARGIN));
                     if !leading.send_replace(true) {
                         let term: i64 = row.get(0);
                         tracing::info!(term, "holding the leader's lease: background work runs here");

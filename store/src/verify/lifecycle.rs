@@ -60,16 +60,16 @@ impl Lifecycles {
             self.stopped.entry(credential.to_owned()).or_default().disabled = stop;
         } else if event_type == "MachineTokenExpired" {
             self.stopped.entry(credential.to_owned()).or_default().expired = stop;
-        } else if event_type == "MachineTokenEnabled" || event_type == "MachineTokenRolled" {
-            if let Some(stops) = self.stopped.get_mut(credential) {
-                if event_type == "MachineTokenEnabled" {
-                    stops.disabled = None;
-                } else {
-                    stops.expired = None;
-                }
-                if stops.first().is_none() {
-                    self.stopped.remove(credential);
-                }
+        } else if (event_type == "MachineTokenEnabled" || event_type == "MachineTokenRolled")
+            && let Some(stops) = self.stopped.get_mut(credential)
+        {
+            if event_type == "MachineTokenEnabled" {
+                stops.disabled = None;
+            } else {
+                stops.expired = None;
+            }
+            if stops.first().is_none() {
+                self.stopped.remove(credential);
             }
         }
         Ok(())
