@@ -22,7 +22,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the server: the ledger, its projections and the HTTP API.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Create or upgrade an event store's tables (servers also do this when they start).
     ///
     /// Example: credledger migrate --store postgres://credledger@db.internal/credledger
@@ -100,7 +100,7 @@ enum AuthCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve(args) => exit_code(serve::run(args)),
+        Command::Serve(args) => exit_code(serve::run(*args)),
         Command::Migrate(args) => exit_code(store_admin::migrate(&args)),
         Command::Copy(args) => exit_code(store_admin::copy(&args)),
         Command::AcceptRollback(args) => exit_code(store_admin::accept_rollback(&args)),

@@ -165,7 +165,7 @@ struct Environment {
     stream: String,
 }
 
-async fn environment(
+fn environment(
     app: &AppState,
     caller: &Caller,
     (org, project, environment): (String, String, String),
@@ -355,7 +355,7 @@ async fn replace(
     Path(path): Path<(String, String, String)>,
     Body(body): Body<ReplaceRequest>,
 ) -> Result<Json<ChangeView>, Problem> {
-    let environment = environment(&app, &caller, path, Access::Write).await?;
+    let environment = environment(&app, &caller, path, Access::Write)?;
     let new = names(&body.secrets)?;
     checked(&new)?;
     let changed =
@@ -374,7 +374,7 @@ async fn patch(
     Path(path): Path<(String, String, String)>,
     Body(body): Body<PatchRequest>,
 ) -> Result<Json<ChangeView>, Problem> {
-    let environment = environment(&app, &caller, path, Access::Write).await?;
+    let environment = environment(&app, &caller, path, Access::Write)?;
     let set = names(&body.set)?;
     let unset = body
         .unset
@@ -406,7 +406,7 @@ async fn read(
     Path(path): Path<(String, String, String)>,
     Query(query): Query<ReadQuery>,
 ) -> Result<Response, Problem> {
-    let environment = environment(&app, &caller, path, Access::Read).await?;
+    let environment = environment(&app, &caller, path, Access::Read)?;
     let key = master_key(&app)?;
     let versions = history(&app, &environment.stream).await?;
     let chosen = match query.version {
@@ -457,7 +457,7 @@ async fn versions(
     caller: Caller,
     Path(path): Path<(String, String, String)>,
 ) -> Result<Json<VersionsView>, Problem> {
-    let environment = environment(&app, &caller, path, Access::Read).await?;
+    let environment = environment(&app, &caller, path, Access::Read)?;
     let mut items: Vec<VersionView> = history(&app, &environment.stream)
         .await?
         .into_iter()
@@ -485,7 +485,7 @@ async fn reads(
     caller: Caller,
     Path(path): Path<(String, String, String)>,
 ) -> Result<Json<ReadsView>, Problem> {
-    let environment = environment(&app, &caller, path, Access::Read).await?;
+    let environment = environment(&app, &caller, path, Access::Read)?;
     let rows =
         app.projections.secret_reads(environment.org, environment.project, environment.name.as_str(), None, 500)?;
     let items = rows

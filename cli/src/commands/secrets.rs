@@ -3,6 +3,7 @@
 //! key, `--project` and `--env` default to the machine's own.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand, ValueEnum};
@@ -236,13 +237,14 @@ pub async fn pull(global: &Global, args: PullArgs) -> CliResult<()> {
     let values = values(&api, &args.target, args.version).await?;
     let text = match args.format {
         PullFormat::Json => format!("{}\n", serde_json::to_string_pretty(&values).unwrap_or_default()),
-        PullFormat::Dotenv => values
-            .iter()
-            .map(|(name, value)| format!("{name}={}\n", serde_json::to_string(value).unwrap_or_default()))
-            .collect(),
-        PullFormat::Shell => {
-            values.iter().map(|(name, value)| format!("export {name}='{}'\n", value.replace('\'', r"'\''"))).collect()
-        }
+        PullFormat::Dotenv => values.iter().fold(String::new(), |mut text, (name, value)| {
+            let _ = writeln!(text, "{name}={}", serde_json::to_string(value).unwrap_or_default());
+            text
+        }),
+        PullFormat::Shell => values.iter().fold(String::new(), |mut text, (name, value)| {
+            let _ = writeln!(text, "export {name}='{}'", value.replace('\'', r"'\''"));
+            text
+        }),
     };
     print!("{text}");
     Ok(())

@@ -1,6 +1,7 @@
 //! `serve`'s settings, from a flag, else its `CREDLEDGER_*` variable, else the TOML file of
 //! `--config`, else the default. `--print-config` shows the outcome without secrets.
 
+use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -133,6 +134,8 @@ impl LogFormat {
 
 /// The configuration file: every setting of `serve`, named as its flag. Unknown keys are refused,
 /// so a misspelt setting is never silently ignored.
+// The keys are named as the flags are (`signing-key-file`), so some end with the struct's name.
+#[allow(clippy::struct_field_names)]
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 struct File {
@@ -316,7 +319,7 @@ impl Settings {
             String::from("# credledger serve: effective settings (flags > CREDLEDGER_* variables > file > defaults)\n");
         if self.public_url.is_none() {
             let scheme = if self.tls.is_some() { "https" } else { "http" };
-            text.push_str(&format!("# public-url: {scheme}://ADDRESS, the address listened on\n"));
+            let _ = writeln!(text, "# public-url: {scheme}://ADDRESS, the address listened on");
         }
         if self.ledger_origin.is_none() {
             text.push_str("# ledger-origin: the public URL's host and port followed by /credledger\n");
