@@ -960,15 +960,30 @@ fn run_recipe(name: &str, vars: &[(&str, &str)]) -> (Out, Vec<Value>) {
 #[tokio::test]
 async fn recipe_machine_token_in_a_ci_secret() {
     let ctx = Ctx::start().await;
-    let (id, value) = ctx.token(json!({ "name": "GitHub Actions prod", "environmentHint": "prod" })).await;
-    let (revoked, _) = ctx.token(json!({ "name": "old", "environmentHint": "prod" })).await;
-    ctx.owner.delete(&format!("/v1/machine-tokens/{}/{revoked}", ctx.org)).await;
+    let project = ctx.project("api", &["production"]).await;
+    let put = ctx
+        .owner
+        .send(
+            "PUT",
+            &format!("/v1/secrets/{}/api/production", ctx.org),
+            Some(json!({ "secrets": { "DEPLOY_KEY": "k-prod" } })),
+        )
+        .await;
+    assert_eq!(put.status, 200, "{put:?}");
+    let (id, value) =
+        ctx.token(json!({ "name": "GitHub Actions prod", "environmentHint": "prod", "projectId": project })).await;
     let url = ctx.server.base_url.clone();
-    let (_, documents) =
-        run_recipe("github-actions-machine-token.sh", &[("CREDLEDGER_URL", &url), ("CREDLEDGER_TOKEN", &value)]);
+    let vars = [
+        ("CREDLEDGER_URL", url.as_str()),
+        ("CREDLEDGER_TOKEN", value.as_str()),
+        ("CREDLEDGER_PROJECT", "api"),
+        ("CREDLEDGER_ENV", "production"),
+        ("DEPLOY", r#"printf '{"deployKey": "%s"}\n' "$DEPLOY_KEY""#),
+    ];
+    let (_, documents) = run_recipe("github-actions-machine-token.sh", &vars);
     assert_eq!(documents.len(), 2, "{documents:?}");
     assert_eq!((documents[0]["kind"].clone(), documents[0]["id"].clone()), (json!("machine_token"), json!(id)));
-    assert_eq!(ids(&documents[1]), vec![id], "active tokens only");
+    assert_eq!(documents[1], json!({ "deployKey": "k-prod" }), "the deploy ran with the secrets");
     // Without its secret the recipe stops at once.
     let script = recipe("github-actions-machine-token.sh");
     let status = Command::new("sh").arg(&script).env_clear().env("PATH", SYSTEM_PATH).output().expect("sh");
@@ -1005,17 +1020,23 @@ async fn recipe_client_credentials_machine_mode() {
 #[tokio::test]
 async fn recipe_machine_identity_key_in_a_ci_secret() {
     let ctx = Ctx::start().await;
-    let project = ctx.project("api", &["production", "staging"]).await;
+    ctx.project("api", &["production", "staging"]).await;
+    for (environment, value) in [("production", "k-prod"), ("staging", "k-staging")] {
+        let path = format!("/v1/secrets/{}/api/{environment}", ctx.org);
+        let put = ctx.owner.send("PUT", &path, Some(json!({ "secrets": { "DEPLOY_KEY": value } }))).await;
+        assert_eq!(put.status, 200, "{put:?}");
+    }
     let (machine, key) = ctx.machine("deploy-prod", "api", "production").await;
-    let (own, _) =
-        ctx.token(json!({ "name": "api-prod", "environmentHint": "production", "projectId": project })).await;
-    ctx.token(json!({ "name": "api-staging", "environmentHint": "staging", "projectId": project })).await;
     let url = ctx.server.base_url.clone();
-    let (_, documents) =
-        run_recipe("machine-identity.sh", &[("CREDLEDGER_URL", &url), ("CREDLEDGER_MACHINE_KEY", &key)]);
+    let vars = [
+        ("CREDLEDGER_URL", url.as_str()),
+        ("CREDLEDGER_MACHINE_KEY", key.as_str()),
+        ("DEPLOY", r#"printf '{"deployKey": "%s"}\n' "$DEPLOY_KEY""#),
+    ];
+    let (_, documents) = run_recipe("machine-identity.sh", &vars);
     assert_eq!(documents.len(), 2, "{documents:?}");
     assert_eq!((documents[0]["kind"].clone(), documents[0]["id"].clone()), (json!("machine"), json!(machine)));
-    assert_eq!(ids(&documents[1]), vec![own]);
+    assert_eq!(documents[1], json!({ "deployKey": "k-prod" }), "its own environment's secrets, no other");
 }
 
 // 5. The subcommands for humans and the other credential kinds.
