@@ -234,7 +234,22 @@ async fn machine_credentials_read_only_what_they_are_for() {
     let run = cli(&server, &machine_mode, &["run", "--", "sh", "-c", "test \"$DEPLOY_KEY\" = k1-first-value"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let token = cli(&server, &machine_mode, &["auth", "print-access-token"]);
-    assert_eq!(ok(&token).trim().split('.').count(), 3, "a JWT: {}", token.stdout);
+    let token = ok(&token).trim().to_owned();
+    assert_eq!(token.split('.').count(), 3, "a JWT: {token}");
+    // The resource-server example of the docs accepts it, and refuses it altered.
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/examples/resource_server.py");
+    let checked = Command::new("python3").arg(&example).arg(&server.base_url).arg(&token).output().unwrap();
+    assert!(
+        checked.status.success(),
+        "the example verifies the token (it needs PyJWT: pip install 'pyjwt[crypto]'): {}",
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    let claims: Value = serde_json::from_slice(&checked.stdout).unwrap();
+    assert_eq!(claims["sub"], machine.body["id"], "{claims}");
+    let mut altered = token.clone();
+    altered.insert(token.rfind('.').unwrap() + 2, 'A');
+    let refused = Command::new("python3").arg(&example).arg(&server.base_url).arg(&altered).output().unwrap();
+    assert_eq!(refused.status.code(), Some(1), "{}", String::from_utf8_lossy(&refused.stderr));
 
     // Machine tokens: without a project nothing; with one, its project; writes need the scope.
     let (_, unscoped) = client.create_token(&org, json!({ "name": "loose", "environmentHint": "prod" })).await;
