@@ -454,3 +454,77 @@ async fn an_organizations_export_verifies_offline_and_an_omitted_entry_or_altere
     let failure = verify("altered-proof.ndjson", &altered).failure("inclusion_proof_failed");
     assert_eq!(failure["position"].as_u64(), Some(recorded.target), "{failure}");
 }
+
+/// A use of the machine token recorded after its revocation, appended to the stopped server's log
+/// as a writer that did not keep the invariant would have: a pure extension of the log, with the
+/// next position, stream version and organization sequence and a matching leaf hash, so that the
+/// server signs over it when it restarts. Every hash and signature of the export checks out; the
+/// verifier must still name the use, from the export alone.
+#[tokio::test]
+async fn a_use_recorded_after_the_revocation_is_named_though_every_hash_checks_out() {
+    let recorded = Recorded::new().await;
+    let server = Server::start_in_with(recorded.dir(), &FAST).unwrap();
+    let log = events(recorded.dir());
+    let (_, target) = log.iter().find(|(position, _)| *position == recorded.target).cloned().unwrap();
+    let token_id = target["payload"]["credentialId"].as_str().unwrap().to_owned();
+    let owner = server.client(&recorded.owner_token);
+    let revoked = owner.delete(&format!("/v1/machine-tokens/{}/{token_id}", recorded.org)).await;
+    assert_eq!(revoked.status, 200, "{revoked:?}");
+    assert!(server.stop().unwrap().success());
+
+    let log = events(recorded.dir());
+    let revoked_at = log
+        .iter()
+        .find(|(_, event)| event["type"] == "MachineTokenRevoked" && event["stream"] == format!("mt-{token_id}"))
+        .map(|(position, _)| *position)
+        .unwrap();
+    let position = log.last().unwrap().0 + 1;
+    let version = log.iter().filter(|(_, event)| event["stream"] == target["stream"]).count();
+    let org_sequence = log.iter().filter(|(_, event)| event["orgId"] == target["orgId"]).count() + 1;
+    let mut late = target.clone();
+    late["position"] = json!(position);
+    late["version"] = json!(version);
+    late["orgSequence"] = json!(org_sequence);
+    late["eventId"] = json!(uuid::Uuid::now_v7().to_string());
+    late["payload"]["userAgent"] = json!("after-revocation/1.0");
+    let envelope = serde_json::to_vec(&late).unwrap();
+    let connection = Connection::open(recorded.dir().join("events.db")).unwrap();
+    connection
+        .execute(
+            "INSERT INTO events (position, stream, version, org_id, org_sequence, event_id, event_type, envelope, \
+             leaf_hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'CredentialUsed', ?7, ?8)",
+            (
+                sql(position),
+                late["stream"].as_str().unwrap(),
+                version as i64,
+                late["orgId"].as_str().unwrap(),
+                org_sequence as i64,
+                late["eventId"].as_str().unwrap(),
+                &envelope,
+                credledger_store::leaf_hash(&envelope).to_vec(),
+            ),
+        )
+        .unwrap();
+    drop(connection);
+
+    // The server takes the extended log as its own and signs over it.
+    let server = Server::start_in_with(recorded.dir(), &FAST).unwrap();
+    let signed = server.client(&recorded.admin_token).checkpoint_covering(position).await;
+    let response = reqwest::Client::new()
+        .get(server.url("/v1/ledger/export"))
+        .bearer_auth(&recorded.admin_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let export = response.bytes().await.unwrap();
+    assert!(server.stop().unwrap().success());
+    let file = recorded.dir().join("ledger.ndjson");
+    std::fs::write(&file, &export).unwrap();
+    std::fs::write(&recorded.checkpoint_file, signed["note"].as_str().unwrap()).unwrap();
+
+    let failure = recorded.verify(&file, true).failure("use_after_stop");
+    assert_eq!(failure["position"].as_u64(), Some(position), "{failure}");
+    let reason = failure["reason"].as_str().unwrap();
+    assert!(reason.contains(&format!("position {revoked_at}")) && reason.contains(&token_id), "{failure}");
+}

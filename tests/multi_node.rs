@@ -496,6 +496,10 @@ async fn a_stalled_leader_is_replaced_and_once_resumed_repeats_nothing() {
     .await;
     let (leader, follower) = if leading[0] { (&cluster.a, &cluster.b) } else { (&cluster.b, &cluster.a) };
     let owner = follower.client(&owner_pat);
+    eventually("the follower knows the owner", Duration::from_secs(5), async || {
+        (owner.get(&format!("/v1/machine-tokens/{org}")).await.status == 200).then_some(())
+    })
+    .await;
     let mut expiring = Vec::new();
     for n in 0..3 {
         let body = json!({ "name": format!("short-{n}"), "environmentHint": "prod", "expiresInDays": 1 });

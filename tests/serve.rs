@@ -56,3 +56,26 @@ async fn the_signing_key_rotate_command_publishes_a_second_key() {
     assert!(String::from_utf8_lossy(&refused.stderr).contains("malformed_token"), "{refused:?}");
     assert!(server.stop().unwrap().success());
 }
+
+/// With `--admin-token-file`, the first start writes the token there (0600) and prints it nowhere;
+/// a restart with the same settings starts and leaves the file as it is.
+#[tokio::test]
+async fn a_restart_with_the_same_admin_token_file_starts_and_keeps_the_file() {
+    let data = tempfile::tempdir().unwrap();
+    let file = data.path().join("admin-token");
+    let args = ["--admin-token-file", file.to_str().unwrap()];
+    let server = Server::start_in_with(data.path(), &args).unwrap();
+    assert!(server.admin_token.is_none(), "the token goes to the file only");
+    let written = std::fs::read_to_string(&file).unwrap();
+    assert!(written.trim().starts_with("cl_pat_"), "{written}");
+    assert!(server.stop().unwrap().success());
+
+    let server = Server::start_in_with(data.path(), &args).expect("a restart with the same settings starts");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), written);
+    let created = server
+        .client(written.trim())
+        .post("/v1/orgs", serde_json::json!({ "name": "acme", "ownerEmail": "ops@acme.example" }))
+        .await;
+    assert_eq!(created.status, 201, "{created:?}");
+    assert!(server.stop().unwrap().success());
+}

@@ -50,24 +50,29 @@ impl FromRequestParts<AppState> for Caller {
             return Err(Problem::unauthorized("missing_credentials", "send `Authorization: Bearer <token>`"));
         };
         let bearer = bearer.as_str();
+        // A mistyped or fake token is refused before anything else, on any node.
+        let secret = if is_jwt(bearer) {
+            None
+        } else {
+            Some(SecretToken::parse(bearer).map_err(|error| {
+                count(error.code());
+                Problem::unauthorized(error.code(), error.to_string())
+            })?)
+        };
         // The view is read at `seen` or later; a use recorded on it is refused if the credential's
         // lifecycle moved past `seen` meanwhile, and then judged again on a view that includes it.
         let mut seen = app.fresh_view().await?;
         let mut attempts = 0;
         loop {
-            let (view, presented, token_scopes) = if is_jwt(bearer) {
-                let (view, scopes) = access_token(app, bearer)?;
-                (view, Presented::Current, Some(scopes))
-            } else {
-                let secret = SecretToken::parse(bearer).map_err(|error| {
-                    count(error.code());
-                    Problem::unauthorized(error.code(), error.to_string())
-                })?;
+            let (view, presented, token_scopes) = if let Some(secret) = &secret {
                 let Some((view, presented)) = app.projections.hot_index().lookup(&secret.digest()) else {
                     count("unknown");
                     return Err(Problem::unauthorized("invalid_token", "the token is not known"));
                 };
                 (view, presented, None)
+            } else {
+                let (view, scopes) = access_token(app, bearer)?;
+                (view, Presented::Current, Some(scopes))
             };
             // Credentials are checked before the path: a caller without them learns nothing, not
             // even which ids are well formed.
@@ -117,7 +122,7 @@ impl FromRequestParts<AppState> for Caller {
 
 /// How often one request is judged again after its credential changed under it; more means the
 /// credential keeps changing, and the client is told to retry.
-pub(crate) const MAX_REJUDGEMENTS: u32 = 3;
+const MAX_REJUDGEMENTS: u32 = 3;
 
 /// An access JWT has three dot-separated parts; our opaque tokens have none.
 fn is_jwt(bearer: &str) -> bool {

@@ -101,12 +101,9 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         (Ok(Some(secret)), Some(file)) => file.place(secret.expose())?,
         (Ok(Some(secret)), None) => println!("server-admin token (shown once, store it now): {}", secret.expose()),
         // The ledger already had its admin token (another node or an earlier start made it):
-        // the file, if any, stays as it is.
-        (Ok(None), file) => drop(file),
-        (Err(error), file) => {
-            drop(file);
-            return Err(error);
-        }
+        // the file, if any, stays as it is (an unplaced pending file removes itself).
+        (Ok(None), _) => {}
+        (Err(error), _) => return Err(error),
     }
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let denial_writer = tokio::spawn(background::run_denial_writer(app.clone(), stopped));

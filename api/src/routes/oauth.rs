@@ -373,14 +373,6 @@ fn token_response(access_token: String, scope: String) -> Response {
     response
 }
 
-/// What a resource server tells of the request it introspects a token for, and the position of
-/// the view the introspection is judged on.
-struct Subject {
-    ip: Option<IpAddr>,
-    user_agent: Option<String>,
-    seen: u64,
-}
-
 /// An RFC 7662 introspection answer; inactive tokens carry only `active: false`.
 #[derive(Debug, Default, Serialize, utoipa::ToSchema)]
 struct Introspection {
@@ -439,8 +431,7 @@ async fn introspect(
         None => None,
     };
     let subject_agent = parameters.get("user_agent").cloned();
-    let subject = Subject { ip: subject_ip, user_agent: subject_agent, seen };
-    let answer = introspect_token(&app, &resource_server, token, subject, now).await;
+    let answer = introspect_token(&app, &resource_server, token, subject_ip, subject_agent, now, seen).await;
     let mut response = Json(answer).into_response();
     no_store(response.headers_mut());
     Ok(response)
@@ -450,10 +441,11 @@ async fn introspect_token(
     app: &AppState,
     resource_server: &CredentialView,
     token: &str,
-    subject: Subject,
+    subject_ip: Option<IpAddr>,
+    subject_agent: Option<String>,
     now: time::OffsetDateTime,
+    seen: u64,
 ) -> Introspection {
-    let Subject { ip: subject_ip, user_agent: subject_agent, seen } = subject;
     let inactive = Introspection::default();
     // Which credential, which of its values, and what the token itself says.
     let (view, presented, claims) = if token.contains('.') {

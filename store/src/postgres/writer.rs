@@ -196,8 +196,8 @@ async fn find_recorded(tx: &Transaction<'_>, ids: &[EventId]) -> Result<HashMap<
     Ok(recorded)
 }
 
-/// The versions of the batch's streams, the sequences of its organizations and the last positions
-/// of the streams its appends were based on, read under the lock in at most three queries (one
+/// The versions of the batch's streams, the last positions of those and of the streams its appends
+/// were based on, and the sequences of its organizations, read under the lock in two queries (one
 /// index probe per stream or organization), for admission to consult.
 struct Prefetched {
     versions: HashMap<String, Option<u64>>,
@@ -207,8 +207,17 @@ struct Prefetched {
 
 impl Prefetched {
     async fn read(tx: &Transaction<'_>, requests: &[AppendRequest]) -> Result<Self, StoreError> {
-        let streams: Vec<&str> =
-            requests.iter().map(|request| request.stream.as_str()).collect::<HashSet<_>>().into_iter().collect();
+        // The streams appended to and those appends are based on, each probed once for its last
+        // event's version and position.
+        let streams: Vec<&str> = requests
+            .iter()
+            .flat_map(|request| {
+                std::iter::once(request.stream.as_str())
+                    .chain(request.basis.as_ref().map(|basis| basis.stream.as_str()))
+            })
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
         let orgs: Vec<Uuid> = requests
             .iter()
             .flat_map(|request| request.events.iter().filter_map(|event| event.org_id.map(|org| *org.as_uuid())))
@@ -217,15 +226,20 @@ impl Prefetched {
             .collect();
         let statement = tx
             .prepare_cached(
-                "SELECT s.stream, (SELECT MAX(version) FROM events WHERE stream = s.stream) \
-                 FROM unnest($1::text[]) AS s(stream)",
+                "SELECT s.stream, last.version, last.position FROM unnest($1::text[]) AS s(stream) \
+                 LEFT JOIN LATERAL (SELECT version, position FROM events WHERE stream = s.stream \
+                 ORDER BY version DESC LIMIT 1) AS last ON true",
             )
             .await?;
         let mut versions = HashMap::with_capacity(streams.len());
+        let mut last_positions = HashMap::with_capacity(streams.len());
         for row in tx.query(&statement, &[&streams]).await? {
+            let stream: String = row.get(0);
             let version =
                 row.get::<_, Option<i64>>(1).map(|v| unsigned(v, 0, "negative stream version")).transpose()?;
-            versions.insert(row.get(0), version);
+            let position = row.get::<_, Option<i64>>(2).map(|p| unsigned(p, 0, "negative position")).transpose()?;
+            versions.insert(stream.clone(), version);
+            last_positions.insert(stream, position);
         }
         let mut sequences = HashMap::with_capacity(orgs.len());
         if !orgs.is_empty() {
@@ -239,25 +253,6 @@ impl Prefetched {
                 let sequence =
                     unsigned(row.get::<_, Option<i64>>(1).unwrap_or(0), 0, "negative organization sequence")?;
                 sequences.insert(OrgId::from_uuid(row.get(0)), sequence);
-            }
-        }
-        let bases: Vec<&str> = requests
-            .iter()
-            .filter_map(|request| request.basis.as_ref().map(|basis| basis.stream.as_str()))
-            .collect::<HashSet<_>>()
-            .into_iter()
-            .collect();
-        let mut last_positions = HashMap::with_capacity(bases.len());
-        if !bases.is_empty() {
-            let statement = tx
-                .prepare_cached(
-                    "SELECT s.stream, (SELECT position FROM events WHERE stream = s.stream \
-                     ORDER BY version DESC LIMIT 1) FROM unnest($1::text[]) AS s(stream)",
-                )
-                .await?;
-            for row in tx.query(&statement, &[&bases]).await? {
-                let position = row.get::<_, Option<i64>>(1).map(|p| unsigned(p, 0, "negative position")).transpose()?;
-                last_positions.insert(row.get(0), position);
             }
         }
         Ok(Self { versions, sequences, last_positions })
