@@ -47,6 +47,7 @@ enum SecretsCommand {
     ///
     /// Example: credledger secrets unset OLD_TOKEN --project api --env production
     Unset {
+        /// The names to remove.
         #[arg(required = true, value_name = "NAME")]
         names: Vec<String>,
         #[command(flatten)]
