@@ -170,6 +170,8 @@ fn rows() -> Vec<Row> {
         ("audit trail, limit=0", "GET /v1/audit/{org}?limit=0", None, Vec::new(), 400, "invalid_query", Some("limit")),
         ("audit trail, limit=501", "GET /v1/audit/{org}?limit=501", None,
             Vec::new(), 400, "invalid_query", Some("limit")),
+        ("checkpoint size beyond any log", "GET /v1/ledger/checkpoints?treeSize=9223372036854775808", None,
+            Vec::new(), 400, "invalid_query", Some("treeSize")),
         ("token uses, limit=501", "GET /v1/machine-tokens/{org}/{token}/uses?limit=501", None,
             Vec::new(), 400, "invalid_query", Some("limit")),
         ("flagged=maybe", "GET /v1/machine-tokens/{org}?flagged=maybe", None,
@@ -328,9 +330,8 @@ async fn optional_bodies_take_json_null_as_no_options() {
     assert_eq!(roll.status, 200, "{roll:?}");
     let pat = owner.send_raw("POST", &format!("/v1/orgs/{org}/members/{owner_id}/tokens"), JSON, null()).await;
     assert_eq!(pat.status, 201, "{pat:?}");
-    let rotate = owner
-        .send_raw("POST", &format!("/v1/service-credentials/{org}/{}/rotate", credential.id), JSON, null())
-        .await;
+    let rotate =
+        owner.send_raw("POST", &format!("/v1/service-credentials/{org}/{}/rotate", credential.id), JSON, null()).await;
     assert_eq!(rotate.status, 200, "{rotate:?}");
     // Anything else that is not an object is still refused.
     let array = owner.send_raw("POST", &format!("/v1/machine-tokens/{org}/{token}/roll"), JSON, b"[]".to_vec()).await;

@@ -153,7 +153,10 @@ pub const MAX_PAGE: usize = 500;
 pub fn page_limit(limit: Option<usize>, default: usize) -> Result<usize, Problem> {
     match limit.unwrap_or(default) {
         limit @ 1..=MAX_PAGE => Ok(limit),
-        _ => Err(Problem::bad_request("invalid_query", format!("`limit` is between 1 and {MAX_PAGE}")).with_field("limit")),
+        _ => {
+            Err(Problem::bad_request("invalid_query", format!("`limit` is between 1 and {MAX_PAGE}"))
+                .with_field("limit"))
+        }
     }
 }
 
