@@ -10,7 +10,7 @@
 # Environment: CREDLEDGER_BIN (a built binary; default: `cargo build -p credledger`),
 # SCHEMATHESIS (the `st` command; default: installed into target/schemathesis-venv),
 # SCHEMATHESIS_EXAMPLES (examples per operation, default 20), PYTHON (the interpreter to install
-# it with; CPython 3.11.7 has an `ast` bug that breaks Hypothesis: use 3.12 or later there).
+# it with; by default the first of 3.12 or later found, else python3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root="$(pwd)"
@@ -25,8 +25,20 @@ else
     venv="target/schemathesis-venv"
     st="$root/$venv/bin/st"
     if ! "$st" --version 2>/dev/null | grep -q "$version"; then
-        echo "installing schemathesis $version into $venv" >&2
-        "${PYTHON:-python3}" -m venv "$venv" && "$venv/bin/pip" install --quiet "schemathesis==$version" || {
+        # CPython 3.11 up to at least 3.11.7 fails inside Hypothesis ("AST constructor recursion
+        # depth mismatch"): take an interpreter of 3.12 or later where there is one.
+        python=""
+        pyenv_versions="$(pyenv root 2>/dev/null || true)/versions"
+        for candidate in ${PYTHON:-} python3.13 python3.12 "$pyenv_versions"/3.1[2-9]*/bin/python3 python3; do
+            if "$candidate" -c 'import sys, venv; sys.exit(sys.version_info < (3, 12))' 2>/dev/null; then
+                python="$candidate"
+                break
+            fi
+        done
+        python="${python:-${PYTHON:-python3}}"
+        echo "installing schemathesis $version into $venv with $python" >&2
+        rm -rf "$venv"
+        "$python" -m venv "$venv" && "$venv/bin/pip" install --quiet "schemathesis==$version" || {
             echo "schemathesis could not be installed: install Python 3 with venv and pip" \
                 "(Debian: python3-venv), then \`pip install schemathesis==$version\`," \
                 "or set SCHEMATHESIS to its \`st\` command" >&2
