@@ -8,6 +8,8 @@ pub mod background;
 mod clock;
 mod command;
 mod extract;
+#[doc(hidden)]
+pub mod fuzzing;
 mod input;
 pub mod ledger;
 mod limiter;
