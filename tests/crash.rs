@@ -42,7 +42,7 @@ async fn load(
     let mut step = seed;
     while !stop.load(Ordering::Relaxed) {
         step = step.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
-        let pick = (step >> 33) as usize;
+        let pick = step >> 33;
         let known: Vec<(String, String)> = {
             let book = book.lock().unwrap();
             book.created

@@ -14,8 +14,11 @@ use crate::input::ConditionsInput;
 use crate::routes::machine_tokens::CreateMachineTokenRequest;
 use crate::routes::oauth;
 
-/// The fuzz targets, by name: the directory names under `fuzz/regressions/`.
-pub const TARGETS: [(&str, fn(&[u8])); 6] = [
+/// A fuzz target: arbitrary bytes in, a panic for a bug.
+pub type Target = fn(&[u8]);
+
+/// The fuzz targets, by name: the directory names under `fuzz/seeds/` and `fuzz/regressions/`.
+pub const TARGETS: [(&str, Target); 6] = [
     ("token_strings", token_strings),
     ("machine_key", machine_key),
     ("checkpoint_note", checkpoint_note),
