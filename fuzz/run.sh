@@ -19,7 +19,7 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
     cargo install --locked cargo-fuzz || { echo "install cargo-fuzz: cargo install cargo-fuzz" >&2; exit 1; }
 fi
 
-cargo fuzz build --sanitizer none "${targets[@]}"
+cargo fuzz build --sanitizer none
 for target in "${targets[@]}"; do
     mkdir -p "corpus/$target" "regressions/$target"
     echo "== $target (${seconds}s)" >&2
