@@ -170,6 +170,8 @@ fn rows() -> Vec<Row> {
         ("audit trail, limit=0", "GET /v1/audit/{org}?limit=0", None, Vec::new(), 400, "invalid_query", Some("limit")),
         ("audit trail, limit=501", "GET /v1/audit/{org}?limit=501", None,
             Vec::new(), 400, "invalid_query", Some("limit")),
+        ("checkpoint size beyond any log", "GET /v1/ledger/checkpoints?treeSize=9223372036854775808", None,
+            Vec::new(), 400, "invalid_query", Some("treeSize")),
         ("token uses, limit=501", "GET /v1/machine-tokens/{org}/{token}/uses?limit=501", None,
             Vec::new(), 400, "invalid_query", Some("limit")),
         ("flagged=maybe", "GET /v1/machine-tokens/{org}?flagged=maybe", None,

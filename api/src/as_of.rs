@@ -55,6 +55,9 @@ impl AsOf {
 #[into_params(parameter_in = Query)]
 pub struct AsOfQuery {
     /// As it was then: an RFC 3339 time or a log position, folded from the log.
+    #[param(
+        pattern = r"^([0-9]{1,19}|[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9]))$"
+    )]
     pub as_of: Option<String>,
 }
 

@@ -56,6 +56,22 @@ impl ConditionsInput {
     }
 }
 
+/// A scope as the document names it.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub enum ScopeName {
+    #[schema(rename = "credledger-api/read")]
+    Read,
+    #[schema(rename = "credledger-api/write")]
+    Write,
+}
+
+/// A lowercase slug: a project's or an environment's name.
+#[derive(ToSchema)]
+#[schema(pattern = "^[a-z0-9][a-z0-9-]{0,62}$")]
+#[allow(dead_code)]
+pub struct SlugName(String);
+
 pub fn parse_scopes(scopes: &[String]) -> Result<Scopes, Problem> {
     Ok(Scopes::parse(scopes)?)
 }

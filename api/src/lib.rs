@@ -9,6 +9,8 @@ mod clock;
 mod command;
 mod extract;
 pub mod freshness;
+#[doc(hidden)]
+pub mod fuzzing;
 mod input;
 pub mod ledger;
 mod limiter;

@@ -72,13 +72,10 @@ pub struct Checkpoint {
 impl Checkpoint {
     /// The note text that is signed: origin, size, base64 root, and a `time` extension line.
     pub fn body(&self) -> String {
-        let time = self
-            .signed_at
-            .replace_nanosecond(0)
-            .unwrap_or(self.signed_at)
-            .to_offset(time::UtcOffset::UTC)
-            .format(&Rfc3339)
-            .unwrap_or_default();
+        let at = self.signed_at.replace_nanosecond(0).unwrap_or(self.signed_at);
+        // `parse_body` admits only times RFC 3339 can write in UTC; a checkpoint built otherwise
+        // keeps its own offset rather than overflow.
+        let time = at.checked_to_offset(time::UtcOffset::UTC).unwrap_or(at).format(&Rfc3339).unwrap_or_default();
         format!("{}\n{}\n{}\ntime {time}\n", self.origin, self.tree_size, STANDARD.encode(self.root_hash))
     }
 
@@ -103,6 +100,11 @@ impl Checkpoint {
         let signed_at = lines
             .find_map(|line| line.strip_prefix("time "))
             .and_then(|time| OffsetDateTime::parse(time, &Rfc3339).ok())
+            // The body is written in UTC: a time whose UTC year falls outside 0–9999 has no
+            // RFC 3339 spelling there.
+            .filter(|time| {
+                time.checked_to_offset(time::UtcOffset::UTC).is_some_and(|utc| (0..=9999).contains(&utc.year()))
+            })
             .ok_or_else(|| malformed("no `time` line with an RFC 3339 time"))?;
         Ok(Self { origin: origin.to_owned(), tree_size, root_hash, signed_at })
     }
@@ -358,6 +360,9 @@ mod tests {
             "o\n1\n",
             "o\n-1\nCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQk=\ntime 2026-11-25T10:00:00Z\n",
             "o\n1\nCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQk=\n",
+            // Times the UTC body cannot spell: past 9999 or before year 0 once in UTC.
+            "o\n1\nCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQk=\ntime 9999-12-31T23:59:59-23:59\n",
+            "o\n1\nCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQk=\ntime 0000-01-01T00:00:00+23:59\n",
         ] {
             assert!(Checkpoint::parse_body(body).is_err(), "{body}");
         }

@@ -34,6 +34,7 @@ const PAGE: usize = 1024;
 #[into_params(parameter_in = Query)]
 struct ExportQuery {
     /// `ndjson` (the default: the exact recorded envelopes) or `csv`.
+    #[param(pattern = "^(ndjson|csv)$")]
     format: Option<String>,
 }
 

@@ -119,8 +119,10 @@ struct CheckpointsQuery {
     /// Only checkpoints of exactly this tree size.
     tree_size: Option<u64>,
     /// The `nextCursor` of the previous page.
+    #[param(pattern = "^[0-9]{1,19}$")]
     cursor: Option<String>,
     /// Page size, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
 }
 
@@ -133,6 +135,10 @@ async fn checkpoints(
     Query(query): Query<CheckpointsQuery>,
 ) -> Result<Json<Page<CheckpointView>>, Problem> {
     caller.require_human()?;
+    // Positions are stored as 64-bit signed integers: a larger size names no checkpoint.
+    if query.tree_size.is_some_and(|size| i64::try_from(size).is_err()) {
+        return Err(Problem::bad_request("invalid_query", "`treeSize` is a log size").with_field("treeSize"));
+    }
     let before = query
         .cursor
         .as_deref()

@@ -40,14 +40,19 @@ const TAG: &str = "machine tokens";
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct CreateMachineTokenRequest {
+pub(crate) struct CreateMachineTokenRequest {
+    #[schema(pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$", max_length = 100)]
     name: String,
+    #[schema(pattern = "^[a-z0-9-]{1,16}$")]
     environment_hint: String,
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 3650)]
     expires_in_days: Option<u32>,
     #[serde(default)]
+    #[schema(format = Uuid)]
     project_id: Option<String>,
     #[serde(default)]
+    #[schema(value_type = Option<Vec<crate::input::ScopeName>>, min_items = 1)]
     scopes: Option<Vec<String>>,
     #[serde(default)]
     conditions: Option<ConditionsInput>,
@@ -109,18 +114,31 @@ async fn create(
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 struct ListQuery {
+    #[param(pattern = "^(active|disabled|expired|revoked)$")]
     state: Option<String>,
+    #[param(pattern = "^[a-z0-9-]{1,16}$")]
     environment_hint: Option<String>,
+    #[param(format = Uuid)]
     project_id: Option<String>,
+    /// A member id.
+    #[param(format = Uuid)]
     owner: Option<String>,
     flagged: Option<bool>,
+    /// A duration: `30d`, `12h`, `90m`, or a number of days.
+    #[param(pattern = r"^([0-9]{1,4}d?|[0-9]{1,5}h|[0-9]{1,7}m)$")]
     expiring_within: Option<String>,
+    #[param(pattern = r"^([0-9]{1,4}d?|[0-9]{1,5}h|[0-9]{1,7}m)$")]
     unused_for: Option<String>,
+    /// The `nextCursor` of the previous page.
+    #[param(format = Uuid)]
     cursor: Option<String>,
     /// 1 to 500; 50 by default.
     #[param(minimum = 1, maximum = 500)]
     limit: Option<usize>,
     /// The inventory as it was then: an RFC 3339 time or a log position, folded from the log.
+    #[param(
+        pattern = r"^([0-9]{1,19}|[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9]))$"
+    )]
     as_of: Option<String>,
 }
 
@@ -222,14 +240,16 @@ fn past_filter(filter: &CredentialFilter, token: &MachineToken, then: time::Offs
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct UpdateMachineTokenRequest {
     #[serde(default)]
+    #[schema(pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$", max_length = 100)]
     name: Option<String>,
     #[serde(default)]
+    #[schema(value_type = Option<Vec<crate::input::ScopeName>>, min_items = 1)]
     scopes: Option<Vec<String>>,
     #[serde(default)]
     conditions: Option<ConditionsInput>,
     /// `null` removes the expiry.
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<u32>)]
+    #[schema(value_type = Option<u32>, minimum = 1, maximum = 3650)]
     #[allow(clippy::option_option)]
     expires_in_days: Option<Option<u32>>,
 }
@@ -258,6 +278,7 @@ async fn update(
 struct RollMachineTokenRequest {
     /// How long the old value keeps working; at once when absent.
     #[serde(default)]
+    #[schema(maximum = 86400)]
     grace_period_seconds: Option<u32>,
 }
 

@@ -91,6 +91,7 @@ impl MachineView {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct CreateMachineRequest {
     /// Unique in the organization among machines that are not revoked.
+    #[schema(pattern = "^[a-z0-9][a-z0-9-]{0,62}$")]
     name: String,
     /// The project's id or name.
     project: String,

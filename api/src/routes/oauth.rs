@@ -96,6 +96,68 @@ fn no_store(headers: &mut HeaderMap) {
     headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
 }
 
+// The forms as the document describes them; the handlers read the form themselves, so that a
+// repeated parameter is an error and an empty one an omitted one (RFC 6749 §3.2).
+
+/// The token endpoint's form: the client_credentials grant, or a machine's jwt-bearer assertion.
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+enum TokenForm {
+    ClientCredentials(ClientCredentialsForm),
+    JwtBearer(JwtBearerForm),
+}
+
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+enum ClientCredentialsGrant {
+    #[serde(rename = "client_credentials")]
+    ClientCredentials,
+}
+
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+enum JwtBearerGrant {
+    #[serde(rename = "urn:ietf:params:oauth:grant-type:jwt-bearer")]
+    JwtBearer,
+}
+
+/// client_credentials: the client authenticates by HTTP Basic, or by `client_id` and
+/// `client_secret` here (not both).
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+struct ClientCredentialsForm {
+    grant_type: ClientCredentialsGrant,
+    /// Space-separated; narrows the client's allowed scopes.
+    scope: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+}
+
+/// jwt-bearer (RFC 7523): a machine's signed assertion, used once.
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+struct JwtBearerForm {
+    grant_type: JwtBearerGrant,
+    #[schema(min_length = 1)]
+    assertion: String,
+}
+
+/// The introspection form; the resource server authenticates as at the token endpoint.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct IntrospectionForm {
+    /// An access token or a machine token.
+    #[schema(min_length = 1)]
+    token: String,
+    /// The IPv4 or IPv6 address of the resource server's own caller, to evaluate the token's
+    /// conditions for.
+    client_ip: Option<String>,
+    user_agent: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+}
+
 /// The token endpoint's answer.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 struct TokenResponse {
@@ -130,7 +192,7 @@ fn form_body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, OAuthError> {
 
 /// Parses an `application/x-www-form-urlencoded` body; a repeated parameter is an error, and a
 /// parameter sent without a value is as if it were omitted (RFC 6749 §3.2).
-fn form(headers: &HeaderMap, body: &[u8]) -> Result<HashMap<String, String>, OAuthError> {
+pub(crate) fn form(headers: &HeaderMap, body: &[u8]) -> Result<HashMap<String, String>, OAuthError> {
     let is_form = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -248,7 +310,7 @@ fn authorize_client(
     })
 }
 
-fn decode_basic(encoded: &str) -> Option<(String, String)> {
+pub(crate) fn decode_basic(encoded: &str) -> Option<(String, String)> {
     let bytes = base64::engine::general_purpose::STANDARD.decode(encoded).ok()?;
     let text = String::from_utf8(bytes).ok()?;
     let (id, secret) = text.split_once(':')?;
@@ -261,7 +323,7 @@ fn decode_basic(encoded: &str) -> Option<(String, String)> {
 /// The client_credentials grant: a service credential's id and secret for a 15-minute EdDSA
 /// access token. Each issuance is recorded (AccessTokenIssued) before the token is returned.
 #[utoipa::path(post, path = "/oauth2/token", tag = TAG, security(()),
-    request_body(content = String, content_type = "application/x-www-form-urlencoded",
+    request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded",
         description = "grant_type=client_credentials[&scope=…] with client authentication by HTTP Basic or client_id/client_secret; or grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer&assertion=… (a machine's signed assertion)"),
     responses((status = 200, body = TokenResponse), (status = "4XX", description = "RFC 6749 §5.2 error", body = ErrorDocument)))]
 async fn token(
@@ -405,7 +467,7 @@ struct Introspection {
 /// optional `client_ip` and `user_agent` have the token's conditions evaluated for the resource
 /// server's own caller, and that check is recorded as a use or a denial.
 #[utoipa::path(post, path = "/oauth2/introspect", tag = TAG, security(()),
-    request_body(content = String, content_type = "application/x-www-form-urlencoded",
+    request_body(content = IntrospectionForm, content_type = "application/x-www-form-urlencoded",
         description = "token=…[&client_ip=…][&user_agent=…]; client authentication as for the token endpoint"),
     responses((status = 200, body = Introspection), (status = "4XX", description = "RFC 6749 §5.2 error", body = ErrorDocument)))]
 async fn introspect(

@@ -40,6 +40,7 @@ const TAG: &str = "organizations";
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct CreateOrgRequest {
+    #[schema(pattern = "^[a-z0-9][a-z0-9-]{0,62}$")]
     name: String,
     owner_email: String,
 }
@@ -144,6 +145,7 @@ async fn list_members(
 struct AddMemberRequest {
     email: String,
     #[serde(default = "default_role")]
+    #[schema(pattern = "^(owner|admin|member)$")]
     role: String,
 }
 
@@ -193,6 +195,7 @@ struct AddedMember {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct ChangeRoleRequest {
+    #[schema(pattern = "^(owner|admin|member)$")]
     role: String,
 }
 
@@ -255,8 +258,10 @@ async fn remove_member(
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct CreatePatRequest {
     #[serde(default)]
+    #[schema(pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$", max_length = 100)]
     name: Option<String>,
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 3650)]
     expires_in_days: Option<u32>,
 }
 

@@ -70,8 +70,10 @@ async fn list(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct CreateProjectRequest {
+    #[schema(pattern = "^[a-z0-9][a-z0-9-]{0,62}$")]
     name: String,
     #[serde(default)]
+    #[schema(value_type = Vec<crate::input::SlugName>)]
     environments: Vec<String>,
 }
 
@@ -101,6 +103,7 @@ async fn create(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct EnvironmentRequest {
+    #[schema(pattern = "^[a-z0-9][a-z0-9-]{0,62}$")]
     name: String,
 }
 

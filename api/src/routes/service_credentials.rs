@@ -103,13 +103,16 @@ pub struct WithClientSecret {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct CreateServiceCredentialRequest {
+    #[schema(pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$", max_length = 100)]
     name: String,
     /// The scopes its access tokens may carry; read and write by default.
     #[serde(default)]
+    #[schema(value_type = Option<Vec<crate::input::ScopeName>>, min_items = 1)]
     scopes: Option<Vec<String>>,
     #[serde(default)]
     conditions: Option<ConditionsInput>,
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 3650)]
     expires_in_days: Option<u32>,
     /// The owning member (id or email); the caller by default.
     #[serde(default)]
@@ -164,11 +167,16 @@ async fn create(
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// The `nextCursor` of the previous page.
+    #[param(format = Uuid)]
     cursor: Option<String>,
     /// 1 to 500; 50 by default.
     #[param(minimum = 1, maximum = 500)]
     limit: Option<usize>,
     /// The credentials as they were then: an RFC 3339 time or a log position, folded from the log.
+    #[param(
+        pattern = r"^([0-9]{1,19}|[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9]))$"
+    )]
     as_of: Option<String>,
 }
 
@@ -238,6 +246,7 @@ async fn show(
 struct RotateRequest {
     /// How long the old secret keeps working (at most 24 h); at once when absent.
     #[serde(default)]
+    #[schema(maximum = 86400)]
     grace_period_seconds: Option<u32>,
 }
 
