@@ -7,6 +7,7 @@ pub mod auth;
 pub mod background;
 mod clock;
 mod command;
+pub mod dashboard;
 mod extract;
 mod input;
 pub mod ledger;
@@ -59,6 +60,8 @@ pub struct AppState {
     pub keys: SigningKeys,
     pub ledger: Arc<ledger::Ledger>,
     pub(crate) limiter: Arc<limiter::Limiter>,
+    /// The dashboard's sessions and one-time sign-in links (memory only).
+    pub(crate) dashboard: Arc<dashboard::Sessions>,
 }
 
 impl AppState {
@@ -79,6 +82,7 @@ impl AppState {
             keys,
             ledger,
             limiter: Arc::default(),
+            dashboard: Arc::default(),
         }
     }
 }
@@ -126,6 +130,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(routes::export::routes())
         .merge(routes::incidents::routes())
         .merge(routes::ledger::routes())
+        .merge(dashboard::api_routes())
         .split_for_parts()
 }
 
@@ -146,6 +151,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 
 pub fn router(state: AppState) -> Router {
     let (routes, _) = api();
+    let routes = routes.merge(dashboard::pages(&state));
     let document: axum::body::Bytes = serde_json::to_vec(&openapi()).unwrap_or_default().into();
     routes
         .route(

@@ -38,26 +38,26 @@ const MAX_PAGE: usize = 500;
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-struct AuditQuery {
+pub(crate) struct AuditQuery {
     /// Only events of this credential.
-    credential_id: Option<String>,
+    pub(crate) credential_id: Option<String>,
     /// Only events caused by this actor (a member id, a credential id, or a system actor's name).
-    actor: Option<String>,
+    pub(crate) actor: Option<String>,
     /// Only events of this type, e.g. `MachineTokenRevoked`.
     #[serde(rename = "type")]
-    event_type: Option<String>,
+    pub(crate) event_type: Option<String>,
     /// Only events recorded at or after this time (RFC 3339).
-    since: Option<String>,
+    pub(crate) since: Option<String>,
     /// Only events recorded before this time (RFC 3339).
-    until: Option<String>,
+    pub(crate) until: Option<String>,
     /// Only events whose request came from this network (CIDR, or a single address).
-    ip: Option<String>,
+    pub(crate) ip: Option<String>,
     /// `success` or `denied`.
-    outcome: Option<String>,
+    pub(crate) outcome: Option<String>,
     /// The `nextCursor` of the previous page.
-    cursor: Option<String>,
+    pub(crate) cursor: Option<String>,
     /// 1 to 500; 100 by default.
-    limit: Option<usize>,
+    pub(crate) limit: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize, IntoParams)]
@@ -171,7 +171,7 @@ impl From<AuditEntry> for UseView {
 /// The organization's audit trail, newest first. Owners and admins only, with their PATs.
 #[utoipa::path(get, path = "/v1/audit/{orgId}", tag = TAG, params(("orgId" = String, Path, description = "The organization"), AuditQuery),
     responses((status = 200, description = "A page of the trail, newest first", body = Page<AuditEntryView>), (status = "4XX", description = "Refused", body = ProblemDocument, content_type = "application/problem+json")))]
-async fn trail(
+pub(crate) async fn trail(
     State(app): State<AppState>,
     caller: Caller,
     Path(org): Path<String>,

@@ -108,18 +108,18 @@ async fn create(
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-struct ListQuery {
-    state: Option<String>,
-    environment_hint: Option<String>,
-    project_id: Option<String>,
-    owner: Option<String>,
-    flagged: Option<bool>,
-    expiring_within: Option<String>,
-    unused_for: Option<String>,
-    cursor: Option<String>,
-    limit: Option<usize>,
+pub(crate) struct ListQuery {
+    pub(crate) state: Option<String>,
+    pub(crate) environment_hint: Option<String>,
+    pub(crate) project_id: Option<String>,
+    pub(crate) owner: Option<String>,
+    pub(crate) flagged: Option<bool>,
+    pub(crate) expiring_within: Option<String>,
+    pub(crate) unused_for: Option<String>,
+    pub(crate) cursor: Option<String>,
+    pub(crate) limit: Option<usize>,
     /// The inventory as it was then: an RFC 3339 time or a log position, folded from the log.
-    as_of: Option<String>,
+    pub(crate) as_of: Option<String>,
 }
 
 const DEFAULT_PAGE: usize = 50;
@@ -127,7 +127,7 @@ const MAX_PAGE: usize = 500;
 
 #[utoipa::path(get, path = "/v1/machine-tokens/{orgId}", tag = TAG, params(("orgId" = String, Path, description = "The organization"), ListQuery),
     responses((status = 200, description = "A page of tokens", body = Page<MachineTokenView>), (status = "4XX", description = "Refused", body = ProblemDocument, content_type = "application/problem+json")))]
-async fn list(
+pub(crate) async fn list(
     State(app): State<AppState>,
     caller: Caller,
     Path(org): Path<String>,
@@ -188,7 +188,7 @@ async fn list(
 
 #[utoipa::path(get, path = "/v1/machine-tokens/{orgId}/{tokenId}", tag = TAG, params(("orgId" = String, Path, description = "The organization"), ("tokenId" = String, Path, description = "The machine token"), AsOfQuery),
     responses((status = 200, body = MachineTokenView), (status = "4XX", description = "Refused", body = ProblemDocument, content_type = "application/problem+json")))]
-async fn show(
+pub(crate) async fn show(
     State(app): State<AppState>,
     caller: Caller,
     Path((org, id)): Path<(String, String)>,
@@ -254,15 +254,15 @@ async fn update(
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct RollMachineTokenRequest {
+pub(crate) struct RollMachineTokenRequest {
     /// How long the old value keeps working; at once when absent.
     #[serde(default)]
-    grace_period_seconds: Option<u32>,
+    pub(crate) grace_period_seconds: Option<u32>,
 }
 
 #[utoipa::path(post, path = "/v1/machine-tokens/{orgId}/{tokenId}/roll", tag = TAG, params(("orgId" = String, Path, description = "The organization"), ("tokenId" = String, Path, description = "The machine token")), request_body(content = Option<RollMachineTokenRequest>),
     responses((status = 200, description = "Rolled; `token` is the new plaintext, shown once", body = WithSecret<MachineTokenView>), (status = "4XX", description = "Refused", body = ProblemDocument, content_type = "application/problem+json")))]
-async fn roll(
+pub(crate) async fn roll(
     State(app): State<AppState>,
     caller: Caller,
     Path((org, id)): Path<(String, String)>,
@@ -283,7 +283,7 @@ async fn roll(
 
 #[utoipa::path(post, path = "/v1/machine-tokens/{orgId}/{tokenId}/disable", tag = TAG, params(("orgId" = String, Path, description = "The organization"), ("tokenId" = String, Path, description = "The machine token")),
     responses((status = 200, body = MachineTokenView), (status = "4XX", description = "Refused", body = ProblemDocument, content_type = "application/problem+json")))]
-async fn disable(
+pub(crate) async fn disable(
     State(app): State<AppState>,
     caller: Caller,
     Path((org, id)): Path<(String, String)>,
@@ -295,7 +295,7 @@ async fn disable(
 
 #[utoipa::path(post, path = "/v1/machine-tokens/{orgId}/{tokenId}/enable", tag = TAG, params(("orgId" = String, Path, description = "The organization"), ("tokenId" = String, Path, description = "The machine token")),
     responses((status = 200, body = MachineTokenView), (status = "4XX", description = "Refused", body = ProblemDocument, content_type = "application/problem+json")))]
-async fn enable(
+pub(crate) async fn enable(
     State(app): State<AppState>,
     caller: Caller,
     Path((org, id)): Path<(String, String)>,
@@ -308,13 +308,13 @@ async fn enable(
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-struct RevokeQuery {
-    reason: Option<String>,
+pub(crate) struct RevokeQuery {
+    pub(crate) reason: Option<String>,
 }
 
 #[utoipa::path(delete, path = "/v1/machine-tokens/{orgId}/{tokenId}", tag = TAG, params(("orgId" = String, Path, description = "The organization"), ("tokenId" = String, Path, description = "The machine token"), RevokeQuery),
     responses((status = 200, description = "Revoked", body = MachineTokenView), (status = "4XX", description = "Refused", body = ProblemDocument, content_type = "application/problem+json")))]
-async fn revoke(
+pub(crate) async fn revoke(
     State(app): State<AppState>,
     caller: Caller,
     Path((org, id)): Path<(String, String)>,
@@ -328,14 +328,14 @@ async fn revoke(
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct TransferRequest {
+pub(crate) struct TransferRequest {
     /// A member id or email address.
-    to: String,
+    pub(crate) to: String,
 }
 
 #[utoipa::path(post, path = "/v1/machine-tokens/{orgId}/{tokenId}/transfer", tag = TAG, params(("orgId" = String, Path, description = "The organization"), ("tokenId" = String, Path, description = "The machine token")), request_body = TransferRequest,
     responses((status = 200, body = MachineTokenView), (status = "4XX", description = "Refused", body = ProblemDocument, content_type = "application/problem+json")))]
-async fn transfer(
+pub(crate) async fn transfer(
     State(app): State<AppState>,
     caller: Caller,
     Path((org, id)): Path<(String, String)>,

@@ -102,18 +102,18 @@ pub struct WithClientSecret {
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct CreateServiceCredentialRequest {
-    name: String,
+pub(crate) struct CreateServiceCredentialRequest {
+    pub(crate) name: String,
     /// The scopes its access tokens may carry; read and write by default.
     #[serde(default)]
-    scopes: Option<Vec<String>>,
+    pub(crate) scopes: Option<Vec<String>>,
     #[serde(default)]
-    conditions: Option<ConditionsInput>,
+    pub(crate) conditions: Option<ConditionsInput>,
     #[serde(default)]
-    expires_in_days: Option<u32>,
+    pub(crate) expires_in_days: Option<u32>,
     /// The owning member (id or email); the caller by default.
     #[serde(default)]
-    owner: Option<String>,
+    pub(crate) owner: Option<String>,
 }
 
 const O: &str = "orgId";
@@ -122,7 +122,7 @@ const O: &str = "orgId";
     request_body = CreateServiceCredentialRequest,
     responses((status = 201, description = "Created; `clientSecret` is shown once", body = WithClientSecret),
         (status = "4XX", body = ProblemDocument, content_type = "application/problem+json")))]
-async fn create(
+pub(crate) async fn create(
     State(app): State<AppState>,
     caller: Caller,
     Path(org): Path<String>,
@@ -163,16 +163,16 @@ async fn create(
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-struct ListQuery {
-    cursor: Option<String>,
-    limit: Option<usize>,
+pub(crate) struct ListQuery {
+    pub(crate) cursor: Option<String>,
+    pub(crate) limit: Option<usize>,
     /// The credentials as they were then: an RFC 3339 time or a log position, folded from the log.
-    as_of: Option<String>,
+    pub(crate) as_of: Option<String>,
 }
 
 #[utoipa::path(get, path = "/v1/service-credentials/{orgId}", tag = TAG, params(("orgId" = String, Path), ListQuery),
     responses((status = 200, body = Page<ServiceCredentialView>), (status = "4XX", body = ProblemDocument, content_type = "application/problem+json")))]
-async fn list(
+pub(crate) async fn list(
     State(app): State<AppState>,
     caller: Caller,
     Path(org): Path<String>,
@@ -233,17 +233,17 @@ async fn show(
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct RotateRequest {
+pub(crate) struct RotateRequest {
     /// How long the old secret keeps working (at most 24 h); at once when absent.
     #[serde(default)]
-    grace_period_seconds: Option<u32>,
+    pub(crate) grace_period_seconds: Option<u32>,
 }
 
 #[utoipa::path(post, path = "/v1/service-credentials/{orgId}/{id}/rotate", tag = TAG, params(("orgId" = String, Path), ("id" = String, Path)),
     request_body(content = Option<RotateRequest>),
     responses((status = 200, description = "Rotated; `clientSecret` is the new secret, shown once", body = WithClientSecret),
         (status = "4XX", body = ProblemDocument, content_type = "application/problem+json")))]
-async fn rotate(
+pub(crate) async fn rotate(
     State(app): State<AppState>,
     caller: Caller,
     Path((org, id)): Path<(String, String)>,
@@ -266,7 +266,7 @@ async fn rotate(
 #[utoipa::path(post, path = "/v1/service-credentials/{orgId}/{id}/revoke", tag = TAG, params(("orgId" = String, Path), ("id" = String, Path)),
     responses((status = 200, description = "Revoked at once: its secret and its access tokens stop working", body = ServiceCredentialView),
         (status = "4XX", body = ProblemDocument, content_type = "application/problem+json")))]
-async fn revoke(
+pub(crate) async fn revoke(
     State(app): State<AppState>,
     caller: Caller,
     Path((org, id)): Path<(String, String)>,
@@ -280,15 +280,15 @@ async fn revoke(
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct TransferServiceCredentialRequest {
+pub(crate) struct TransferServiceCredentialRequest {
     /// A member id or email address.
-    to: String,
+    pub(crate) to: String,
 }
 
 #[utoipa::path(post, path = "/v1/service-credentials/{orgId}/{id}/transfer", tag = TAG, params(("orgId" = String, Path), ("id" = String, Path)),
     request_body = TransferServiceCredentialRequest,
     responses((status = 200, body = ServiceCredentialView), (status = "4XX", body = ProblemDocument, content_type = "application/problem+json")))]
-async fn transfer(
+pub(crate) async fn transfer(
     State(app): State<AppState>,
     caller: Caller,
     Path((org, id)): Path<(String, String)>,
