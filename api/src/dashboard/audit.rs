@@ -9,7 +9,10 @@ use axum::response::Response;
 use maud::{Markup, html};
 use serde_json::Value;
 
+use std::collections::HashMap;
+
 use super::Fields;
+use super::cli_tokens::emails;
 use super::layout::{self, Section, ago_text, csrf_field, page, respond, text};
 use super::session::Signed;
 use crate::AppState;
@@ -67,7 +70,7 @@ pub async fn trail(State(app): State<AppState>, signed: Signed, RawQuery(raw): R
             div.field.submit { button type="submit" { "Filter" } a href="/audit" { "Clear" } }
         }
         @if items.is_empty() { p.empty { "No events match." } } @else {
-            (entries_table(&items, now))
+            (entries_table(&items, now, &emails(&app, signed.org)))
         }
         @if let Some(next) = next { p { a.button href=(next) { "Older events" } } }
         p.muted {
@@ -78,7 +81,7 @@ pub async fn trail(State(app): State<AppState>, signed: Signed, RawQuery(raw): R
     respond(StatusCode::OK, page(&signed, Section::Audit, "Audit trail", &body))
 }
 
-fn entries_table(items: &[Value], now: time::OffsetDateTime) -> Markup {
+fn entries_table(items: &[Value], now: time::OffsetDateTime, members: &HashMap<String, String>) -> Markup {
     html! {
         div.table-wrap {
             table {
@@ -92,7 +95,10 @@ fn entries_table(items: &[Value], now: time::OffsetDateTime) -> Markup {
                             td data-label="#" { (item["position"].as_u64().unwrap_or_default()) }
                             td data-label="When" { (ago_text(now, &item["at"])) }
                             td data-label="Event" { (text(item, "type")) }
-                            td data-label="Actor" { span.muted { (text(&item["actor"], "kind")) } " " code.id { (text(&item["actor"], "id")) } }
+                            td data-label="Actor" {
+                                @if let Some(email) = members.get(text(&item["actor"], "id")) { (email) }
+                                @else { span.muted { (text(&item["actor"], "kind")) } " " code.id { (text(&item["actor"], "id")) } }
+                            }
                             td data-label="Outcome" { span class={ "outcome-" (text(item, "outcome")) } { (text(item, "outcome")) } }
                             td data-label="From" { (text(item, "ip")) " " span.muted { (text(item, "userAgent")) } }
                             td data-label="Summary" {
@@ -184,7 +190,7 @@ pub async fn incident(State(app): State<AppState>, signed: Signed, body: Bytes) 
                 }
             }
             h2 { "Timeline, newest first" }
-            (entries_table(&newest_first, now))
+            (entries_table(&newest_first, now, &emails(&app, signed.org)))
         }
     };
     incident_page(&signed, StatusCode::OK, &result)

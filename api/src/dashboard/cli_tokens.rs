@@ -126,9 +126,12 @@ fn row(
                             input type="hidden" name="form" value=(form_id);
                             button type="submit" aria-label={ "Rotate " (text(item, "name")) } { "Rotate" }
                         }
+                    }
+                    details.transfer {
+                        summary { "Transfer…" }
                         form.inline method="post" action={ "/settings/cli-tokens/" (id) "/transfer" } {
                             (csrf_field(signed))
-                            label for={ "to-" (id) } { "Transfer to" }
+                            label for={ "to-" (id) } { "New owner's email" }
                             input id={ "to-" (id) } name="to" type="email" placeholder="member@example.com" required;
                             button type="submit" { "Transfer" }
                         }
