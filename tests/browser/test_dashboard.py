@@ -104,6 +104,28 @@ class Server:
         self.log.close()
 
 
+def navigate(page, control):
+    """Clicks a link or a form's button and waits for the page it leads to."""
+    with page.expect_navigation():
+        control.click()
+
+
+def back(page):
+    """Goes back and returns what the page then shows. Going back to the answer of a post, Chromium
+    either posts the form again or shows an error page; either way, it may still be navigating."""
+    try:
+        page.go_back()
+    except Exception:
+        pass
+    for _ in range(50):
+        try:
+            page.wait_for_load_state("load")
+            return page.content()
+        except Exception:
+            time.sleep(0.1)
+    raise AssertionError("the page never settled after going back")
+
+
 def expect(condition, message):
     if not condition:
         raise AssertionError(message)
@@ -123,6 +145,14 @@ class Suite:
                              {"name": "deploy-prod", "environmentHint": "prod", "expiresInDays": 90})
         expect(status == 201, f"creating a machine token: {status} {token}")
         self.machine_token = token
+        status, project = http("POST", f"{self.base}/v1/projects/{self.org}", self.pat,
+                               {"name": "web", "environments": ["production", "staging"]})
+        expect(status == 201, f"creating a project: {status} {project}")
+        env = dict(os.environ, CREDLEDGER_TOKEN=self.pat, CREDLEDGER_URL=self.base,
+                   CREDLEDGER_CONFIG_DIR=os.path.join(server.data, "config"))
+        made = subprocess.run([BINARY, "machine", "create", "deploy-web", "--project", "web", "--env", "production"],
+                              env=env, capture_output=True, text=True, timeout=30)
+        expect(made.returncode == 0, f"credledger machine create: {made.returncode} {made.stderr}")
         # Some use, so that the token's chart and last use have something to show.
         http("GET", f"{self.base}/v1/machine-tokens/{self.org}", token["token"], user_agent="deploy-script/2.1")
         self.context = self.new_context()
@@ -145,7 +175,7 @@ class Suite:
     def sign_in(self, page, token):
         page.goto(self.base + "/")
         page.get_by_label("Personal access token").fill(token)
-        page.get_by_role("button", name="Sign in").click()
+        navigate(page, page.get_by_role("button", name="Sign in"))
         page.wait_for_url("**/machine-tokens")
 
     # --- the tests, in the order they run -------------------------------------------------------
@@ -161,7 +191,7 @@ class Suite:
     def test_a_machine_credential_cannot_sign_in(self):
         self.page.goto(self.base + "/sign-in")
         self.page.get_by_label("Personal access token").fill(self.machine_token["token"])
-        self.page.get_by_role("button", name="Sign in").click()
+        navigate(self.page, self.page.get_by_role("button", name="Sign in"))
         expect("Machine credentials cannot sign in" in self.page.content(), "a machine token was not refused")
         expect(self.page.url.endswith("/sign-in"), "a machine token signed in")
 
@@ -201,7 +231,7 @@ class Suite:
         expect(self.page.get_by_role("link", name="deploy-prod").is_visible(), "the token is not listed")
         self.shot("machine-tokens")
         self.page.get_by_label("State").select_option("revoked")
-        self.page.get_by_role("button", name="Filter").click()
+        navigate(self.page, self.page.get_by_role("button", name="Filter"))
         expect("state=revoked" in self.page.url, f"filter url {self.page.url}")
         expect("No machine tokens match" in self.page.content(), "the revoked filter kept an active token")
         self.page.goto(self.base + "/machine-tokens?environmentHint=prod&unusedFor=30d")
@@ -212,11 +242,11 @@ class Suite:
     def test_creating_a_cli_token_shows_its_secret_once(self):
         self.page.goto(self.base + "/settings/cli-tokens")
         self.shot("cli-tokens-empty")
-        self.page.get_by_role("link", name="New CLI token").click()
+        navigate(self.page, self.page.get_by_role("link", name="New CLI token"))
         self.page.get_by_label("Name").fill("release-pipeline")
         self.page.get_by_label("credledger-api/write").check()
         self.shot("cli-token-new")
-        self.page.get_by_role("button", name="Create CLI token").click()
+        navigate(self.page, self.page.get_by_role("button", name="Create CLI token"))
         expect("shown once" in self.page.content(), "the words 'shown once' are missing")
         secret = self.page.locator("#client-secret").input_value()
         client_id = self.page.locator("#client-id").input_value()
@@ -230,11 +260,7 @@ class Suite:
         expect(secret not in self.page.content(), "a reload showed the secret again")
         expect("already submitted" in self.page.content(), "a reload did not say the form was answered")
         self.page.goto(self.base + "/settings/cli-tokens")
-        try:
-            self.page.go_back()
-        except Exception:  # Chromium may refuse to show a no-store page again; that is the point.
-            pass
-        expect(secret not in self.page.content(), "going back showed the secret again")
+        expect(secret not in back(self.page), "going back showed the secret again")
         self.page.goto(self.base + "/settings/cli-tokens")
         expect(secret not in self.page.content(), "the list shows the secret")
         row = self.page.locator(f"tr[data-client-id='{client_id}']")
@@ -256,7 +282,7 @@ class Suite:
     def test_revoking_the_cli_token_from_the_page_stops_its_grants(self):
         self.page.goto(self.base + "/settings/cli-tokens")
         row = self.page.locator(f"tr[data-client-id='{self.client_id}']")
-        row.get_by_role("button", name="Revoke release-pipeline").click()
+        navigate(self.page, row.get_by_role("button", name="Revoke release-pipeline"))
         self.page.wait_for_url("**/settings/cli-tokens")
         row = self.page.locator(f"tr[data-client-id='{self.client_id}']")
         expect("revoked" in row.inner_text(), "the row does not say revoked")
@@ -267,13 +293,13 @@ class Suite:
     def test_rolling_a_machine_token_shows_the_new_value_once(self):
         old = self.machine_token["token"]
         self.page.goto(self.base + "/machine-tokens")
-        self.page.get_by_role("link", name="deploy-prod").click()
+        navigate(self.page, self.page.get_by_role("link", name="deploy-prod"))
         expect("Uses and denials" in self.page.content(), "no chart")
         expect(self.page.locator("figure.chart svg rect").count() > 0, "the chart has no bars")
         expect("deploy-script/2.1" in self.page.content(), "the last use is not shown")
         self.shot("machine-token")
         token_url = self.page.url
-        self.page.get_by_role("button", name="Roll").click()
+        navigate(self.page, self.page.get_by_role("button", name="Roll"))
         expect("shown once" in self.page.content(), "the roll page does not say 'shown once'")
         new = self.page.locator("#token-value").input_value()
         expect(new.startswith("cl_mt_prod_") and new != old, "no new value")
@@ -281,11 +307,7 @@ class Suite:
         self.page.reload()
         expect(new not in self.page.content(), "a reload showed the new value again")
         self.page.goto(token_url)
-        try:
-            self.page.go_back()
-        except Exception:
-            pass
-        expect(new not in self.page.content(), "going back showed the new value again")
+        expect(new not in back(self.page), "going back showed the new value again")
         expect(http("GET", f"{self.base}/v1/machine-tokens/{self.org}", old)[0] == 401, "the old value still works")
         expect(http("GET", f"{self.base}/v1/machine-tokens/{self.org}", new)[0] == 200, "the new value fails")
         self.rolled = new
@@ -293,17 +315,17 @@ class Suite:
     def test_the_incident_page_finds_a_token_by_value_and_by_hash(self):
         self.page.goto(self.base + "/incident")
         self.page.get_by_label("Token or its SHA-256").fill(self.rolled)
-        self.page.get_by_role("button", name="Trace").click()
+        navigate(self.page, self.page.get_by_role("button", name="Trace"))
         content = self.page.content()
         expect("Credential found" in content and "deploy-prod" in content, "the token was not traced")
         expect("the current value" in content, "the match is not named")
         expect("CredentialUsed" in content, "the timeline lacks the uses")
         self.shot("incident")
         self.page.get_by_label("Token or its SHA-256").fill(hashlib.sha256(self.machine_token["token"].encode()).hexdigest())
-        self.page.get_by_role("button", name="Trace").click()
+        navigate(self.page, self.page.get_by_role("button", name="Trace"))
         content = self.page.content()
         expect("deploy-prod" in content and "replaced" in content, "the old value's hash was not traced")
-        self.page.get_by_role("button", name="Revoke").click()
+        navigate(self.page, self.page.get_by_role("button", name="Revoke"))
         self.page.wait_for_url("**/machine-tokens/*")
         expect("Revoked: nothing more can be done" in self.page.content(), "the incident revoke did not revoke")
         expect(http("GET", f"{self.base}/v1/machine-tokens/{self.org}", self.rolled)[0] == 401, "still works")
@@ -314,9 +336,34 @@ class Suite:
         expect("MachineTokenRevoked" in content and "ServiceCredentialCreated" in content, "events missing")
         self.shot("audit")
         self.page.get_by_label("Outcome").select_option("denied")
-        self.page.get_by_role("button", name="Filter").click()
+        navigate(self.page, self.page.get_by_role("button", name="Filter"))
         expect("outcome=denied" in self.page.url, "the outcome filter is not in the url")
         expect("ServiceCredentialCreated" not in self.page.content(), "the outcome filter did nothing")
+
+    def test_the_machines_members_projects_and_ledger_pages(self):
+        self.page.goto(self.base + "/machines")
+        expect("deploy-web" in self.page.content(), "the machine is not listed")
+        self.shot("machines")
+        navigate(self.page, self.page.get_by_role("button", name="Revoke deploy-web"))
+        self.page.wait_for_url("**/machines")
+        expect("revoked" in self.page.locator("tbody tr").first.inner_text(), "the machine was not revoked")
+        self.page.goto(self.base + "/members")
+        expect("ops@acme.example" in self.page.content() and "owner" in self.page.content(), "members")
+        self.shot("members")
+        self.page.goto(self.base + "/projects")
+        content = self.page.content()
+        expect("web" in content and "production" in content and "staging" in content, "projects")
+        self.shot("projects")
+        deadline = time.time() + 5
+        while True:  # the first checkpoint is signed within a second of the first events
+            self.page.goto(self.base + "/ledger")
+            if "Tree size" in self.page.content() or time.time() > deadline:
+                break
+            time.sleep(0.3)
+        content = self.page.content()
+        expect("Tree size" in content and "Verifier key" in content and "audit verify" in content, "ledger")
+        expect("+" in self.page.locator("pre.note").nth(1).inner_text(), "no verifier key")
+        self.shot("ledger")
 
     def test_a_one_time_link_signs_in_once(self):
         env = dict(os.environ, CREDLEDGER_TOKEN=self.pat, CREDLEDGER_URL=self.base)
@@ -359,7 +406,7 @@ class Suite:
 
     def test_sign_out_ends_the_session(self):
         self.page.goto(self.base + "/machine-tokens")
-        self.page.get_by_role("button", name="Sign out").click()
+        navigate(self.page, self.page.get_by_role("button", name="Sign out"))
         self.page.wait_for_url("**/sign-in")
         self.page.goto(self.base + "/settings/cli-tokens")
         expect(self.page.url.endswith("/sign-in"), "signed out, yet the page opened")

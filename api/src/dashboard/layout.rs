@@ -18,13 +18,21 @@ pub enum Section {
     CliTokens,
     Audit,
     Incident,
+    Machines,
+    Members,
+    Projects,
+    Ledger,
 }
 
-const SECTIONS: [(Section, &str, &str); 4] = [
+const SECTIONS: [(Section, &str, &str); 8] = [
     (Section::MachineTokens, "/machine-tokens", "Machine tokens"),
+    (Section::Machines, "/machines", "Machines"),
     (Section::CliTokens, "/settings/cli-tokens", "Settings → CLI Tokens"),
+    (Section::Members, "/members", "Members"),
+    (Section::Projects, "/projects", "Projects"),
     (Section::Audit, "/audit", "Audit"),
     (Section::Incident, "/incident", "Incident"),
+    (Section::Ledger, "/ledger", "Ledger"),
 ];
 
 fn head(title: &str) -> Markup {

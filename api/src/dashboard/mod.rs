@@ -6,7 +6,9 @@
 mod audit;
 mod cli_tokens;
 mod layout;
+mod ledger;
 mod machine_tokens;
+mod organization;
 mod session;
 mod sign_in;
 
@@ -43,6 +45,11 @@ pub fn pages(state: &AppState) -> Router<AppState> {
         .route("/machine-tokens", get(machine_tokens::list))
         .route("/machine-tokens/{id}", get(machine_tokens::show))
         .route("/machine-tokens/{id}/{action}", post(machine_tokens::act))
+        .route("/machines", get(organization::machines))
+        .route("/machines/{id}/revoke", post(organization::revoke_machine))
+        .route("/members", get(organization::members))
+        .route("/projects", get(organization::projects))
+        .route("/ledger", get(ledger::show))
         .route("/audit", get(audit::trail))
         .route("/incident", get(audit::incident_form).post(audit::incident))
         .route("/assets/dashboard.css", get(css))
