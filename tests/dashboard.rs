@@ -54,12 +54,7 @@ async fn sign_in(server: &Server, pat: &str) -> String {
 }
 
 async fn get_page(server: &Server, path: &str, session: &str) -> reqwest::Response {
-    browser()
-        .get(server.url(path))
-        .header(COOKIE, format!("credledger_session={session}"))
-        .send()
-        .await
-        .expect("page")
+    browser().get(server.url(path)).header(COOKIE, format!("credledger_session={session}")).send().await.expect("page")
 }
 
 #[tokio::test]
@@ -163,8 +158,7 @@ async fn a_sign_in_link_works_once_within_a_minute_and_only_for_a_members_pat() 
     let trail = owner.get(&format!("/v1/audit/{org}?type=CredentialUsed")).await;
     assert!(trail.body.to_string().contains("/sign-in/link"), "{}", trail.body);
 
-    let (_, machine_token) =
-        owner.create_token(&org, json!({ "name": "ci", "environmentHint": "prod" })).await;
+    let (_, machine_token) = owner.create_token(&org, json!({ "name": "ci", "environmentHint": "prod" })).await;
     let refused = server.client(&machine_token).post_empty("/v1/dashboard/sign-in-links").await;
     assert_eq!(refused.status, 403, "{refused:?}");
     let refused = server.admin().post_empty("/v1/dashboard/sign-in-links").await;

@@ -35,8 +35,7 @@ pub async fn trail(State(app): State<AppState>, signed: Signed, RawQuery(raw): R
         ("ip", "IP or network", value(&query.ip), "203.0.113.0/24"),
     ];
     let outcome = value(&query.outcome);
-    let answer =
-        api_trail(State(app.clone()), signed.caller.clone(), Path(signed.org.to_string()), Query(query)).await;
+    let answer = api_trail(State(app.clone()), signed.caller.clone(), Path(signed.org.to_string()), Query(query)).await;
     let entries = match answer {
         Ok(page) => serde_json::to_value(&page.0).unwrap_or_default(),
         Err(problem) => return layout::problem(&signed, Section::Audit, &problem),
@@ -163,7 +162,10 @@ pub async fn incident(State(app): State<AppState>, signed: Signed, body: Bytes) 
         _ => None,
     };
     let timeline: Vec<Value> = traced["timeline"].as_array().cloned().unwrap_or_default();
-    let uses = timeline.iter().filter(|e| text(e, "type") == "CredentialUsed" || text(e, "type") == "AccessTokenIssued").count();
+    let uses = timeline
+        .iter()
+        .filter(|e| text(e, "type") == "CredentialUsed" || text(e, "type") == "AccessTokenIssued")
+        .count();
     let denials: u64 =
         timeline.iter().filter(|e| text(e, "outcome") == "denied").map(|e| e["count"].as_u64().unwrap_or(1)).sum();
     let newest_first: Vec<Value> = timeline.iter().rev().cloned().collect();

@@ -83,12 +83,7 @@ pub async fn list(State(app): State<AppState>, signed: Signed) -> Response {
     respond(StatusCode::OK, page(&signed, SECTION, "Settings → CLI Tokens", &body))
 }
 
-fn row(
-    signed: &Signed,
-    item: &Value,
-    owners: &HashMap<String, String>,
-    now: time::OffsetDateTime,
-) -> Markup {
+fn row(signed: &Signed, item: &Value, owners: &HashMap<String, String>, now: time::OffsetDateTime) -> Markup {
     let id = text(item, "id");
     let live = text(item, "state") != "revoked";
     let owner = owners.get(text(item, "owner")).map_or(text(item, "owner"), String::as_str);
@@ -251,7 +246,8 @@ pub async fn rotate(State(app): State<AppState>, signed: Signed, Path(id): Path<
 pub async fn transfer(State(app): State<AppState>, signed: Signed, Path(id): Path<String>, body: Bytes) -> Response {
     let to = Fields::parse(&body).one("to").unwrap_or_default().to_owned();
     let path = Path((signed.org.to_string(), credential_id(&id)));
-    let answer = api::transfer(State(app), signed.caller.clone(), path, Body(TransferServiceCredentialRequest { to })).await;
+    let answer =
+        api::transfer(State(app), signed.caller.clone(), path, Body(TransferServiceCredentialRequest { to })).await;
     back_to_list(&signed, answer.map(|_| ()))
 }
 

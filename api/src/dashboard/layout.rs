@@ -149,9 +149,10 @@ pub fn rfc3339(at: OffsetDateTime) -> String {
 
 /// A time the API rendered as RFC 3339, relative to now.
 pub fn ago_text(now: OffsetDateTime, value: &Value) -> Markup {
-    match value.as_str().and_then(|text| OffsetDateTime::parse(text, &Rfc3339).ok()) {
-        Some(at) => ago(now, at),
-        None => html! { span.muted { "Never" } },
+    if let Some(at) = value.as_str().and_then(|text| OffsetDateTime::parse(text, &Rfc3339).ok()) {
+        ago(now, at)
+    } else {
+        html! { span.muted { "Never" } }
     }
 }
 

@@ -27,8 +27,7 @@ pub async fn list(State(app): State<AppState>, signed: Signed, RawQuery(raw): Ra
         Err(problem) => return layout::problem(&signed, SECTION, &problem),
     };
     let filters = Filters::of(&query);
-    let answer =
-        api::list(State(app.clone()), signed.caller.clone(), Path(signed.org.to_string()), Query(query)).await;
+    let answer = api::list(State(app.clone()), signed.caller.clone(), Path(signed.org.to_string()), Query(query)).await;
     let tokens = match answer {
         Ok(page) => page.0,
         Err(problem) => return layout::problem(&signed, SECTION, &problem),
@@ -162,10 +161,13 @@ fn token_id(id: &str) -> String {
 
 pub async fn show(State(app): State<AppState>, signed: Signed, Path(id): Path<String>) -> Response {
     let path = Path((signed.org.to_string(), token_id(&id)));
-    let token = match api::show(State(app.clone()), signed.caller.clone(), path, Query(Default::default())).await {
-        Ok(token) => token.0,
-        Err(problem) => return layout::problem(&signed, SECTION, &problem),
-    };
+    let token =
+        match api::show(State(app.clone()), signed.caller.clone(), path, Query(crate::as_of::AsOfQuery::default()))
+            .await
+        {
+            Ok(token) => token.0,
+            Err(problem) => return layout::problem(&signed, SECTION, &problem),
+        };
     let timeline = app.projections.credential_timeline(signed.org, token.id).unwrap_or_default();
     let now = app.clock.now();
     let owners = emails(&app, signed.org);

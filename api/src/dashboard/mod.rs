@@ -115,9 +115,8 @@ async fn csrf(State(app): State<AppState>, request: Request, next: Next) -> Resp
     };
     let sent = Fields::parse(&bytes).one("csrf").map(str::to_owned);
     let valid = match (expected, sent) {
-        (Some(expected), Some(sent)) => {
-            credledger_domain::token::TokenDigest::of(&expected).ct_eq(&credledger_domain::token::TokenDigest::of(&sent))
-        }
+        (Some(expected), Some(sent)) => credledger_domain::token::TokenDigest::of(&expected)
+            .ct_eq(&credledger_domain::token::TokenDigest::of(&sent)),
         _ => false,
     };
     if !valid {
@@ -156,5 +155,6 @@ pub fn api_query<T: serde::de::DeserializeOwned>(query: Option<&str>) -> Result<
         .map(|(k, v)| (k.into_owned(), v.trim().to_owned()))
         .collect();
     let encoded = form_urlencoded::Serializer::new(String::new()).extend_pairs(kept).finish();
-    serde_urlencoded::from_str(&encoded).map_err(|error| crate::Problem::bad_request("invalid_query", error.to_string()))
+    serde_urlencoded::from_str(&encoded)
+        .map_err(|error| crate::Problem::bad_request("invalid_query", error.to_string()))
 }

@@ -91,8 +91,7 @@ impl Sessions {
         {
             inner.sessions.remove(&oldest);
         }
-        let session =
-            Session { pat, csrf, expires_at: now + SESSION_LIFETIME, answered_forms: HashSet::new() };
+        let session = Session { pat, csrf, expires_at: now + SESSION_LIFETIME, answered_forms: HashSet::new() };
         inner.sessions.insert(key(&value), session);
         Ok(value)
     }

@@ -25,7 +25,6 @@ use crate::auth::{Caller, Peer};
 use crate::problem::{Problem, ProblemDocument};
 use crate::usage::Use;
 
-
 /// `/`: the machine tokens for a signed-in member, the sign-in page for anybody else.
 pub async fn home(signed: Result<Signed, Response>) -> Response {
     match signed {

@@ -106,7 +106,10 @@ fn no_checkpoint() -> Problem {
 /// The latest signed checkpoint.
 #[utoipa::path(get, path = "/v1/ledger/checkpoint", tag = "ledger",
     responses((status = 200, body = CheckpointView), (status = "4XX", body = ProblemDocument, content_type = "application/problem+json")))]
-pub(crate) async fn latest_checkpoint(State(app): State<AppState>, caller: Caller) -> Result<Json<CheckpointView>, Problem> {
+pub(crate) async fn latest_checkpoint(
+    State(app): State<AppState>,
+    caller: Caller,
+) -> Result<Json<CheckpointView>, Problem> {
     caller.require_human()?;
     let latest = app.projections.latest_checkpoint()?.ok_or_else(no_checkpoint)?;
     Ok(Json(latest.into()))
