@@ -53,6 +53,27 @@ async fn sign_in(server: &Server, pat: &str) -> String {
     set_cookie(&reply, "credledger_session").expect("a session cookie")
 }
 
+/// Opens a sign-in link: the page, and the CSRF value its form and cookie carry.
+async fn open_link(url: &str) -> (String, String) {
+    let reply = browser().get(url).send().await.expect("link");
+    assert_eq!(reply.status(), StatusCode::OK);
+    let cookie = cookie_value(&set_cookie(&reply, "credledger_sign_in").expect("a sign-in cookie"));
+    let page = reply.text().await.expect("page");
+    assert_eq!(csrf_of(&page), cookie);
+    (page, cookie)
+}
+
+/// Presses the link page's Sign in button.
+async fn use_link(url: &str, csrf: &str) -> reqwest::Response {
+    browser()
+        .post(url)
+        .header(COOKIE, format!("credledger_sign_in={csrf}"))
+        .form(&[("csrf", csrf)])
+        .send()
+        .await
+        .expect("post")
+}
+
 async fn get_page(server: &Server, path: &str, session: &str) -> reqwest::Response {
     browser().get(server.url(path)).header(COOKIE, format!("credledger_session={session}")).send().await.expect("page")
 }
@@ -141,17 +162,28 @@ async fn a_sign_in_link_works_once_within_a_minute_and_only_for_a_members_pat() 
     let url = link.body["url"].as_str().expect("url").to_owned();
     assert!(url.starts_with(&server.url("/sign-in/link/")), "{url}");
 
-    let first = browser().get(&url).send().await.expect("link");
-    assert_eq!(first.status(), StatusCode::SEE_OTHER);
-    let session = cookie_value(&set_cookie(&first, "credledger_session").expect("a session"));
+    // Opening the link asks (naming the member) and spends nothing; the button's post signs in.
+    let (first, csrf) = open_link(&url).await;
+    assert!(first.contains("ops@acme.example"), "{first}");
+    let (_, csrf_again) = open_link(&url).await;
+    let used = use_link(&url, &csrf).await;
+    assert_eq!(used.status(), StatusCode::SEE_OTHER);
+    let session = cookie_value(&set_cookie(&used, "credledger_session").expect("a session"));
     assert_eq!(get_page(&server, "/machine-tokens", &session).await.status(), StatusCode::OK);
-    let second = browser().get(&url).send().await.expect("link");
+    let second = use_link(&url, &csrf_again).await;
     assert_eq!(second.status(), StatusCode::GONE);
     assert!(set_cookie(&second, "credledger_session").is_none());
+    assert_eq!(browser().get(&url).send().await.expect("link").status(), StatusCode::GONE);
+    // Without the form's CSRF value, the link is not used up either.
+    let fresh = owner.post_empty("/v1/dashboard/sign-in-links").await.body["url"].as_str().expect("url").to_owned();
+    let refused = browser().post(&fresh).form(&[("csrf", "x")]).send().await.expect("post");
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    assert_eq!(browser().get(&fresh).send().await.expect("link").status(), StatusCode::OK);
 
     let late = owner.post_empty("/v1/dashboard/sign-in-links").await.body["url"].as_str().expect("url").to_owned();
+    let (_, csrf) = open_link(&late).await;
     server.shift_clock(61);
-    assert_eq!(browser().get(&late).send().await.expect("link").status(), StatusCode::GONE);
+    assert_eq!(use_link(&late, &csrf).await.status(), StatusCode::GONE);
     server.shift_clock(0);
 
     // The sign-in is in the ledger as a use of the PAT.

@@ -35,7 +35,7 @@ pub fn pages(state: &AppState) -> Router<AppState> {
     Router::new()
         .route("/", get(sign_in::home))
         .route("/sign-in", get(sign_in::form).post(sign_in::submit))
-        .route("/sign-in/link/{link}", get(sign_in::with_link))
+        .route("/sign-in/link/{link}", get(sign_in::link_form).post(sign_in::with_link))
         .route("/sign-out", post(sign_in::sign_out))
         .route("/settings/cli-tokens", get(cli_tokens::list).post(cli_tokens::create))
         .route("/settings/cli-tokens/new", get(cli_tokens::new))
@@ -108,7 +108,7 @@ async fn csrf(State(app): State<AppState>, request: Request, next: Next) -> Resp
         .and_then(|cookie| app.dashboard.get(cookie, app.clock.now()))
     {
         Some(session) => Some(session.csrf),
-        None if parts.uri.path() == "/sign-in" => {
+        None if parts.uri.path() == "/sign-in" || parts.uri.path().starts_with("/sign-in/link/") => {
             session::cookie(&parts.headers, session::SIGN_IN_COOKIE).map(str::to_owned)
         }
         None => None,

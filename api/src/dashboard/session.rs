@@ -140,6 +140,12 @@ impl Sessions {
         Ok(value)
     }
 
+    /// The PAT a sign-in link would sign in, without using it up.
+    pub fn peek_link(&self, value: &str, now: OffsetDateTime) -> Option<TokenDigest> {
+        let inner = self.lock();
+        inner.links.get(&key(value)).filter(|link| link.expires_at > now).map(|link| link.pat)
+    }
+
     /// Uses a sign-in link up: the PAT it signs in, once, within its minute.
     pub fn take_link(&self, value: &str, now: OffsetDateTime) -> Option<TokenDigest> {
         let link = self.lock().links.remove(&key(value))?;
@@ -240,7 +246,9 @@ mod tests {
         let now = OffsetDateTime::UNIX_EPOCH;
         let pat = TokenDigest::of("cl_pat_x");
         let link = sessions.new_link(pat, now).unwrap();
+        assert_eq!(sessions.peek_link(&link, now), Some(pat));
         assert_eq!(sessions.take_link(&link, now), Some(pat));
+        assert_eq!(sessions.peek_link(&link, now), None);
         assert_eq!(sessions.take_link(&link, now), None);
         let late = sessions.new_link(pat, now).unwrap();
         assert_eq!(sessions.take_link(&late, now + LINK_LIFETIME), None);

@@ -87,6 +87,42 @@ pub async fn submit(State(app): State<AppState>, peer: Peer, headers: HeaderMap,
 }
 
 /// Signs in with a one-time link: it works once, within a minute of being made.
+///
+/// Opening the link only asks; the button's post uses it up. So a link preview or a prefetch
+/// cannot spend it, and a page cannot sign a visitor in as somebody else without a click that
+/// names who they would be.
+pub async fn link_form(
+    State(app): State<AppState>,
+    peer: Peer,
+    headers: HeaderMap,
+    Path(link): Path<String>,
+) -> Response {
+    let Some(pat) = app.dashboard.peek_link(&link, app.clock.now()) else { return link_spent(&app) };
+    let Ok((caller, org)) = session::member_pat(&app, &pat, &headers, peer.0, "GET") else { return link_spent(&app) };
+    let email = caller
+        .member_id()
+        .and_then(|member| app.projections.member(org, member).ok().flatten())
+        .map(|row| row.email)
+        .unwrap_or_default();
+    let Ok(csrf) = session::random_value() else {
+        return super::layout::refusal(StatusCode::INTERNAL_SERVER_ERROR, "The server's random source failed.");
+    };
+    let body = html! {
+        form.card method="post" action={ "/sign-in/link/" (link) } {
+            input type="hidden" name="csrf" value=(csrf);
+            p { "Sign in to the dashboard as " strong { (email) } "?" }
+            p.help { "This link works once, within a minute of being made." }
+            button.primary type="submit" { "Sign in" }
+        }
+    };
+    let mut response = respond(StatusCode::OK, bare("Sign in with a link", &body));
+    if let Ok(value) = session::set_cookie(&app, SIGN_IN_COOKIE, &csrf, time::Duration::minutes(5)).parse() {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+    response
+}
+
+/// Uses a one-time sign-in link up: it works once, within a minute of being made.
 pub async fn with_link(
     State(app): State<AppState>,
     peer: Peer,
@@ -95,12 +131,16 @@ pub async fn with_link(
 ) -> Response {
     match app.dashboard.take_link(&link, app.clock.now()) {
         Some(pat) => start(&app, pat, peer, &headers, "/sign-in/link").await,
-        None => sign_in_page(
-            &app,
-            StatusCode::GONE,
-            Some("This sign-in link was already used or has expired. Run `credledger dashboard` again."),
-        ),
+        None => link_spent(&app),
     }
+}
+
+fn link_spent(app: &AppState) -> Response {
+    sign_in_page(
+        app,
+        StatusCode::GONE,
+        Some("This sign-in link was already used or has expired. Run `credledger dashboard` again."),
+    )
 }
 
 /// Checks the PAT, records the sign-in, starts the session.
