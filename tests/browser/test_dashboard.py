@@ -344,6 +344,11 @@ class Suite:
         self.page.goto(self.base + "/machines")
         expect("deploy-web" in self.page.content(), "the machine is not listed")
         self.shot("machines")
+        navigate(self.page, self.page.get_by_role("link", name="deploy-web"))
+        content = self.page.content()
+        expect("credledger machine rotate-key" in content and "Public key" in content, "the machine's page")
+        self.shot("machine")
+        self.page.goto(self.base + "/machines")
         navigate(self.page, self.page.get_by_role("button", name="Revoke deploy-web"))
         self.page.wait_for_url("**/machines")
         expect("revoked" in self.page.locator("tbody tr").first.inner_text(), "the machine was not revoked")
@@ -406,6 +411,16 @@ class Suite:
         page.goto(self.base + "/machine-tokens")
         expect(page.url.endswith("/sign-in"), "a revoked PAT's session still works")
         context.close()
+
+    def test_the_keyboard_reaches_the_content_and_every_control_has_a_label(self):
+        for path in ("/machine-tokens", "/settings/cli-tokens", "/settings/cli-tokens/new", "/audit", "/incident"):
+            self.page.goto(self.base + path)
+            self.page.keyboard.press("Tab")
+            focused = self.page.evaluate("document.activeElement.textContent")
+            expect(focused == "Skip to content", f"{path}: the first Tab lands on {focused!r}")
+            unlabelled = self.page.evaluate("""() => [...document.querySelectorAll('input:not([type=hidden]), select')]
+                .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label')).map(e => e.name)""")
+            expect(not unlabelled, f"{path}: controls without a label: {unlabelled}")
 
     def test_sign_out_ends_the_session(self):
         self.page.goto(self.base + "/machine-tokens")

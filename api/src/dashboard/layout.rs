@@ -54,6 +54,7 @@ pub fn page(signed: &Signed, section: Section, title: &str, body: &Markup) -> Ma
         html lang="en" {
             (head(title))
             body {
+                a.skip href="#main" { "Skip to content" }
                 header.top {
                     a.brand href="/" { "credledger" }
                     nav aria-label="Sections" {
@@ -67,7 +68,7 @@ pub fn page(signed: &Signed, section: Section, title: &str, body: &Markup) -> Ma
                         button type="submit" { "Sign out" }
                     }
                 }
-                main {
+                main id="main" tabindex="-1" {
                     h1 { (title) }
                     (body)
                 }

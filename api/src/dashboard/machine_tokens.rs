@@ -244,7 +244,7 @@ fn actions(signed: &Signed, token: &MachineTokenView) -> Markup {
 const DAYS: i64 = 14;
 
 /// Uses and denials per day for the last [`DAYS`] days, as bars.
-fn chart(timeline: &[AuditEntry], today: Date) -> Markup {
+pub(super) fn chart(timeline: &[AuditEntry], today: Date) -> Markup {
     let mut uses = [0u64; DAYS as usize];
     let mut denials = [0u64; DAYS as usize];
     for entry in timeline {
@@ -293,7 +293,7 @@ fn chart(timeline: &[AuditEntry], today: Date) -> Markup {
     }
 }
 
-fn recent(timeline: &[AuditEntry], now: OffsetDateTime) -> Markup {
+pub(super) fn recent(timeline: &[AuditEntry], now: OffsetDateTime) -> Markup {
     html! {
         @if timeline.is_empty() { p.empty { "Nothing recorded yet." } } @else {
             div.table-wrap {

@@ -46,6 +46,7 @@ pub fn pages(state: &AppState) -> Router<AppState> {
         .route("/machine-tokens/{id}", get(machine_tokens::show))
         .route("/machine-tokens/{id}/{action}", post(machine_tokens::act))
         .route("/machines", get(organization::machines))
+        .route("/machines/{id}", get(organization::machine))
         .route("/machines/{id}/revoke", post(organization::revoke_machine))
         .route("/members", get(organization::members))
         .route("/projects", get(organization::projects))

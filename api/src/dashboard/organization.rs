@@ -48,7 +48,7 @@ pub async fn machines(State(app): State<AppState>, signed: Signed) -> Response {
                 } }
                 tbody { @for item in &list {
                     tr {
-                        td data-label="Name" { strong { (text(item, "name")) } br; code.id { (text(item, "id")) } }
+                        td data-label="Name" { a href={ "/machines/" (text(item, "id")) } { (text(item, "name")) } }
                         td data-label="Project / environment" { code { (text(item, "environment")) } }
                         td data-label="State" { (state(text(item, "state"))) @if item["flagged"].is_object() { " " span.state.state-flagged { "flagged" } } }
                         td data-label="Owner" { (owners.get(text(item, "owner")).map_or(text(item, "owner"), String::as_str)) }
@@ -72,6 +72,56 @@ pub async fn machines(State(app): State<AppState>, signed: Signed) -> Response {
         }
     };
     respond(StatusCode::OK, page(&signed, Section::Machines, "Machines", &body))
+}
+
+pub async fn machine(State(app): State<AppState>, signed: Signed, Path(id): Path<String>) -> Response {
+    let id: String = id.chars().filter(|c| c.is_ascii_hexdigit() || *c == '-').collect();
+    let path = Path((signed.org.to_string(), id.clone()));
+    let item = match machines::show(State(app.clone()), signed.caller.clone(), path, Query(AsOfQuery::default())).await
+    {
+        Ok(machine) => serde_json::to_value(machine.0).unwrap_or_default(),
+        Err(problem) => return layout::problem(&signed, Section::Machines, &problem),
+    };
+    let timeline = id
+        .parse()
+        .ok()
+        .and_then(|credential| app.projections.credential_timeline(signed.org, credential).ok())
+        .unwrap_or_default();
+    let now = app.clock.now();
+    let owners = emails(&app, signed.org);
+    let name = text(&item, "name");
+    let body = html! {
+        dl.facts {
+            dt { "State" } dd { (state(text(&item, "state"))) }
+            dt { "Environment" } dd { code { (text(&item, "environment")) } }
+            dt { "Owner" } dd { (owners.get(text(&item, "owner")).map_or(text(&item, "owner"), String::as_str)) }
+            dt { "Public key" } dd { code.id { (text(&item, "publicKey")) } }
+            dt { "Created" } dd { (ago_text(now, &item["createdAt"])) }
+            dt { "Key rotated" } dd { (ago_text(now, &item["keyRotatedAt"])) }
+            dt { "Last used" } dd {
+                (ago_text(now, &item["lastUsedAt"]))
+                @if item["lastUsedAt"].is_string() { " from " code { (text(&item, "lastUsedIp")) } " · " (text(&item, "lastUsedUserAgent")) }
+            }
+        }
+        h2 { "Uses and denials, last 14 days" }
+        (super::machine_tokens::chart(&timeline, now.date()))
+        h2 { "Actions" }
+        @if text(&item, "state") == "revoked" { p.muted { "Revoked: nothing more can be done with it." } } @else {
+            p {
+                "To rotate its key, run this where the machine's key is kept: it makes the new key pair there and sends "
+                "only the public key; then put the new " code { "CREDLEDGER_MACHINE_KEY" } " line it prints in the machine's CI/CD secrets."
+            }
+            pre.note { "credledger machine rotate-key " (text(&item, "id")) }
+            form method="post" action={ "/machines/" (text(&item, "id")) "/revoke" }
+                data-confirm={ "Revoke the machine " (name) "? Its access tokens fail on their next request." } {
+                (csrf_field(&signed))
+                button.danger type="submit" { "Revoke" }
+            }
+        }
+        h2 { "Recent activity" }
+        (super::machine_tokens::recent(&timeline, now))
+    };
+    respond(StatusCode::OK, page(&signed, Section::Machines, &format!("Machine {name}"), &body))
 }
 
 pub async fn revoke_machine(State(app): State<AppState>, signed: Signed, Path(id): Path<String>) -> Response {

@@ -157,7 +157,7 @@ pub(crate) async fn list(
 
 #[utoipa::path(get, path = "/v1/machines/{orgId}/{id}", tag = TAG, params(("orgId" = String, Path), ("id" = String, Path), AsOfQuery),
     responses((status = 200, body = MachineView), (status = "4XX", body = ProblemDocument, content_type = "application/problem+json")))]
-async fn show(
+pub(crate) async fn show(
     State(app): State<AppState>,
     caller: Caller,
     Path((org, id)): Path<(String, String)>,
