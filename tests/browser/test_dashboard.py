@@ -312,6 +312,22 @@ class Suite:
         expect(http("GET", f"{self.base}/v1/machine-tokens/{self.org}", new)[0] == 200, "the new value fails")
         self.rolled = new
 
+    def test_disabling_enabling_and_transferring_a_machine_token(self):
+        status, added = http("POST", f"{self.base}/v1/orgs/{self.org}/members", self.pat,
+                             {"email": "dev@acme.example", "role": "member"})
+        expect(status == 201, f"adding a member: {status} {added}")
+        self.page.goto(self.base + "/machine-tokens")
+        navigate(self.page, self.page.get_by_role("link", name="deploy-prod"))
+        navigate(self.page, self.page.get_by_role("button", name="Disable"))
+        expect("disabled" in self.page.locator("dl.facts").inner_text(), "not disabled")
+        expect(http("GET", f"{self.base}/v1/machine-tokens/{self.org}", self.rolled)[0] == 401, "a disabled token works")
+        navigate(self.page, self.page.get_by_role("button", name="Enable"))
+        expect("active" in self.page.locator("dl.facts").inner_text(), "not enabled again")
+        expect(http("GET", f"{self.base}/v1/machine-tokens/{self.org}", self.rolled)[0] == 200, "an enabled token fails")
+        self.page.get_by_label("Transfer to").fill("dev@acme.example")
+        navigate(self.page, self.page.get_by_role("button", name="Transfer"))
+        expect("dev@acme.example" in self.page.locator("dl.facts").inner_text(), "not transferred")
+
     def test_the_incident_page_finds_a_token_by_value_and_by_hash(self):
         self.page.goto(self.base + "/incident")
         self.page.get_by_label("Token or its SHA-256").fill(self.rolled)
@@ -398,7 +414,7 @@ class Suite:
 
     def test_revoking_the_pat_ends_its_sessions(self):
         members = http("GET", f"{self.base}/v1/orgs/{self.org}/members", self.pat)[1]
-        member = members["items"][0]["id"]
+        member = next(m["id"] for m in members["items"] if m["email"] == "ops@acme.example")
         status, created = http("POST", f"{self.base}/v1/orgs/{self.org}/members/{member}/tokens", self.pat,
                                {"name": "laptop"})
         expect(status == 201, f"creating a PAT: {status} {created}")
