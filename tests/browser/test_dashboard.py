@@ -244,6 +244,12 @@ class Suite:
         self.shot("cli-tokens-empty")
         navigate(self.page, self.page.get_by_role("link", name="New CLI token"))
         self.page.get_by_label("Name").fill("release-pipeline")
+        # No scope: the API refuses it, and the form comes back with the reason and the name kept.
+        self.page.get_by_label("credledger-api/read").uncheck()
+        navigate(self.page, self.page.get_by_role("button", name="Create CLI token"))
+        expect(self.page.locator("p.error").count() == 1, "no error for a token without scopes")
+        expect(self.page.get_by_label("Name").input_value() == "release-pipeline", "the name was lost")
+        self.page.get_by_label("credledger-api/read").check()
         self.page.get_by_label("credledger-api/write").check()
         self.shot("cli-token-new")
         navigate(self.page, self.page.get_by_role("button", name="Create CLI token"))

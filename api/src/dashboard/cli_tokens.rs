@@ -138,20 +138,28 @@ fn row(signed: &Signed, item: &Value, owners: &HashMap<String, String>, now: tim
 }
 
 pub async fn new(signed: Signed) -> Response {
+    new_form(&signed, StatusCode::OK, None, "", &[SCOPES[0].to_owned()])
+}
+
+/// The form, fresh or again with what the API refused about it.
+fn new_form(signed: &Signed, status: StatusCode, error: Option<&Problem>, name: &str, scopes: &[String]) -> Response {
     let form_id = random_value().unwrap_or_default();
     let body = html! {
+        @if let Some(problem) = error {
+            p.error role="alert" { (problem.detail) @if let Some(field) = &problem.field { " (" (field) ")" } }
+        }
         form.card method="post" action="/settings/cli-tokens" {
-            (csrf_field(&signed))
+            (csrf_field(signed))
             input type="hidden" name="form" value=(form_id);
             label for="name" { "Name" }
             input id="name" name="name" type="text" required maxlength="100" placeholder="deploy-pipeline"
-                aria-describedby="name-help";
+                value=(name) aria-describedby="name-help";
             p.help id="name-help" { "Say what uses it, so that whoever finds it later knows." }
             fieldset {
                 legend { "Scopes" }
                 @for scope in SCOPES {
                     label.check {
-                        input type="checkbox" name="scope" value=(scope) checked[scope.ends_with("read")];
+                        input type="checkbox" name="scope" value=(scope) checked[scopes.iter().any(|s| s == scope)];
                         " " code { (scope) }
                     }
                 }
@@ -162,7 +170,7 @@ pub async fn new(signed: Signed) -> Response {
             }
         }
     };
-    respond(StatusCode::OK, page(&signed, SECTION, "New CLI token", &body))
+    respond(status, page(signed, SECTION, "New CLI token", &body))
 }
 
 pub async fn create(State(app): State<AppState>, signed: Signed, body: Bytes) -> Response {
@@ -171,9 +179,10 @@ pub async fn create(State(app): State<AppState>, signed: Signed, body: Bytes) ->
     if form.is_empty() || !app.dashboard.answer_form(&signed.cookie, &form) {
         return already_answered(&signed);
     }
+    let (name, scopes) = (fields.one("name").unwrap_or_default().to_owned(), fields.all("scope"));
     let request = CreateServiceCredentialRequest {
-        name: fields.one("name").unwrap_or_default().to_owned(),
-        scopes: Some(fields.all("scope")),
+        name: name.clone(),
+        scopes: Some(scopes.clone()),
         conditions: None,
         expires_in_days: None,
         owner: None,
@@ -182,6 +191,10 @@ pub async fn create(State(app): State<AppState>, signed: Signed, body: Bytes) ->
         Ok((_, created)) => {
             let created = json(&created.0);
             shown_once(&signed, "CLI token created", &created)
+        }
+        // Nothing was made: the same form may be sent again, corrected.
+        Err(problem) if problem.status.is_client_error() && problem.status != StatusCode::FORBIDDEN => {
+            new_form(&signed, problem.status, Some(&problem), &name, &scopes)
         }
         Err(problem) => layout::problem(&signed, SECTION, &problem),
     }
