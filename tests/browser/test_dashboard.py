@@ -158,6 +158,10 @@ class Suite:
         self.context = self.new_context()
         self.page = self.context.new_page()
         self.page.on("dialog", lambda dialog: dialog.accept())
+        # A style or script the Content-Security-Policy blocks shows as a console error.
+        self.console_errors = []
+        self.page.on("console", lambda m: m.type == "error" and self.console_errors.append(m.text))
+        self.page.on("pageerror", lambda error: self.console_errors.append(str(error)))
         os.makedirs(SHOTS, exist_ok=True)
 
     def new_context(self):
@@ -259,6 +263,10 @@ class Suite:
         expect(secret.startswith("cl_cs_"), f"secret {secret[:8]}")
         expect(client_id.startswith("cl_ci_"), f"client id {client_id[:8]}")
         expect(self.page.get_by_role("button", name="Copy").count() == 2, "no copy buttons")
+        self.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=self.base)
+        self.page.get_by_role("button", name="Copy").nth(1).click()
+        self.page.get_by_role("button", name="Copied").wait_for()
+        expect(self.page.evaluate("navigator.clipboard.readText()") == secret, "Copy did not copy the secret")
         self.shot("cli-token-created")
         self.secret, self.client_id = secret, client_id
         # A reload posts the form again: it is answered once, and the secret never shows again.
@@ -443,6 +451,12 @@ class Suite:
             unlabelled = self.page.evaluate("""() => [...document.querySelectorAll('input:not([type=hidden]), select')]
                 .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label')).map(e => e.name)""")
             expect(not unlabelled, f"{path}: controls without a label: {unlabelled}")
+
+    def test_no_page_broke_its_content_security_policy_or_its_script(self):
+        # Going back to a post's answer may log a cache miss; nothing else may be logged.
+        errors = [e for e in self.console_errors if "ERR_CACHE_MISS" not in e and "status of 4" not in e]
+        expect(not errors, f"console errors: {errors}")
+        print(f"        ({len(self.console_errors)} console errors seen, {len(errors)} unexpected)")
 
     def test_sign_out_ends_the_session(self):
         self.page.goto(self.base + "/machine-tokens")
