@@ -142,7 +142,8 @@ class Suite:
         self.org = org["id"]
         self.pat = org["ownerToken"]
         status, token = http("POST", f"{self.base}/v1/machine-tokens/{self.org}", self.pat,
-                             {"name": "deploy-prod", "environmentHint": "prod", "expiresInDays": 90})
+                             {"name": "deploy-prod", "environmentHint": "prod", "expiresInDays": 90,
+                              "conditions": {"ipAllowlist": ["127.0.0.0/8", "::1/128"]}})
         expect(status == 201, f"creating a machine token: {status} {token}")
         self.machine_token = token
         status, project = http("POST", f"{self.base}/v1/projects/{self.org}", self.pat,
@@ -311,6 +312,7 @@ class Suite:
         expect("Uses and denials" in self.page.content(), "no chart")
         expect(self.page.locator("figure.chart svg rect").count() > 0, "the chart has no bars")
         expect("deploy-script/2.1" in self.page.content(), "the last use is not shown")
+        expect("127.0.0.0/8" in self.page.locator("dl.facts").inner_text(), "the IP allowlist is not shown")
         self.shot("machine-token")
         token_url = self.page.url
         navigate(self.page, self.page.get_by_role("button", name="Roll"))

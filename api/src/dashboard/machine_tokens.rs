@@ -203,7 +203,7 @@ fn facts(token: &MachineTokenView, owners: &std::collections::HashMap<String, St
             }
             dt { "Uses / denials" } dd { (token.use_count) " / " (token.denied_count) }
             dt { "IP allowlist" } dd { @if conditions.ip_allowlist.is_empty() { "Any address" } @else { @for cidr in &conditions.ip_allowlist { code { (cidr.to_string()) } " " } } }
-            dt { "Time windows" } dd { @if conditions.time_windows.is_empty() { "Any time" } @else { (serde_json::to_string(&conditions.time_windows).unwrap_or_default()) } }
+            dt { "Time windows" } dd { @if conditions.time_windows.is_empty() { "Any time" } @else { @for window in &conditions.time_windows { span.nowrap { (window.to_string()) " UTC" } br; } } }
             dt { "User agent" } dd { @match &conditions.user_agent_pattern { Some(pattern) => code { (pattern.to_string()) }, None => "Any" } }
         }
     }
