@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -102,6 +103,10 @@ class Server:
             os.kill(self.process.pid, signal.SIGKILL)
             self.process.wait()
         self.log.close()
+        if self.process.returncode == 0:
+            shutil.rmtree(self.data, ignore_errors=True)
+        else:
+            print(f"the server exited with {self.process.returncode}; its data and log stay in {self.data}")
 
 
 def navigate(page, control):
