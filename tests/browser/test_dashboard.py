@@ -348,6 +348,10 @@ class Suite:
         self.page.get_by_label("Transfer to").fill("dev@acme.example")
         navigate(self.page, self.page.get_by_role("button", name="Transfer"))
         expect("dev@acme.example" in self.page.locator("dl.facts").inner_text(), "not transferred")
+        navigate(self.page, self.page.get_by_role("link", name="All its events in the audit trail"))
+        content = self.page.content()
+        expect("MachineTokenTransferred" in content and "MachineTokenDisabled" in content, "its trail")
+        expect("ServiceCredentialCreated" not in content, "the trail of one token shows other credentials")
 
     def test_the_incident_page_finds_a_token_by_value_and_by_hash(self):
         self.page.goto(self.base + "/incident")

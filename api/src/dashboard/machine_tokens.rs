@@ -180,6 +180,7 @@ pub async fn show(State(app): State<AppState>, signed: Signed, Path(id): Path<St
         (actions(&signed, &token))
         h2 { "Recent activity" }
         (recent(&timeline, now))
+        p { a href={ "/audit?credentialId=" (token.id) } { "All its events in the audit trail" } }
     };
     respond(StatusCode::OK, page(&signed, SECTION, &title, &body))
 }

@@ -2,6 +2,10 @@
 //! credledger — owners, incident responders, auditors. Every page acts as the signed-in member's
 //! [`Caller`](crate::auth::Caller) and calls the API's own handlers, so a page can never decide
 //! differently from the API. Sessions, CSRF and the security headers are layers set up once here.
+//!
+//! Sessions and CSRF are a few lines of our own rather than tower-sessions and a CSRF crate: a
+//! session must name its PAT only by digest and be checked against the hot index on every request
+//! (so that revoking the PAT ends it), which a generic session store would not do for us.
 
 mod audit;
 mod cli_tokens;
