@@ -234,7 +234,7 @@ pub fn client_ip(peer: IpAddr, forwarded_for: Option<&str>, trusted: &[Cidr]) ->
     client
 }
 
-fn actor_of(view: &CredentialView) -> Actor {
+pub(crate) fn actor_of(view: &CredentialView) -> Actor {
     match (view.kind, view.owner) {
         (CredentialKind::PersonalToken, Some(member)) => Actor::member(member),
         (CredentialKind::PersonalToken, None) => Actor::system("server-admin"),

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod background;
 mod clock;
 mod command;
+pub mod dashboard;
 mod extract;
 pub mod freshness;
 #[doc(hidden)]
@@ -75,6 +76,8 @@ pub struct AppState {
     /// The master key of secrets; a server without one refuses the secrets routes.
     pub secrets_key: Option<Arc<secrets_key::SecretsKey>>,
     pub(crate) limiter: Arc<limiter::Limiter>,
+    /// The dashboard's sessions and one-time sign-in links (memory only).
+    pub(crate) dashboard: Arc<dashboard::Sessions>,
 }
 
 impl AppState {
@@ -97,6 +100,7 @@ impl AppState {
             ledger,
             secrets_key: None,
             limiter: Arc::default(),
+            dashboard: Arc::default(),
         }
     }
 
@@ -167,6 +171,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(routes::export::routes())
         .merge(routes::incidents::routes())
         .merge(routes::ledger::routes())
+        .merge(dashboard::api_routes())
         .split_for_parts()
 }
 
@@ -189,6 +194,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 
 pub fn router(state: AppState) -> Router {
     let (routes, _) = api();
+    let routes = routes.merge(dashboard::pages(&state));
     let document: axum::body::Bytes = serde_json::to_vec(&openapi()).unwrap_or_default().into();
     routes
         .route(

@@ -86,6 +86,10 @@ enum Command {
     Logout,
     /// Show the credential in use.
     Whoami,
+    /// Print a link that signs you in to the web dashboard: it works once, within a minute.
+    ///
+    /// Example: credledger dashboard
+    Dashboard,
 }
 
 #[derive(Debug, Subcommand)]
@@ -127,6 +131,7 @@ fn main() -> ExitCode {
         Command::Login(args) => client::run(&cli.global, commands::session::login(&cli.global, args)),
         Command::Logout => client::run(&cli.global, async { commands::session::logout(&cli.global) }),
         Command::Whoami => client::run(&cli.global, commands::session::whoami(&cli.global)),
+        Command::Dashboard => client::run(&cli.global, commands::dashboard::run(&cli.global)),
     }
 }
 

@@ -37,35 +37,35 @@ const DEFAULT_PAGE: usize = 100;
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-struct AuditQuery {
+pub(crate) struct AuditQuery {
     /// Only events of this credential.
     #[param(format = Uuid)]
-    credential_id: Option<String>,
+    pub(crate) credential_id: Option<String>,
     /// Only events caused by this actor (a member id, a credential id, or a system actor's name).
-    actor: Option<String>,
+    pub(crate) actor: Option<String>,
     /// Only events of this type, e.g. `MachineTokenRevoked`.
     #[serde(rename = "type")]
-    event_type: Option<String>,
+    pub(crate) event_type: Option<String>,
     /// Only events recorded at or after this time (RFC 3339).
     #[param(format = DateTime)]
-    since: Option<String>,
+    pub(crate) since: Option<String>,
     /// Only events recorded before this time (RFC 3339).
     #[param(format = DateTime)]
-    until: Option<String>,
+    pub(crate) until: Option<String>,
     /// Only events whose request came from this network (CIDR, or a single address).
     #[param(
         pattern = r"^(((25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])(\.(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3})(/(3[0-2]|[12]?[0-9]))?|((([0-9a-fA-F]{1,4}:){7}[0-9a-fA-F]{1,4}|([0-9a-fA-F]{1,4}:){1,7}:|([0-9a-fA-F]{1,4}:){1,6}:[0-9a-fA-F]{1,4}|([0-9a-fA-F]{1,4}:){1,5}(:[0-9a-fA-F]{1,4}){1,2}|([0-9a-fA-F]{1,4}:){1,4}(:[0-9a-fA-F]{1,4}){1,3}|([0-9a-fA-F]{1,4}:){1,3}(:[0-9a-fA-F]{1,4}){1,4}|([0-9a-fA-F]{1,4}:){1,2}(:[0-9a-fA-F]{1,4}){1,5}|[0-9a-fA-F]{1,4}:(:[0-9a-fA-F]{1,4}){1,6}|:((:[0-9a-fA-F]{1,4}){1,7}|:)|::(ffff(:0{1,4})?:)?(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])(\.(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3}|([0-9a-fA-F]{1,4}:){1,4}:(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])(\.(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3}|([0-9a-fA-F]{1,4}:){6}(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])(\.(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3}))(/(12[0-8]|1[01][0-9]|[1-9]?[0-9]))?)$"
     )]
-    ip: Option<String>,
+    pub(crate) ip: Option<String>,
     /// `success` or `denied`.
     #[param(pattern = "^(success|denied)$")]
-    outcome: Option<String>,
+    pub(crate) outcome: Option<String>,
     /// The `nextCursor` of the previous page.
     #[param(pattern = "^[0-9]{1,19}$")]
-    cursor: Option<String>,
+    pub(crate) cursor: Option<String>,
     /// 1 to 500; 100 by default.
     #[param(minimum = 1, maximum = 500)]
-    limit: Option<usize>,
+    pub(crate) limit: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize, IntoParams)]
@@ -187,7 +187,7 @@ impl From<AuditEntry> for UseView {
 /// The organization's audit trail, newest first. Owners and admins only, with their PATs.
 #[utoipa::path(get, path = "/v1/audit/{orgId}", tag = TAG, params(("orgId" = uuid::Uuid, Path, description = "The organization"), AuditQuery),
     responses((status = 200, description = "A page of the trail, newest first", body = Page<AuditEntryView>), (status = "4XX", description = "Refused", body = ProblemDocument, content_type = "application/problem+json")))]
-async fn trail(
+pub(crate) async fn trail(
     State(app): State<AppState>,
     caller: Caller,
     Path(org): Path<String>,

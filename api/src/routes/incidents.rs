@@ -33,13 +33,13 @@ const TAG: &str = "incidents";
 /// log by accident; it is hashed at once and neither logged nor stored.
 #[derive(Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct TraceRequest {
+pub(crate) struct TraceRequest {
     /// The plaintext, e.g. `cl_mt_prod_…`, `cl_cs_…` or `cl_pat_…`.
     #[serde(default)]
-    token: Option<String>,
+    pub(crate) token: Option<String>,
     /// The SHA-256 of the plaintext, 64 hex characters, e.g. from a secret scanner's report.
     #[serde(default)]
-    sha256: Option<String>,
+    pub(crate) sha256: Option<String>,
 }
 
 /// The credential a traced value belongs to.
@@ -82,7 +82,7 @@ impl From<AuditEntry> for TimelineEntryView {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-struct TraceView {
+pub(crate) struct TraceView {
     credential: TracedCredentialView,
     /// `current` when the value authenticates the credential now, `previous` when a roll or
     /// rotation replaced it.
@@ -163,7 +163,7 @@ fn secrets_read_by(
 /// Another organization's credential is not found, as an unknown value is not.
 #[utoipa::path(post, path = "/v1/incidents/{orgId}/trace", tag = TAG, params(("orgId" = uuid::Uuid, Path, description = "The organization")), request_body = TraceRequest,
     responses((status = 200, description = "The credential, which of its values matched, and its timeline", body = TraceView), (status = "4XX", description = "Refused", body = ProblemDocument, content_type = "application/problem+json")))]
-async fn trace(
+pub(crate) async fn trace(
     State(app): State<AppState>,
     caller: Caller,
     Path(org): Path<String>,

@@ -42,7 +42,7 @@ const MAX_LIMIT: usize = 1000;
 
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct LedgerKeyView {
+pub(crate) struct LedgerKeyView {
     /// The ledger's name, which every checkpoint carries.
     origin: String,
     /// The 4-byte key id every signature line names, in hex.
@@ -56,7 +56,7 @@ struct LedgerKeyView {
 /// The ledger's public key (no authentication: it is what verifiers pin).
 #[utoipa::path(get, path = "/v1/ledger/key", tag = "ledger", security(()),
     responses((status = 200, body = LedgerKeyView)))]
-async fn key(State(app): State<AppState>) -> Json<LedgerKeyView> {
+pub(crate) async fn key(State(app): State<AppState>) -> Json<LedgerKeyView> {
     let key = app.ledger.key();
     Json(LedgerKeyView {
         origin: key.origin().to_owned(),
@@ -68,7 +68,7 @@ async fn key(State(app): State<AppState>) -> Json<LedgerKeyView> {
 
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct CheckpointView {
+pub(crate) struct CheckpointView {
     origin: String,
     /// The number of events the checkpoint covers: positions 1..=treeSize.
     tree_size: u64,
@@ -106,7 +106,10 @@ fn no_checkpoint() -> Problem {
 /// The latest signed checkpoint.
 #[utoipa::path(get, path = "/v1/ledger/checkpoint", tag = "ledger",
     responses((status = 200, body = CheckpointView), (status = "4XX", body = ProblemDocument, content_type = "application/problem+json")))]
-async fn latest_checkpoint(State(app): State<AppState>, caller: Caller) -> Result<Json<CheckpointView>, Problem> {
+pub(crate) async fn latest_checkpoint(
+    State(app): State<AppState>,
+    caller: Caller,
+) -> Result<Json<CheckpointView>, Problem> {
     caller.require_human()?;
     let latest = app.projections.latest_checkpoint()?.ok_or_else(no_checkpoint)?;
     Ok(Json(latest.into()))

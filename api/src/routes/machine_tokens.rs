@@ -113,40 +113,40 @@ async fn create(
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-struct ListQuery {
+pub(crate) struct ListQuery {
     #[param(pattern = "^(active|disabled|expired|revoked)$")]
-    state: Option<String>,
+    pub(crate) state: Option<String>,
     #[param(pattern = "^[a-z0-9-]{1,16}$")]
-    environment_hint: Option<String>,
+    pub(crate) environment_hint: Option<String>,
     #[param(format = Uuid)]
-    project_id: Option<String>,
+    pub(crate) project_id: Option<String>,
     /// A member id.
     #[param(format = Uuid)]
-    owner: Option<String>,
-    flagged: Option<bool>,
+    pub(crate) owner: Option<String>,
+    pub(crate) flagged: Option<bool>,
     /// A duration: `30d`, `12h`, `90m`, or a number of days.
     #[param(pattern = r"^([0-9]{1,4}d?|[0-9]{1,5}h|[0-9]{1,7}m)$")]
-    expiring_within: Option<String>,
+    pub(crate) expiring_within: Option<String>,
     #[param(pattern = r"^([0-9]{1,4}d?|[0-9]{1,5}h|[0-9]{1,7}m)$")]
-    unused_for: Option<String>,
+    pub(crate) unused_for: Option<String>,
     /// The `nextCursor` of the previous page.
     #[param(format = Uuid)]
-    cursor: Option<String>,
+    pub(crate) cursor: Option<String>,
     /// 1 to 500; 50 by default.
     #[param(minimum = 1, maximum = 500)]
-    limit: Option<usize>,
+    pub(crate) limit: Option<usize>,
     /// The inventory as it was then: an RFC 3339 time or a log position, folded from the log.
     #[param(
         pattern = r"^([0-9]{1,19}|[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9]))$"
     )]
-    as_of: Option<String>,
+    pub(crate) as_of: Option<String>,
 }
 
 const DEFAULT_PAGE: usize = 50;
 
 #[utoipa::path(get, path = "/v1/machine-tokens/{orgId}", tag = TAG, params(("orgId" = uuid::Uuid, Path, description = "The organization"), ListQuery),
     responses((status = 200, description = "A page of tokens", body = Page<MachineTokenView>), (status = "4XX", description = "Refused", body = ProblemDocument, content_type = "application/problem+json")))]
-async fn list(
+pub(crate) async fn list(
     State(app): State<AppState>,
     caller: Caller,
     Path(org): Path<String>,
@@ -207,7 +207,7 @@ async fn list(
 
 #[utoipa::path(get, path = "/v1/machine-tokens/{orgId}/{tokenId}", tag = TAG, params(("orgId" = uuid::Uuid, Path, description = "The organization"), ("tokenId" = uuid::Uuid, Path, description = "The machine token"), AsOfQuery),
     responses((status = 200, body = MachineTokenView), (status = "4XX", description = "Refused", body = ProblemDocument, content_type = "application/problem+json")))]
-async fn show(
+pub(crate) async fn show(
     State(app): State<AppState>,
     caller: Caller,
     Path((org, id)): Path<(String, String)>,
@@ -275,16 +275,16 @@ async fn update(
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct RollMachineTokenRequest {
+pub(crate) struct RollMachineTokenRequest {
     /// How long the old value keeps working; at once when absent.
     #[serde(default)]
     #[schema(maximum = 86400)]
-    grace_period_seconds: Option<u32>,
+    pub(crate) grace_period_seconds: Option<u32>,
 }
 
 #[utoipa::path(post, path = "/v1/machine-tokens/{orgId}/{tokenId}/roll", tag = TAG, params(("orgId" = uuid::Uuid, Path, description = "The organization"), ("tokenId" = uuid::Uuid, Path, description = "The machine token")), request_body(content = Option<RollMachineTokenRequest>),
     responses((status = 200, description = "Rolled; `token` is the new plaintext, shown once", body = WithSecret<MachineTokenView>), (status = "4XX", description = "Refused", body = ProblemDocument, content_type = "application/problem+json")))]
-async fn roll(
+pub(crate) async fn roll(
     State(app): State<AppState>,
     caller: Caller,
     Path((org, id)): Path<(String, String)>,
@@ -305,7 +305,7 @@ async fn roll(
 
 #[utoipa::path(post, path = "/v1/machine-tokens/{orgId}/{tokenId}/disable", tag = TAG, params(("orgId" = uuid::Uuid, Path, description = "The organization"), ("tokenId" = uuid::Uuid, Path, description = "The machine token")),
     responses((status = 200, body = MachineTokenView), (status = "4XX", description = "Refused", body = ProblemDocument, content_type = "application/problem+json")))]
-async fn disable(
+pub(crate) async fn disable(
     State(app): State<AppState>,
     caller: Caller,
     Path((org, id)): Path<(String, String)>,
@@ -317,7 +317,7 @@ async fn disable(
 
 #[utoipa::path(post, path = "/v1/machine-tokens/{orgId}/{tokenId}/enable", tag = TAG, params(("orgId" = uuid::Uuid, Path, description = "The organization"), ("tokenId" = uuid::Uuid, Path, description = "The machine token")),
     responses((status = 200, body = MachineTokenView), (status = "4XX", description = "Refused", body = ProblemDocument, content_type = "application/problem+json")))]
-async fn enable(
+pub(crate) async fn enable(
     State(app): State<AppState>,
     caller: Caller,
     Path((org, id)): Path<(String, String)>,
@@ -330,13 +330,13 @@ async fn enable(
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-struct RevokeQuery {
-    reason: Option<String>,
+pub(crate) struct RevokeQuery {
+    pub(crate) reason: Option<String>,
 }
 
 #[utoipa::path(delete, path = "/v1/machine-tokens/{orgId}/{tokenId}", tag = TAG, params(("orgId" = uuid::Uuid, Path, description = "The organization"), ("tokenId" = uuid::Uuid, Path, description = "The machine token"), RevokeQuery),
     responses((status = 200, description = "Revoked", body = MachineTokenView), (status = "4XX", description = "Refused", body = ProblemDocument, content_type = "application/problem+json")))]
-async fn revoke(
+pub(crate) async fn revoke(
     State(app): State<AppState>,
     caller: Caller,
     Path((org, id)): Path<(String, String)>,
@@ -350,14 +350,14 @@ async fn revoke(
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct TransferRequest {
+pub(crate) struct TransferRequest {
     /// A member id or email address.
-    to: String,
+    pub(crate) to: String,
 }
 
 #[utoipa::path(post, path = "/v1/machine-tokens/{orgId}/{tokenId}/transfer", tag = TAG, params(("orgId" = uuid::Uuid, Path, description = "The organization"), ("tokenId" = uuid::Uuid, Path, description = "The machine token")), request_body = TransferRequest,
     responses((status = 200, body = MachineTokenView), (status = "4XX", description = "Refused", body = ProblemDocument, content_type = "application/problem+json")))]
-async fn transfer(
+pub(crate) async fn transfer(
     State(app): State<AppState>,
     caller: Caller,
     Path((org, id)): Path<(String, String)>,

@@ -137,7 +137,7 @@ async fn create(
 
 #[utoipa::path(get, path = "/v1/machines/{orgId}", tag = TAG, params(("orgId" = uuid::Uuid, Path), AsOfQuery),
     responses((status = 200, body = Page<MachineView>), (status = "4XX", body = ProblemDocument, content_type = "application/problem+json")))]
-async fn list(
+pub(crate) async fn list(
     State(app): State<AppState>,
     caller: Caller,
     Path(org): Path<String>,
@@ -158,7 +158,7 @@ async fn list(
 
 #[utoipa::path(get, path = "/v1/machines/{orgId}/{id}", tag = TAG, params(("orgId" = uuid::Uuid, Path), ("id" = uuid::Uuid, Path), AsOfQuery),
     responses((status = 200, body = MachineView), (status = "4XX", body = ProblemDocument, content_type = "application/problem+json")))]
-async fn show(
+pub(crate) async fn show(
     State(app): State<AppState>,
     caller: Caller,
     Path((org, id)): Path<(String, String)>,
@@ -180,7 +180,7 @@ async fn show(
 #[utoipa::path(post, path = "/v1/machines/{orgId}/{id}/revoke", tag = TAG, params(("orgId" = uuid::Uuid, Path), ("id" = uuid::Uuid, Path)),
     responses((status = 200, description = "Revoked: its access tokens fail on their next request", body = MachineView),
         (status = "4XX", body = ProblemDocument, content_type = "application/problem+json")))]
-async fn revoke(
+pub(crate) async fn revoke(
     State(app): State<AppState>,
     caller: Caller,
     Path((org, id)): Path<(String, String)>,

@@ -115,7 +115,7 @@ async fn show_org(
 }
 
 #[utoipa::path(get, path = "/v1/orgs/{orgId}/members", tag = TAG, params(("orgId" = uuid::Uuid, Path, description = "The organization"), AsOfQuery), responses((status = 200, body = Page<MemberView>), (status = "4XX", description = "Refused", body = ProblemDocument, content_type = "application/problem+json")))]
-async fn list_members(
+pub(crate) async fn list_members(
     State(app): State<AppState>,
     caller: Caller,
     Path(org): Path<String>,

@@ -26,7 +26,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
 const TAG: &str = "projects";
 
 #[utoipa::path(get, path = "/v1/projects/{orgId}", tag = TAG, params(("orgId" = uuid::Uuid, Path, description = "The organization"), AsOfQuery), responses((status = 200, body = Page<ProjectView>), (status = "4XX", description = "Refused", body = ProblemDocument, content_type = "application/problem+json")))]
-async fn list(
+pub(crate) async fn list(
     State(app): State<AppState>,
     caller: Caller,
     Path(org): Path<String>,

@@ -102,21 +102,21 @@ pub struct WithClientSecret {
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct CreateServiceCredentialRequest {
+pub(crate) struct CreateServiceCredentialRequest {
     #[schema(pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$", max_length = 100)]
-    name: String,
+    pub(crate) name: String,
     /// The scopes its access tokens may carry; read and write by default.
     #[serde(default)]
     #[schema(value_type = Option<Vec<crate::input::ScopeName>>, min_items = 1)]
-    scopes: Option<Vec<String>>,
+    pub(crate) scopes: Option<Vec<String>>,
     #[serde(default)]
-    conditions: Option<ConditionsInput>,
+    pub(crate) conditions: Option<ConditionsInput>,
     #[serde(default)]
     #[schema(minimum = 1, maximum = 3650)]
-    expires_in_days: Option<u32>,
+    pub(crate) expires_in_days: Option<u32>,
     /// The owning member (id or email); the caller by default.
     #[serde(default)]
-    owner: Option<String>,
+    pub(crate) owner: Option<String>,
 }
 
 const O: &str = "orgId";
@@ -125,7 +125,7 @@ const O: &str = "orgId";
     request_body = CreateServiceCredentialRequest,
     responses((status = 201, description = "Created; `clientSecret` is shown once", body = WithClientSecret),
         (status = "4XX", body = ProblemDocument, content_type = "application/problem+json")))]
-async fn create(
+pub(crate) async fn create(
     State(app): State<AppState>,
     caller: Caller,
     Path(org): Path<String>,
@@ -166,23 +166,23 @@ async fn create(
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-struct ListQuery {
+pub(crate) struct ListQuery {
     /// The `nextCursor` of the previous page.
     #[param(format = Uuid)]
-    cursor: Option<String>,
+    pub(crate) cursor: Option<String>,
     /// 1 to 500; 50 by default.
     #[param(minimum = 1, maximum = 500)]
-    limit: Option<usize>,
+    pub(crate) limit: Option<usize>,
     /// The credentials as they were then: an RFC 3339 time or a log position, folded from the log.
     #[param(
         pattern = r"^([0-9]{1,19}|[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9]))$"
     )]
-    as_of: Option<String>,
+    pub(crate) as_of: Option<String>,
 }
 
 #[utoipa::path(get, path = "/v1/service-credentials/{orgId}", tag = TAG, params(("orgId" = uuid::Uuid, Path), ListQuery),
     responses((status = 200, body = Page<ServiceCredentialView>), (status = "4XX", body = ProblemDocument, content_type = "application/problem+json")))]
-async fn list(
+pub(crate) async fn list(
     State(app): State<AppState>,
     caller: Caller,
     Path(org): Path<String>,
@@ -243,18 +243,18 @@ async fn show(
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct RotateRequest {
+pub(crate) struct RotateRequest {
     /// How long the old secret keeps working (at most 24 h); at once when absent.
     #[serde(default)]
     #[schema(maximum = 86400)]
-    grace_period_seconds: Option<u32>,
+    pub(crate) grace_period_seconds: Option<u32>,
 }
 
 #[utoipa::path(post, path = "/v1/service-credentials/{orgId}/{id}/rotate", tag = TAG, params(("orgId" = uuid::Uuid, Path), ("id" = uuid::Uuid, Path)),
     request_body(content = Option<RotateRequest>),
     responses((status = 200, description = "Rotated; `clientSecret` is the new secret, shown once", body = WithClientSecret),
         (status = "4XX", body = ProblemDocument, content_type = "application/problem+json")))]
-async fn rotate(
+pub(crate) async fn rotate(
     State(app): State<AppState>,
     caller: Caller,
     Path((org, id)): Path<(String, String)>,
@@ -277,7 +277,7 @@ async fn rotate(
 #[utoipa::path(post, path = "/v1/service-credentials/{orgId}/{id}/revoke", tag = TAG, params(("orgId" = uuid::Uuid, Path), ("id" = uuid::Uuid, Path)),
     responses((status = 200, description = "Revoked at once: its secret and its access tokens stop working", body = ServiceCredentialView),
         (status = "4XX", body = ProblemDocument, content_type = "application/problem+json")))]
-async fn revoke(
+pub(crate) async fn revoke(
     State(app): State<AppState>,
     caller: Caller,
     Path((org, id)): Path<(String, String)>,
@@ -291,15 +291,15 @@ async fn revoke(
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct TransferServiceCredentialRequest {
+pub(crate) struct TransferServiceCredentialRequest {
     /// A member id or email address.
-    to: String,
+    pub(crate) to: String,
 }
 
 #[utoipa::path(post, path = "/v1/service-credentials/{orgId}/{id}/transfer", tag = TAG, params(("orgId" = uuid::Uuid, Path), ("id" = uuid::Uuid, Path)),
     request_body = TransferServiceCredentialRequest,
     responses((status = 200, body = ServiceCredentialView), (status = "4XX", body = ProblemDocument, content_type = "application/problem+json")))]
-async fn transfer(
+pub(crate) async fn transfer(
     State(app): State<AppState>,
     caller: Caller,
     Path((org, id)): Path<(String, String)>,

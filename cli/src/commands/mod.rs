@@ -4,6 +4,7 @@ pub mod audit;
 pub mod audit_log;
 pub mod audit_verify;
 pub mod completions;
+pub mod dashboard;
 pub mod machine;
 pub mod member;
 pub mod org;
