@@ -212,3 +212,50 @@ async fn revoking_the_pat_ends_its_dashboard_sessions_at_once() {
     assert_eq!(after.status(), StatusCode::SEE_OTHER);
     assert_eq!(after.headers()[LOCATION], "/sign-in");
 }
+
+/// An environment's secrets page shows versions and reads, never a value until "Reveal values"
+/// is pressed; the reveal is a read recorded in the ledger, and needs the CSRF token.
+#[tokio::test]
+async fn secret_values_are_shown_only_behind_a_recorded_reveal() {
+    let server = Server::start().expect("server");
+    let (org, _, pat) = server.admin().create_org("acme", "ops@acme.example").await;
+    let owner = server.client(&pat);
+    let project =
+        owner.post(&format!("/v1/projects/{org}"), json!({ "name": "api", "environments": ["production"] })).await;
+    assert_eq!(project.status, 201, "{project:?}");
+    let path = format!("/v1/secrets/{org}/api/production");
+    let put = owner
+        .send("PUT", &path, Some(json!({ "secrets": { "DEPLOY_KEY": "dashboard-s3cret" }, "message": "first" })))
+        .await;
+    assert_eq!(put.status, 200, "{put:?}");
+    let session = cookie_value(&sign_in(&server, &pat).await);
+
+    let projects = get_page(&server, "/projects", &session).await.text().await.expect("page");
+    assert!(projects.contains("href=\"/secrets/api/production\""), "projects link to their environments' secrets");
+    let page = get_page(&server, "/secrets/api/production", &session).await;
+    assert_eq!(page.status(), StatusCode::OK);
+    let body = page.text().await.expect("page");
+    assert!(body.contains("DEPLOY_KEY") && body.contains("Reveal values"), "{body}");
+    assert!(!body.contains("dashboard-s3cret"), "no value before the reveal");
+    let csrf = csrf_of(&body);
+
+    let reveal = |csrf: String| {
+        browser()
+            .post(server.url("/secrets/api/production/reveal"))
+            .header(COOKIE, format!("credledger_session={session}"))
+            .form(&[("csrf", csrf)])
+            .send()
+    };
+    assert_eq!(reveal("0".repeat(64)).await.expect("post").status(), StatusCode::FORBIDDEN);
+    let shown = reveal(csrf).await.expect("post");
+    assert_eq!(shown.status(), StatusCode::OK);
+    assert!(shown.headers()["cache-control"].to_str().unwrap().contains("no-store"));
+    assert!(shown.text().await.expect("page").contains("dashboard-s3cret"));
+    let reads = support::eventually("the reveal in the reads", std::time::Duration::from_secs(10), async || {
+        let reads = owner.get(&format!("{path}/reads")).await;
+        let items = reads.body["items"].as_array().cloned().unwrap_or_default();
+        (items.len() == 1).then_some(items)
+    })
+    .await;
+    assert_eq!(reads[0]["kind"], "personal_token", "{reads:?}");
+}

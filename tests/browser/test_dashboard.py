@@ -411,6 +411,23 @@ class Suite:
         expect("+" in self.page.locator("pre.note").nth(1).inner_text(), "no verifier key")
         self.shot("ledger")
 
+    def test_an_environments_secrets_show_values_only_behind_a_recorded_reveal(self):
+        status, _ = http("PUT", f"{self.base}/v1/secrets/{self.org}/web/production", self.pat,
+                         {"secrets": {"DEPLOY_KEY": "browser-s3cret", "API_URL": "https://api.example"},
+                          "message": "first values"})
+        expect(status == 200, f"setting secrets: {status}")
+        self.page.goto(self.base + "/projects")
+        navigate(self.page, self.page.get_by_role("link", name="Secrets of web production"))
+        content = self.page.content()
+        expect("DEPLOY_KEY" in content and "first values" in content, "the versions are listed")
+        expect("browser-s3cret" not in content, "a value shows before the reveal")
+        self.shot("secrets")
+        navigate(self.page, self.page.get_by_role("button", name="Reveal values"))
+        expect("browser-s3cret" in self.page.content(), "the reveal shows the values")
+        self.shot("secrets-revealed")
+        status, reads = http("GET", f"{self.base}/v1/secrets/{self.org}/web/production/reads", self.pat)
+        expect(status == 200 and len(reads["items"]) >= 1, f"the reveal is a recorded read: {reads}")
+
     def test_a_one_time_link_signs_in_once(self):
         env = dict(os.environ, CREDLEDGER_TOKEN=self.pat, CREDLEDGER_URL=self.base)
         env.pop("DISPLAY", None)

@@ -13,6 +13,7 @@ mod layout;
 mod ledger;
 mod machine_tokens;
 mod organization;
+mod secrets;
 mod session;
 mod sign_in;
 
@@ -54,6 +55,8 @@ pub fn pages(state: &AppState) -> Router<AppState> {
         .route("/machines/{id}/revoke", post(organization::revoke_machine))
         .route("/members", get(organization::members))
         .route("/projects", get(organization::projects))
+        .route("/secrets/{project}/{environment}", get(secrets::show))
+        .route("/secrets/{project}/{environment}/reveal", post(secrets::reveal))
         .route("/ledger", get(ledger::show))
         .route("/audit", get(audit::trail))
         .route("/incident", get(audit::incident_form).post(audit::incident))

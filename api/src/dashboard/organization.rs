@@ -175,14 +175,18 @@ pub async fn projects(State(app): State<AppState>, signed: Signed) -> Response {
     };
     let now = app.clock.now();
     let body = html! {
-        p.lead { "Create projects and environments with " code { "credledger project create|add-env" } "." }
+        p.lead { "Create projects and environments with " code { "credledger project create|add-env" } "; open an environment for its secrets." }
         @if list.is_empty() { p.empty { "No projects yet." } } @else {
             div.table-wrap { table {
                 thead { tr { th scope="col" { "Project" } th scope="col" { "Environments" } th scope="col" { "Created" } th scope="col" { "ID" } } }
                 tbody { @for item in &list {
                     tr {
                         td data-label="Project" { strong { (text(item, "name")) } }
-                        td data-label="Environments" { @for env in item["environments"].as_array().into_iter().flatten() { code { (env.as_str().unwrap_or_default()) } " " } }
+                        td data-label="Environments" { @for env in item["environments"].as_array().into_iter().flatten() {
+                            a href={ "/secrets/" (text(item, "name")) "/" (env.as_str().unwrap_or_default()) } aria-label={ "Secrets of " (text(item, "name")) " " (env.as_str().unwrap_or_default()) } {
+                                code { (env.as_str().unwrap_or_default()) }
+                            } " "
+                        } }
                         td data-label="Created" { (ago_text(now, &item["createdAt"])) }
                         td data-label="ID" { code.id { (text(item, "id")) } }
                     }

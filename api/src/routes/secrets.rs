@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use axum::Json;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::header;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use credledger_domain::names::Slug;
 use credledger_domain::secrets::{self, SecretName, VersionCreated};
 use credledger_domain::usage::{self, SecretsRead};
@@ -53,6 +53,11 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(versions))
         .routes(routes!(reads))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        // Values are never cached on the way back.
+        .layer(axum::middleware::map_response(|mut response: Response| async move {
+            response.headers_mut().insert(header::CACHE_CONTROL, axum::http::HeaderValue::from_static("no-store"));
+            response
+        }))
 }
 
 /// `PUT`: the whole set.
@@ -80,9 +85,9 @@ struct PatchRequest {
     expected_version: Option<u64>,
 }
 
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct ReadQuery {
+pub(crate) struct ReadQuery {
     /// A past version (default: the latest).
     version: Option<u64>,
 }
@@ -90,7 +95,7 @@ struct ReadQuery {
 /// A version's values: sent only after the read is recorded.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct SecretsView {
+pub(crate) struct SecretsView {
     /// 0 when the environment has no secrets yet.
     version: u64,
     secrets: BTreeMap<String, String>,
@@ -125,7 +130,7 @@ struct VersionView {
 
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct VersionsView {
+pub(crate) struct VersionsView {
     items: Vec<VersionView>,
 }
 
@@ -147,7 +152,7 @@ struct ReadView {
 
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct ReadsView {
+pub(crate) struct ReadsView {
     items: Vec<ReadView>,
 }
 
@@ -400,12 +405,12 @@ async fn patch(
 #[utoipa::path(get, path = "/v1/secrets/{orgId}/{project}/{environment}", tag = TAG,
     params(("orgId" = uuid::Uuid, Path, description = "The organization"), ("project" = String, Path, description = "The project's id or name"), ("environment" = String, Path, description = "The environment"), ReadQuery),
     responses((status = 200, body = SecretsView), (status = "4XX", description = "Refused", body = ProblemDocument, content_type = "application/problem+json")))]
-async fn read(
+pub(crate) async fn read(
     State(app): State<AppState>,
     caller: Caller,
     Path(path): Path<(String, String, String)>,
     Query(query): Query<ReadQuery>,
-) -> Result<Response, Problem> {
+) -> Result<Json<SecretsView>, Problem> {
     let environment = environment(&app, &caller, path, Access::Read)?;
     let key = master_key(&app)?;
     let versions = history(&app, &environment.stream).await?;
@@ -445,14 +450,14 @@ async fn read(
     app.usage.record(&caller.view, &read, at, caller.request.clone(), caller.seen).await?;
     let view =
         SecretsView { version, secrets: values.into_iter().map(|(name, value)| (name.to_string(), value)).collect() };
-    Ok(([(header::CACHE_CONTROL, "no-store")], Json(view)).into_response())
+    Ok(Json(view))
 }
 
 /// Every version, newest first: who changed which names when (never values).
 #[utoipa::path(get, path = "/v1/secrets/{orgId}/{project}/{environment}/versions", tag = TAG,
     params(("orgId" = uuid::Uuid, Path, description = "The organization"), ("project" = String, Path, description = "The project's id or name"), ("environment" = String, Path, description = "The environment")),
     responses((status = 200, body = VersionsView), (status = "4XX", description = "Refused", body = ProblemDocument, content_type = "application/problem+json")))]
-async fn versions(
+pub(crate) async fn versions(
     State(app): State<AppState>,
     caller: Caller,
     Path(path): Path<(String, String, String)>,
@@ -480,7 +485,7 @@ async fn versions(
 #[utoipa::path(get, path = "/v1/secrets/{orgId}/{project}/{environment}/reads", tag = TAG,
     params(("orgId" = uuid::Uuid, Path, description = "The organization"), ("project" = String, Path, description = "The project's id or name"), ("environment" = String, Path, description = "The environment")),
     responses((status = 200, body = ReadsView), (status = "4XX", description = "Refused", body = ProblemDocument, content_type = "application/problem+json")))]
-async fn reads(
+pub(crate) async fn reads(
     State(app): State<AppState>,
     caller: Caller,
     Path(path): Path<(String, String, String)>,
