@@ -586,7 +586,7 @@ impl GuardedStore {
     /// Notes whether an append met a storage fault (or succeeded, which clears the last one).
     fn noted<T>(&self, appended: Result<T, StoreError>) -> Result<T, StoreError> {
         let fault = match &appended {
-            Err(error) if is_storage_fault(error) => {
+            Err(error) if error.is_storage_fault() => {
                 Some(StorageFault { at: std::time::Instant::now(), cause: error.to_string() })
             }
             _ => None,
@@ -596,18 +596,6 @@ impl GuardedStore {
         }
         appended
     }
-}
-
-/// Whether an append failed because the storage did (rather than the caller or the ledger).
-fn is_storage_fault(error: &StoreError) -> bool {
-    matches!(
-        error,
-        StoreError::Sqlite(_)
-            | StoreError::Postgres(_)
-            | StoreError::Pool(_)
-            | StoreError::Io(_)
-            | StoreError::BatchFailed(_)
-    )
 }
 
 #[async_trait::async_trait]

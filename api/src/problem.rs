@@ -230,11 +230,7 @@ impl From<StoreError> for Problem {
                 "ledger_integrity",
                 format!("the ledger is read-only until an operator restores or accepts its log: {reason}"),
             ),
-            StoreError::Sqlite(_)
-            | StoreError::Postgres(_)
-            | StoreError::Pool(_)
-            | StoreError::Io(_)
-            | StoreError::BatchFailed(_) => Self::storage("event store failure", &error),
+            error if error.is_storage_fault() => Self::storage("event store failure", &error),
             other => Self::internal("event store failure", &other),
         }
     }

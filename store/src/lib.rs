@@ -350,6 +350,15 @@ pub enum StoreError {
     Closed,
 }
 
+impl StoreError {
+    /// Whether the storage under the log failed (a disk full, an I/O error, a read-only file
+    /// system, the database unreachable) rather than the caller or the ledger: the answer is
+    /// then "try again later", and the server recovers by itself once the fault clears.
+    pub fn is_storage_fault(&self) -> bool {
+        matches!(self, Self::Sqlite(_) | Self::Postgres(_) | Self::Pool(_) | Self::Io(_) | Self::BatchFailed(_))
+    }
+}
+
 impl From<tokio_postgres::Error> for StoreError {
     fn from(error: tokio_postgres::Error) -> Self {
         // The default text of a server error is just "db error": say what the server said.
