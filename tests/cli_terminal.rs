@@ -6,6 +6,7 @@
 
 mod support;
 
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -30,13 +31,13 @@ impl Pane {
         let socket = dir.path().join("tmux.sock");
         let mut line = String::from("env -i TERM=xterm-256color PATH=/usr/bin:/bin");
         for (name, value) in vars {
-            line.push_str(&format!(" {name}={}", quote(value)));
+            let _ = write!(line, " {name}={}", quote(value));
         }
-        line.push_str(&format!(" {}", quote(&program.to_string_lossy())));
+        let _ = write!(line, " {}", quote(&program.to_string_lossy()));
         for arg in args {
-            line.push_str(&format!(" {}", quote(arg)));
+            let _ = write!(line, " {}", quote(arg));
         }
-        line.push_str(&format!("; echo {DONE}; sleep 600"));
+        let _ = write!(line, "; echo {DONE}; sleep 600");
         let status = Command::new("tmux")
             .arg("-S")
             .arg(&socket)

@@ -55,20 +55,19 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("listening on {}", settings.listen))?;
     let address = tcp.local_addr()?;
-    let listener = match &settings.tls {
-        Some(files) => Listener::Https(tls::TlsListener::start(tcp, files.clone())?),
-        None => {
-            // `systemctl reload` sends SIGHUP: without a certificate to read again it must not
-            // stop the server (the signal's default action).
-            let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-                .context("listening for SIGHUP")?;
-            tokio::spawn(async move {
-                while hangup.recv().await.is_some() {
-                    tracing::info!("SIGHUP: nothing to reload (no TLS certificate)");
-                }
-            });
-            Listener::Http(tcp)
-        }
+    let listener = if let Some(files) = &settings.tls {
+        Listener::Https(tls::TlsListener::start(tcp, files.clone())?)
+    } else {
+        // `systemctl reload` sends SIGHUP: without a certificate to read again it must not stop
+        // the server (the signal's default action).
+        let mut hangup =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).context("listening for SIGHUP")?;
+        tokio::spawn(async move {
+            while hangup.recv().await.is_some() {
+                tracing::info!("SIGHUP: nothing to reload (no TLS certificate)");
+            }
+        });
+        Listener::Http(tcp)
     };
     let scheme = if settings.tls.is_some() { "https" } else { "http" };
     let public_url = settings.public_url.clone().unwrap_or_else(|| format!("{scheme}://{address}"));

@@ -1,6 +1,7 @@
 //! `serve`'s settings, from a flag, else its `CREDLEDGER_*` variable, else the TOML file of
 //! `--config`, else the default. `--print-config` shows the outcome without secrets.
 
+use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -107,7 +108,7 @@ impl LogFormat {
 /// so a misspelt setting is never silently ignored.
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
-struct File {
+struct FileSettings {
     listen: Option<SocketAddr>,
     data_dir: Option<PathBuf>,
     store: Option<String>,
@@ -157,7 +158,7 @@ impl Settings {
     pub fn resolve(args: ServeArgs) -> Result<Self, SettingsError> {
         let file = match &args.config {
             Some(path) => read_file(path)?,
-            None => File::default(),
+            None => FileSettings::default(),
         };
         let base = args.config.as_deref().and_then(Path::parent).unwrap_or(Path::new("")).to_owned();
         let in_file = |path: Option<PathBuf>| path.map(|path| base.join(path));
@@ -255,7 +256,7 @@ impl Settings {
             String::from("# credledger serve: effective settings (flags > CREDLEDGER_* variables > file > defaults)\n");
         if self.public_url.is_none() {
             let scheme = if self.tls.is_some() { "https" } else { "http" };
-            text.push_str(&format!("# public-url: {scheme}://ADDRESS, the address listened on\n"));
+            let _ = writeln!(text, "# public-url: {scheme}://ADDRESS, the address listened on");
         }
         if self.ledger_origin.is_none() {
             text.push_str("# ledger-origin: the public URL's host and port followed by /credledger\n");
@@ -269,7 +270,7 @@ fn invalid(key: &str, reason: &str) -> SettingsError {
     SettingsError(format!("the setting `{key}`: {reason}"))
 }
 
-fn read_file(path: &Path) -> Result<File, SettingsError> {
+fn read_file(path: &Path) -> Result<FileSettings, SettingsError> {
     let text = std::fs::read_to_string(path)
         .map_err(|error| SettingsError(format!("cannot read the configuration file {}: {error}", path.display())))?;
     toml::from_str(&text).map_err(|error| SettingsError(format!("the configuration file {}: {error}", path.display())))
