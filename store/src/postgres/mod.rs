@@ -13,6 +13,7 @@
 //! subscription reads is decided by the head and read from the table, as in the SQLite backend.
 
 mod migrate;
+mod tls;
 mod writer;
 
 use std::str::FromStr;
@@ -23,7 +24,6 @@ use std::time::Duration;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use futures::stream::BoxStream;
 use tokio::sync::{mpsc, oneshot, watch};
-use tokio_postgres::NoTls;
 
 use crate::{AppendResult, EventStore, ExpectedVersion, NewEvent, RawEvent, RecordedEvent, StoreError, envelope};
 use writer::{Message, Writer};
@@ -53,6 +53,8 @@ const LEADER_LOCK: i64 = 0x636c_2d6c_6561_6472;
 #[derive(Debug)]
 pub struct PostgresStore {
     config: tokio_postgres::Config,
+    /// TLS as the URL's `sslmode` asks (none by default).
+    tls: tls::Connector,
     appends: mpsc::Sender<Message>,
     reader: Arc<Reader>,
     commits: Arc<AtomicU64>,
@@ -70,11 +72,17 @@ impl PostgresStore {
     /// migrations (one process at a time) and starts the writer and the listener.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
         // The URL may carry a password: nothing of it goes into errors or logs.
-        let mut config = tokio_postgres::Config::from_str(url)
+        let (url, transport) = tls::Tls::split(url)?;
+        let mut config = tokio_postgres::Config::from_str(&url)
             .map_err(|error| StoreError::UnsupportedUrl(format!("invalid PostgreSQL URL: {}", redacted(&error))))?;
+        config.ssl_mode(transport.ssl_mode());
+        let tls = transport.connector()?;
         guard_connections(&mut config);
-        let manager =
-            Manager::from_config(config.clone(), NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let manager = Manager::from_config(
+            config.clone(),
+            tls.0.clone(),
+            ManagerConfig { recycling_method: RecyclingMethod::Fast },
+        );
         let pool = Pool::builder(manager)
             .max_size(POOL_SIZE)
             .wait_timeout(Some(Duration::from_secs(10)))
@@ -92,10 +100,11 @@ impl PostgresStore {
         let commits = Arc::new(AtomicU64::new(0));
         let writer = Writer { pool: pool.clone(), head: head_sender, commits: commits.clone() };
         tokio::spawn(writer.run(receiver));
-        tokio::spawn(listen(config.clone(), appends.downgrade()));
+        tokio::spawn(listen(config.clone(), tls.clone(), appends.downgrade()));
         tracing::debug!(head, "event store opened on PostgreSQL");
         Ok(Self {
             config,
+            tls,
             appends,
             reader: Arc::new(Reader { pool, head: head_receiver }),
             commits,
@@ -221,7 +230,7 @@ impl EventStore for PostgresStore {
         self.leadership
             .get_or_init(|| {
                 let (sender, receiver) = watch::channel(false);
-                tokio::spawn(lead(self.config.clone(), sender, self.reader.head.clone()));
+                tokio::spawn(lead(self.config.clone(), self.tls.clone(), sender, self.reader.head.clone()));
                 receiver
             })
             .clone()
@@ -271,7 +280,7 @@ fn decode_rows(rows: &[tokio_postgres::Row]) -> Result<Vec<RecordedEvent>, Store
 /// Learns of commits by any process: notifications on [`CHANNEL`] as they happen, and a poll of
 /// the head every [`POLL`] in case a notification was lost (a dropped connection, a full queue).
 /// Each head seen goes to the writer, which publishes it; stops when the store is gone.
-async fn listen(config: tokio_postgres::Config, writer: mpsc::WeakSender<Message>) {
+async fn listen(config: tokio_postgres::Config, tls: tls::Connector, writer: mpsc::WeakSender<Message>) {
     let report = |head: u64| match writer.upgrade() {
         // A full queue only delays this head until the next poll.
         Some(writer) => {
@@ -281,7 +290,7 @@ async fn listen(config: tokio_postgres::Config, writer: mpsc::WeakSender<Message
         None => false,
     };
     loop {
-        let (client, mut connection) = match config.connect(NoTls).await {
+        let (client, mut connection) = match config.connect(tls.0.clone()).await {
             Ok(connected) => connected,
             Err(error) => {
                 tracing::warn!(error = %StoreError::from(error), "the event store listener cannot connect; retrying");
@@ -344,12 +353,17 @@ async fn listen(config: tokio_postgres::Config, writer: mpsc::WeakSender<Message
 /// `leading`. The lock lives as long as its connection: when the process dies or its connection
 /// breaks, PostgreSQL releases it and another process takes it within a poll. A leader that
 /// loses its connection stops leading at once. Stops when the store is closed or nobody listens.
-async fn lead(config: tokio_postgres::Config, leading: watch::Sender<bool>, mut head: watch::Receiver<u64>) {
+async fn lead(
+    config: tokio_postgres::Config,
+    tls: tls::Connector,
+    leading: watch::Sender<bool>,
+    mut head: watch::Receiver<u64>,
+) {
     let gone = |leading: &watch::Sender<bool>, head: &mut watch::Receiver<u64>| {
         leading.is_closed() || head.has_changed().is_err()
     };
     while !gone(&leading, &mut head) {
-        let connected = config.connect(NoTls).await;
+        let connected = config.connect(tls.0.clone()).await;
         let Ok((client, connection)) = connected else {
             leading.send_replace(false);
             tokio::time::sleep(POLL).await;
