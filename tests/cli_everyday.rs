@@ -106,6 +106,10 @@ async fn login_remembers_the_server_and_the_organization() {
     assert_eq!(requests(&list), [format!("credledger: GET {url}/v1/machine-tokens/{}?limit=500", org.id)]);
     // --url still wins over the saved one (here: nothing listens there).
     exits(org.with(&["whoami", "--url", "http://127.0.0.1:9"], &[]), 1, "cannot reach");
+    // Machine modes read no file, the saved login's server included.
+    let machine = org
+        .with(&["whoami", "-v"], &[("CREDLEDGER_CLIENT_ID", "cl_ci_0000"), ("CREDLEDGER_CLIENT_SECRET", "cl_cs_0000")]);
+    assert!(machine.stderr.contains("POST http://127.0.0.1:8080/oauth2/token"), "the default server: {machine:#?}");
 }
 
 #[tokio::test]
