@@ -85,6 +85,10 @@ impl Pane {
 
 impl Drop for Pane {
     fn drop(&mut self) {
+        // Ctrl-C first: a server in the pane stops on SIGINT, while the SIGHUP of kill-server
+        // would only make it reload its certificate.
+        let _ = Command::new("tmux").arg("-S").arg(&self.socket).args(["send-keys", "C-c"]).status();
+        std::thread::sleep(std::time::Duration::from_millis(500));
         let _ = Command::new("tmux").arg("-S").arg(&self.socket).arg("kill-server").status();
     }
 }
