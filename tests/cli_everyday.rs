@@ -106,6 +106,10 @@ async fn login_remembers_the_server_and_the_organization() {
     assert_eq!(requests(&list), [format!("credledger: GET {url}/v1/machine-tokens/{}?limit=500", org.id)]);
     // --url still wins over the saved one (here: nothing listens there).
     exits(org.with(&["whoami", "--url", "http://127.0.0.1:9"], &[]), 1, "cannot reach");
+    // Machine modes read no file, the saved login's server included.
+    let machine = org
+        .with(&["whoami", "-v"], &[("CREDLEDGER_CLIENT_ID", "cl_ci_0000"), ("CREDLEDGER_CLIENT_SECRET", "cl_cs_0000")]);
+    assert!(machine.stderr.contains("POST http://127.0.0.1:8080/oauth2/token"), "the default server: {machine:#?}");
 }
 
 #[tokio::test]
@@ -181,7 +185,7 @@ async fn names_stand_for_ids_where_they_are_unique() {
 }
 
 #[tokio::test]
-async fn tables_show_times_to_the_second() {
+async fn tables_show_times_to_the_second_and_owners_by_email() {
     let org = Org::start().await;
     let (id, _) = org.token("ci").await;
     let run = ok(org.as_owner(&["token", "get", &id, "-o", "table"], &[]));
@@ -192,6 +196,10 @@ async fn tables_show_times_to_the_second() {
         .unwrap_or_else(|| panic!("no expiresAt row: {run:#?}"))
         .trim();
     assert_eq!(expires.len(), "2027-02-24T00:14:26Z".len(), "to the second: {expires}");
+    assert!(
+        run.stdout.lines().any(|line| line.split_whitespace().collect::<Vec<_>>() == ["owner", "ops@acme.example"]),
+        "the owner's email: {run:#?}"
+    );
     assert!(expires.ends_with('Z') && !expires.contains('.'), "{expires}");
     // JSON keeps the server's exact value.
     let json = json_of(&ok(org.as_owner(&["token", "get", &id, "-o", "json"], &[])));

@@ -6,6 +6,7 @@
 
 mod support;
 
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -30,13 +31,13 @@ impl Pane {
         let socket = dir.path().join("tmux.sock");
         let mut line = String::from("env -i TERM=xterm-256color PATH=/usr/bin:/bin");
         for (name, value) in vars {
-            line.push_str(&format!(" {name}={}", quote(value)));
+            let _ = write!(line, " {name}={}", quote(value));
         }
-        line.push_str(&format!(" {}", quote(&program.to_string_lossy())));
+        let _ = write!(line, " {}", quote(&program.to_string_lossy()));
         for arg in args {
-            line.push_str(&format!(" {}", quote(arg)));
+            let _ = write!(line, " {}", quote(arg));
         }
-        line.push_str(&format!("; echo {DONE}; sleep 600"));
+        let _ = write!(line, "; echo {DONE}; sleep 600");
         let status = Command::new("tmux")
             .arg("-S")
             .arg(&socket)
@@ -84,6 +85,10 @@ impl Pane {
 
 impl Drop for Pane {
     fn drop(&mut self) {
+        // Ctrl-C first: a server in the pane stops on SIGINT, while the SIGHUP of kill-server
+        // would only make it reload its certificate.
+        let _ = Command::new("tmux").arg("-S").arg(&self.socket).args(["send-keys", "C-c"]).status();
+        std::thread::sleep(std::time::Duration::from_millis(500));
         let _ = Command::new("tmux").arg("-S").arg(&self.socket).arg("kill-server").status();
     }
 }

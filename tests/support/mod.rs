@@ -717,3 +717,42 @@ pub fn run_cli(args: &[&str], vars: &[(&str, &str)]) -> CliRun {
         stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
     }
 }
+
+// Certificates for TLS tests, made with the openssl command as an operator would.
+
+fn openssl(args: &[&str], dir: &Path) {
+    let output = Command::new("openssl").args(args).current_dir(dir).output().expect("openssl runs");
+    assert!(output.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+}
+
+/// A throwaway certificate authority (`{name}-ca.pem`) and a server certificate it issued for
+/// 127.0.0.1 (`{name}-cert.pem`, `{name}-key.pem`), as an operator's CA or ACME would: the CA is
+/// what clients trust. Returns the CA's path.
+pub fn issue_certificate(dir: &Path, name: &str) -> PathBuf {
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    let (ca, ca_key) = (format!("{name}-ca.pem"), format!("{name}-ca-key.pem"));
+    let (cert, key, request) = (format!("{name}-cert.pem"), format!("{name}-key.pem"), format!("{name}.csr"));
+    let mut args = vec!["req", "-x509", "-days", "2", "-subj", "/CN=credledger test CA"];
+    args.extend(ec);
+    args.extend(["-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign"]);
+    args.extend(["-keyout", &ca_key, "-out", &ca]);
+    openssl(&args, dir);
+    let mut args = vec!["req", "-subj", "/CN=127.0.0.1"];
+    args.extend(ec);
+    args.extend(["-keyout", &key, "-out", &request]);
+    openssl(&args, dir);
+    let extensions = format!("{name}.ext");
+    std::fs::write(
+        dir.join(&extensions),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(
+        &["x509", "-req", "-days", "2", "-in", &request, "-CA", &ca, "-CAkey", &ca_key, "-CAcreateserial"]
+            .into_iter()
+            .chain(["-extfile", &extensions, "-out", &cert])
+            .collect::<Vec<_>>(),
+        dir,
+    );
+    dir.join(ca)
+}

@@ -212,6 +212,13 @@ fn assertion(key: &MachineKey, audience: &str) -> String {
     token
 }
 
+/// Whether a machine credential is in the environment: then no file is read or written.
+pub fn machine_mode() -> bool {
+    ["CREDLEDGER_CLIENT_ID", "CREDLEDGER_CLIENT_SECRET", "CREDLEDGER_MACHINE_KEY"]
+        .iter()
+        .any(|name| variable(name).is_some())
+}
+
 /// The user's credledger configuration directory (`CREDLEDGER_CONFIG_DIR` overrides it).
 pub fn config_dir() -> Option<PathBuf> {
     variable("CREDLEDGER_CONFIG_DIR")

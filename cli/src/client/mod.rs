@@ -303,11 +303,14 @@ pub fn causes(error: &(dyn std::error::Error + 'static)) -> String {
 }
 
 /// The server to talk to: `--url` or `CREDLEDGER_URL`, else the saved login's, else the default.
+/// The machine modes read no file, the saved login included.
 pub fn base_url(global: &Global) -> String {
     global
         .url
         .clone()
-        .or_else(|| credentials::saved_login().and_then(|login| login.url))
+        .or_else(|| {
+            if credentials::machine_mode() { None } else { credentials::saved_login().and_then(|login| login.url) }
+        })
         .unwrap_or_else(|| DEFAULT_URL.to_owned())
         .trim_end_matches('/')
         .to_owned()

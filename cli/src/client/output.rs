@@ -129,6 +129,14 @@ pub async fn owners_as_emails(global: &Global, api: &super::Api, org: &str, item
     }
 }
 
+/// [`object`], with the owner's email in place of its member id in a table.
+pub async fn object_with_owner(global: &Global, api: &super::Api, org: &str, value: Value) {
+    let mut items = [value];
+    owners_as_emails(global, api, org, &mut items).await;
+    let [value] = items;
+    object(global, &value);
+}
+
 fn cell(key: &str, value: &Value) -> Cell {
     let text = match value {
         Value::Null => "-".to_owned(),

@@ -118,7 +118,7 @@ pub async fn run(global: &Global, args: MachineArgs) -> CliResult<()> {
         }
         MachineCommand::Get { id } => {
             let id = resolve(&api, &base, &id).await?;
-            output::object(global, &api.get(&format!("{base}/{id}")).await?);
+            output::object_with_owner(global, &api, &org, api.get(&format!("{base}/{id}")).await?).await;
         }
         MachineCommand::Revoke { id } => {
             let id = resolve(&api, &base, &id).await?;

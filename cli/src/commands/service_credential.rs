@@ -129,7 +129,7 @@ pub async fn run(global: &Global, args: ServiceCredentialArgs) -> CliResult<()> 
         }
         ServiceCredentialCommand::Get { id } => {
             let id = api.resolve(&base, "name", &id, "service credential").await?;
-            output::object(global, &api.get(&format!("{base}/{id}")).await?);
+            output::object_with_owner(global, &api, &org, api.get(&format!("{base}/{id}")).await?).await;
         }
         ServiceCredentialCommand::Rotate { id, grace } => {
             let id = api.resolve(&base, "name", &id, "service credential").await?;

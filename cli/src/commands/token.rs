@@ -272,7 +272,7 @@ pub async fn run(global: &Global, args: TokenArgs) -> CliResult<()> {
         }
         TokenCommand::Get { id } => {
             let id = api.resolve(&base, "name", &id, "token").await?;
-            output::object(global, &api.get(&format!("{base}/{id}")).await?);
+            output::object_with_owner(global, &api, &org, api.get(&format!("{base}/{id}")).await?).await;
         }
         TokenCommand::Update { id, name, expires, scopes, conditions, clear_conditions } => {
             let id = api.resolve(&base, "name", &id, "token").await?;

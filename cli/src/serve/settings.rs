@@ -138,7 +138,7 @@ impl LogFormat {
 #[allow(clippy::struct_field_names)]
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
-struct File {
+struct FileSettings {
     listen: Option<SocketAddr>,
     data_dir: Option<PathBuf>,
     store: Option<String>,
@@ -197,7 +197,7 @@ impl Settings {
     pub fn resolve(args: ServeArgs) -> Result<Self, SettingsError> {
         let file = match &args.config {
             Some(path) => read_file(path)?,
-            None => File::default(),
+            None => FileSettings::default(),
         };
         let base = args.config.as_deref().and_then(Path::parent).unwrap_or(Path::new("")).to_owned();
         let in_file = |path: Option<PathBuf>| path.map(|path| base.join(path));
@@ -333,7 +333,7 @@ fn invalid(key: &str, reason: &str) -> SettingsError {
     SettingsError(format!("the setting `{key}`: {reason}"))
 }
 
-fn read_file(path: &Path) -> Result<File, SettingsError> {
+fn read_file(path: &Path) -> Result<FileSettings, SettingsError> {
     let text = std::fs::read_to_string(path)
         .map_err(|error| SettingsError(format!("cannot read the configuration file {}: {error}", path.display())))?;
     toml::from_str(&text).map_err(|error| SettingsError(format!("the configuration file {}: {error}", path.display())))

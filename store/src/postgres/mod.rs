@@ -13,6 +13,7 @@
 //! subscription reads is decided by the head and read from the table, as in the SQLite backend.
 
 mod migrate;
+mod tls;
 mod writer;
 
 use std::str::FromStr;
@@ -23,7 +24,6 @@ use std::time::Duration;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use futures::stream::BoxStream;
 use tokio::sync::{mpsc, oneshot, watch};
-use tokio_postgres::NoTls;
 
 use crate::{
     AppendResult, Basis, EventStore, ExpectedVersion, HeadCheck, NewEvent, RawEvent, RecordedEvent, StoreError,
@@ -66,6 +66,8 @@ const MIGRATE_LOCK: i64 = 0x636c_2d6d_6967_7238;
 #[derive(Debug)]
 pub struct PostgresStore {
     config: tokio_postgres::Config,
+    /// TLS as the URL's `sslmode` asks (none by default).
+    tls: tls::Connector,
     appends: mpsc::Sender<Message>,
     reader: Arc<Reader>,
     commits: Arc<AtomicU64>,
@@ -85,11 +87,17 @@ impl PostgresStore {
     /// migrations (one process at a time) and starts the writer and the listener.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
         // The URL may carry a password: nothing of it goes into errors or logs.
-        let mut config = tokio_postgres::Config::from_str(url)
+        let (url, transport) = tls::Tls::split(url)?;
+        let mut config = tokio_postgres::Config::from_str(&url)
             .map_err(|error| StoreError::UnsupportedUrl(format!("invalid PostgreSQL URL: {}", redacted(&error))))?;
+        config.ssl_mode(transport.ssl_mode());
+        let tls = transport.connector()?;
         guard_connections(&mut config);
-        let manager =
-            Manager::from_config(config.clone(), NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let manager = Manager::from_config(
+            config.clone(),
+            tls.0.clone(),
+            ManagerConfig { recycling_method: RecyclingMethod::Fast },
+        );
         let pool = Pool::builder(manager)
             .max_size(POOL_SIZE)
             .wait_timeout(Some(Duration::from_secs(10)))
@@ -108,10 +116,11 @@ impl PostgresStore {
         let commits = Arc::new(AtomicU64::new(0));
         let writer = Writer { pool: pool.clone(), head: head_sender, commits: commits.clone() };
         tokio::spawn(writer.run(receiver));
-        tokio::spawn(listen(config.clone(), appends.downgrade(), checks));
+        tokio::spawn(listen(config.clone(), tls.clone(), appends.downgrade(), checks));
         tracing::debug!(head, "event store opened on PostgreSQL");
         Ok(Self {
             config,
+            tls,
             appends,
             reader: Arc::new(Reader { pool, head: head_receiver }),
             commits,
@@ -249,7 +258,13 @@ impl EventStore for PostgresStore {
         self.leadership
             .get_or_init(|| {
                 let (sender, receiver) = watch::channel(false);
-                tokio::spawn(lead(self.config.clone(), sender, self.lease.clone(), self.reader.head.clone()));
+                tokio::spawn(lead(
+                    self.config.clone(),
+                    self.tls.clone(),
+                    sender,
+                    self.lease.clone(),
+                    self.reader.head.clone(),
+                ));
                 receiver
             })
             .clone()
@@ -309,7 +324,12 @@ fn decode_rows(rows: &[tokio_postgres::Row]) -> Result<Vec<RecordedEvent>, Store
 /// Each head seen goes to the writer, which publishes it; each polled head also goes to `checks`
 /// with the moment it was asked for, which bounds how stale this process's view can be. Stops
 /// when the store is gone.
-async fn listen(config: tokio_postgres::Config, writer: mpsc::WeakSender<Message>, checks: watch::Sender<HeadCheck>) {
+async fn listen(
+    config: tokio_postgres::Config,
+    tls: tls::Connector,
+    writer: mpsc::WeakSender<Message>,
+    checks: watch::Sender<HeadCheck>,
+) {
     let report = |head: u64| match writer.upgrade() {
         // A full queue only delays this head until the next poll.
         Some(writer) => {
@@ -319,7 +339,7 @@ async fn listen(config: tokio_postgres::Config, writer: mpsc::WeakSender<Message
         None => false,
     };
     loop {
-        let (client, mut connection) = match config.connect(NoTls).await {
+        let (client, mut connection) = match config.connect(tls.0.clone()).await {
             Ok(connected) => connected,
             Err(error) => {
                 tracing::warn!(error = %StoreError::from(error), "the event store listener cannot connect; retrying");
@@ -395,6 +415,7 @@ async fn listen(config: tokio_postgres::Config, writer: mpsc::WeakSender<Message
 /// nobody listens.
 async fn lead(
     config: tokio_postgres::Config,
+    tls: tls::Connector,
     leading: watch::Sender<bool>,
     lease: Arc<LeaseDeadline>,
     mut head: watch::Receiver<u64>,
@@ -414,7 +435,7 @@ async fn lead(
         leading.is_closed() || head.has_changed().is_err()
     };
     while !gone(&leading, &mut head) {
-        let connected = config.connect(NoTls).await;
+        let connected = config.connect(tls.0.clone()).await;
         let Ok((client, connection)) = connected else {
             step_down("cannot connect");
             tokio::time::sleep(POLL).await;
