@@ -170,6 +170,11 @@ fn rows() -> Vec<Row> {
         ("audit trail, limit=0", "GET /v1/audit/{org}?limit=0", None, Vec::new(), 400, "invalid_query", Some("limit")),
         ("audit trail, limit=501", "GET /v1/audit/{org}?limit=501", None,
             Vec::new(), 400, "invalid_query", Some("limit")),
+        // Positions are spelt as the document declares them: digits of a 64-bit value, no sign.
+        ("asOf with a sign", "GET /v1/machine-tokens/{org}?asOf=%2B5", None,
+            Vec::new(), 400, "invalid_query", Some("asOf")),
+        ("audit cursor with a sign", "GET /v1/audit/{org}?cursor=%2B5", None,
+            Vec::new(), 400, "invalid_query", Some("cursor")),
         ("checkpoint size beyond any log", "GET /v1/ledger/checkpoints?treeSize=9223372036854775808", None,
             Vec::new(), 400, "invalid_query", Some("treeSize")),
         ("token uses, limit=501", "GET /v1/machine-tokens/{org}/{token}/uses?limit=501", None,

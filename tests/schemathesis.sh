@@ -9,8 +9,9 @@
 #
 # Environment: CREDLEDGER_BIN (a built binary; default: `cargo build -p credledger`),
 # SCHEMATHESIS (the `st` command; default: installed into target/schemathesis-venv),
-# SCHEMATHESIS_EXAMPLES (examples per operation, default 20), PYTHON (the interpreter to install
-# it with; by default the first of 3.12 or later found, else python3).
+# SCHEMATHESIS_EXAMPLES (examples per operation, default 20), SCHEMATHESIS_SEED (default 1),
+# PYTHON (the interpreter to install it with; by default the first of 3.12 or later found, else
+# python3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root="$(pwd)"
@@ -93,7 +94,7 @@ status=0
     --max-time "$budget" \
     --request-timeout 15 \
     --workers 2 \
-    --seed 1 \
+    --seed "${SCHEMATHESIS_SEED:-1}" \
     --generation-database none \
     --no-color \
     --output-truncate false \

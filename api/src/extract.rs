@@ -160,7 +160,30 @@ pub fn page_limit(limit: Option<usize>, default: usize) -> Result<usize, Problem
     }
 }
 
+/// A log position as a query names it: decimal digits only (no sign), at most 20 of them, of a
+/// value that fits 64 bits — exactly what the document's pattern for a position admits (up to 19
+/// digits, or 20 up to 18446744073709551615).
+pub fn position(input: &str) -> Option<u64> {
+    let digits = (1..=20).contains(&input.len()) && input.bytes().all(|b| b.is_ascii_digit());
+    digits.then(|| input.parse().ok()).flatten()
+}
+
 /// Parses a path segment as an id, or answers 400 naming the segment.
 pub fn path_id<T: std::str::FromStr>(field: &str, input: &str) -> Result<T, Problem> {
     input.parse().map_err(|_| Problem::bad_request("invalid_id", format!("`{field}` must be a UUID")).with_field(field))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::position;
+
+    #[test]
+    fn a_position_is_digits_of_a_64_bit_value() {
+        assert_eq!(position("0"), Some(0));
+        assert_eq!(position("00000000000000000042"), Some(42));
+        assert_eq!(position("18446744073709551615"), Some(u64::MAX));
+        for refused in ["", "+5", "-1", " 5", "18446744073709551616", "000000000000000000042", "1e3"] {
+            assert_eq!(position(refused), None, "{refused:?}");
+        }
+    }
 }

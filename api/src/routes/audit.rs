@@ -61,7 +61,9 @@ pub(crate) struct AuditQuery {
     #[param(pattern = "^(success|denied)$")]
     pub(crate) outcome: Option<String>,
     /// The `nextCursor` of the previous page.
-    #[param(pattern = "^[0-9]{1,19}$")]
+    #[param(
+        pattern = r"^([0-9]{1,19}|0[0-9]{19}|1[0-7][0-9]{18}|18[0-3][0-9]{17}|184[0-3][0-9]{16}|1844[0-5][0-9]{15}|18446[0-6][0-9]{14}|184467[0-3][0-9]{13}|1844674[0-3][0-9]{12}|184467440[0-6][0-9]{10}|1844674407[0-2][0-9]{9}|18446744073[0-6][0-9]{8}|1844674407370[0-8][0-9]{6}|18446744073709[0-4][0-9]{5}|184467440737095[0-4][0-9]{4}|18446744073709550[0-9]{3}|18446744073709551[0-5][0-9]{2}|1844674407370955160[0-9]{1}|1844674407370955161[0-4]|18446744073709551615)$"
+    )]
     pub(crate) cursor: Option<String>,
     /// 1 to 500; 100 by default.
     #[param(minimum = 1, maximum = 500)]
@@ -87,7 +89,9 @@ struct UsesQuery {
     #[param(pattern = "^(success|denied)$")]
     outcome: Option<String>,
     /// The `nextCursor` of the previous page.
-    #[param(pattern = "^[0-9]{1,19}$")]
+    #[param(
+        pattern = r"^([0-9]{1,19}|0[0-9]{19}|1[0-7][0-9]{18}|18[0-3][0-9]{17}|184[0-3][0-9]{16}|1844[0-5][0-9]{15}|18446[0-6][0-9]{14}|184467[0-3][0-9]{13}|1844674[0-3][0-9]{12}|184467440[0-6][0-9]{10}|1844674407[0-2][0-9]{9}|18446744073[0-6][0-9]{8}|1844674407370[0-8][0-9]{6}|18446744073709[0-4][0-9]{5}|184467440737095[0-4][0-9]{4}|18446744073709550[0-9]{3}|18446744073709551[0-5][0-9]{2}|1844674407370955160[0-9]{1}|1844674407370955161[0-4]|18446744073709551615)$"
+    )]
     cursor: Option<String>,
     /// 1 to 500; 100 by default.
     #[param(minimum = 1, maximum = 500)]
@@ -298,7 +302,8 @@ pub(super) fn parse_network(input: &str) -> Result<Cidr, Problem> {
 }
 
 fn parse_cursor(input: &str) -> Result<u64, Problem> {
-    input.parse().map_err(|_| invalid_query("cursor", "`cursor` takes the `nextCursor` of a previous page"))
+    crate::extract::position(input)
+        .ok_or_else(|| invalid_query("cursor", "`cursor` takes the `nextCursor` of a previous page"))
 }
 
 /// A known event type: the trail never holds any other, so a misspelt one is an error rather

@@ -122,7 +122,9 @@ struct CheckpointsQuery {
     /// Only checkpoints of exactly this tree size.
     tree_size: Option<u64>,
     /// The `nextCursor` of the previous page.
-    #[param(pattern = "^[0-9]{1,19}$")]
+    #[param(
+        pattern = r"^([0-9]{1,19}|0[0-9]{19}|1[0-7][0-9]{18}|18[0-3][0-9]{17}|184[0-3][0-9]{16}|1844[0-5][0-9]{15}|18446[0-6][0-9]{14}|184467[0-3][0-9]{13}|1844674[0-3][0-9]{12}|184467440[0-6][0-9]{10}|1844674407[0-2][0-9]{9}|18446744073[0-6][0-9]{8}|1844674407370[0-8][0-9]{6}|18446744073709[0-4][0-9]{5}|184467440737095[0-4][0-9]{4}|18446744073709550[0-9]{3}|18446744073709551[0-5][0-9]{2}|1844674407370955160[0-9]{1}|1844674407370955161[0-4]|18446744073709551615)$"
+    )]
     cursor: Option<String>,
     /// Page size, 1 to 1000 (default 100).
     #[param(minimum = 1, maximum = 1000)]
@@ -146,7 +148,7 @@ async fn checkpoints(
         .cursor
         .as_deref()
         .map(|cursor| {
-            cursor.parse::<u64>().map_err(|_| {
+            crate::extract::position(cursor).ok_or_else(|| {
                 Problem::bad_request("invalid_query", "`cursor` takes the `nextCursor` of a previous page")
                     .with_field("cursor")
             })
