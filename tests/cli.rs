@@ -994,20 +994,24 @@ async fn recipe_machine_token_in_a_ci_secret() {
 async fn recipe_client_credentials_machine_mode() {
     let ctx = Ctx::start().await;
     let credential = ctx.service_credential(&[READ, WRITE]).await;
-    let (soon, _) = ctx.token(json!({ "name": "soon", "environmentHint": "prod", "expiresInDays": 7 })).await;
-    ctx.token(json!({ "name": "later", "environmentHint": "prod", "expiresInDays": 365 })).await;
-    ctx.token(json!({ "name": "never", "environmentHint": "prod" })).await;
+    ctx.project("api", &["production"]).await;
+    let path = format!("/v1/secrets/{}/api/production", ctx.org);
+    let put = ctx.owner.send("PUT", &path, Some(json!({ "secrets": { "DEPLOY_KEY": "k-prod" } }))).await;
+    assert_eq!(put.status, 200, "{put:?}");
     let url = ctx.server.base_url.clone();
     let vars = [
         ("CREDLEDGER_URL", url.as_str()),
         ("CREDLEDGER_CLIENT_ID", credential.client_id.as_str()),
         ("CREDLEDGER_CLIENT_SECRET", credential.secret.as_str()),
+        ("CREDLEDGER_PROJECT", "api"),
+        ("CREDLEDGER_ENV", "production"),
+        ("DEPLOY", r#"printf '{"deployKey": "%s"}\n' "$DEPLOY_KEY""#),
     ];
     let (_, documents) = run_recipe("machine-mode-client-credentials.sh", &vars);
     assert_eq!(documents.len(), 2, "{documents:?}");
     let me = &documents[0];
     assert_eq!((me["kind"].clone(), me["id"].clone()), (json!("service_credential"), json!(credential.id)));
-    assert_eq!(ids(&documents[1]), vec![soon]);
+    assert_eq!(documents[1], json!({ "deployKey": "k-prod" }), "the deploy ran with the secrets");
     // The recipe narrowed both runs to read-only.
     assert_eq!(issued_scopes(&ctx.server), vec![json!([READ]), json!([READ])]);
     // An explicit CREDLEDGER_CLIENT_SCOPES is honoured.
