@@ -709,23 +709,26 @@ mod tests {
 
     use super::{LeafCache, Ledger};
 
+    /// The `n`th event of a test log.
+    fn tree_event(n: u64) -> NewEvent {
+        NewEvent {
+            event_id: EventId::from_uuid(uuid::Uuid::now_v7()),
+            event_type: "TreeChecked".to_owned(),
+            schema_version: 1,
+            org_id: None,
+            occurred_at: OffsetDateTime::UNIX_EPOCH,
+            actor: Actor::system("test"),
+            request: None,
+            payload: serde_json::json!({ "n": n }),
+        }
+    }
+
     async fn ledger_of(size: u64, dir: &std::path::Path) -> (Ledger, Vec<[u8; 32]>) {
         let store = credledger_store::open(&format!("sqlite://{}", dir.join("events.db").display())).await.unwrap();
         let mut appended = 0;
         while appended < size {
             let batch = (size - appended).min(500);
-            let events = (0..batch)
-                .map(|n| NewEvent {
-                    event_id: EventId::from_uuid(uuid::Uuid::now_v7()),
-                    event_type: "TreeChecked".to_owned(),
-                    schema_version: 1,
-                    org_id: None,
-                    occurred_at: OffsetDateTime::UNIX_EPOCH,
-                    actor: Actor::system("test"),
-                    request: None,
-                    payload: serde_json::json!({ "n": appended + n }),
-                })
-                .collect();
+            let events = (0..batch).map(|n| tree_event(appended + n)).collect();
             store.append("tree", ExpectedVersion::Any, events).await.unwrap();
             appended += batch;
         }
@@ -792,24 +795,7 @@ mod tests {
         let (ledger, _) = ledger_of(20, dir.path()).await;
         let now = OffsetDateTime::now_utc();
         assert_eq!(ledger.sign_checkpoint(now).await.unwrap(), Some(20));
-        let appended = ledger
-            .store
-            .append(
-                "tree",
-                ExpectedVersion::Any,
-                vec![NewEvent {
-                    event_id: EventId::from_uuid(uuid::Uuid::now_v7()),
-                    event_type: "TreeChecked".to_owned(),
-                    schema_version: 1,
-                    org_id: None,
-                    occurred_at: OffsetDateTime::UNIX_EPOCH,
-                    actor: Actor::system("test"),
-                    request: None,
-                    payload: serde_json::json!({ "n": 21 }),
-                }],
-            )
-            .await
-            .unwrap();
+        let appended = ledger.store.append("tree", ExpectedVersion::Any, vec![tree_event(21)]).await.unwrap();
         let position = appended.last_position;
         let connection = rusqlite::Connection::open(dir.path().join("events.db")).unwrap();
         let triggers: Vec<String> = connection
