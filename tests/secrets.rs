@@ -178,9 +178,16 @@ async fn secrets_are_versioned_pulled_and_never_kept_in_the_clear() {
     assert!(!export.is_empty());
     assert_no_values("the ledger export", &export);
     assert_no_values("the server's output", server.log().as_bytes());
+    // The log as stored (the SQLite file or the PostgreSQL table), and every file of the data
+    // directory: the read models, the WAL, the keys.
+    let log = support::raw_log(&server.data_dir);
+    assert!(log.len() > 10, "the log is read");
+    for (position, envelope, _) in log {
+        assert_no_values(&format!("the event at position {position}"), &envelope);
+    }
     let files = files_under(&server.data_dir);
     assert!(
-        files.iter().any(|(file, _)| file.ends_with("events.db")),
+        files.iter().any(|(file, _)| file.ends_with("read.db")),
         "{:?}",
         files.iter().map(|f| &f.0).collect::<Vec<_>>()
     );
