@@ -11,8 +11,14 @@ async fn serve_starts_on_an_empty_data_directory_and_reports_ready() {
     let client = reqwest::Client::new();
     let health = client.get(server.url("/healthz")).send().await.unwrap();
     assert_eq!(health.status(), 200);
-    let ready: serde_json::Value = client.get(server.url("/readyz")).send().await.unwrap().json().await.unwrap();
-    assert_eq!(ready["status"], "ready", "{ready}");
+    // Ready once the read models have applied the first events (the admin token, the first
+    // checkpoint), which may land just as the server starts listening.
+    let ready = support::eventually("/readyz ready", std::time::Duration::from_secs(10), async || {
+        let ready: serde_json::Value = client.get(server.url("/readyz")).send().await.unwrap().json().await.unwrap();
+        (ready["status"] == "ready").then_some(ready)
+    })
+    .await;
+    assert!(ready["head"].as_u64() >= Some(1), "{ready}");
     assert_eq!(server.data_dir.join("events.db").exists(), !support::on_postgres());
     assert!(server.data_dir.join("read.db").exists());
     let status = server.stop().unwrap();
