@@ -13,6 +13,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (4, "ledger", include_str!("../../migrations/sqlite/read/0004_ledger.sql")),
     (5, "projected_tip", include_str!("../../migrations/sqlite/read/0005_projected_tip.sql")),
     (6, "secret_reads", include_str!("../../migrations/sqlite/read/0006_secret_reads.sql")),
+    (7, "audit_indexes", include_str!("../../migrations/sqlite/read/0007_audit_indexes.sql")),
 ];
 
 pub(crate) fn connect(path: &Path) -> Result<Connection, ProjectionError> {

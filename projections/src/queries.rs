@@ -425,6 +425,11 @@ impl Projections {
         before: Option<u64>,
         limit: usize,
     ) -> Result<Vec<AuditEntry>, ProjectionError> {
+        let equality = filter.credential_id.is_some() || filter.actor_id.is_some() || filter.event_type.is_some();
+        let window = filter.since.is_some() || filter.until.is_some();
+        if window && !equality && filter.outcome.is_none() {
+            return self.window_page(org, filter, before, limit);
+        }
         let mut sql = format!("SELECT {AUDIT_COLUMNS} FROM audit_trail WHERE org_id = ?");
         let mut args: Vec<Value> = vec![Value::Text(org.to_string())];
         let mut narrow = |clause: &str, value: Value| {
@@ -441,16 +446,53 @@ impl Projections {
         if let Some(event_type) = &filter.event_type {
             narrow("event_type = ?", Value::Text(event_type.clone()));
         }
+        // With an equality above, its index (whose entries are in position order) leads; the
+        // unary `+` keeps the planner from choosing the time index and sorting instead.
         if let Some(since) = filter.since {
-            narrow("recorded_at >= ?", Value::Integer(millis(since)));
+            narrow("+recorded_at >= ?", Value::Integer(millis(since)));
         }
         if let Some(until) = filter.until {
-            narrow("recorded_at < ?", Value::Integer(millis(until)));
+            narrow("+recorded_at < ?", Value::Integer(millis(until)));
         }
         if let Some(outcome) = filter.outcome {
             narrow("outcome = ?", Value::Text(outcome.as_str().to_owned()));
         }
         self.trail_page(&sql, &args, filter.ip.as_ref(), before, limit)
+    }
+
+    /// A page of the entries recorded in a time window (and from `filter.ip`), newest first,
+    /// before `before`. The newest positions of the window are picked from `audit_by_time` alone
+    /// (its rowid is the position), then only their rows are read: the cost grows with the
+    /// entries in the window, never with the trail before or after it.
+    fn window_page(
+        &self,
+        org: OrgId,
+        filter: &AuditFilter,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>, ProjectionError> {
+        let since = filter.since.map_or(i64::MIN, millis);
+        let until = filter.until.map_or(i64::MAX, millis);
+        let sql = format!(
+            "SELECT {AUDIT_COLUMNS} FROM audit_trail WHERE position IN (\
+                 SELECT position FROM audit_trail INDEXED BY audit_by_time \
+                 WHERE org_id = ? AND recorded_at >= ? AND recorded_at < ? AND position < ? \
+                 ORDER BY position DESC LIMIT ?) \
+             AND org_id = ? ORDER BY position DESC"
+        );
+        let args = [Value::Text(org.to_string()), Value::Integer(since), Value::Integer(until)];
+        let org_again = Value::Text(org.to_string());
+        self.paged(
+            &sql,
+            |before, batch| {
+                let mut all = args.to_vec();
+                all.extend([Value::Integer(before), Value::Integer(batch), org_again.clone()]);
+                all
+            },
+            filter.ip.as_ref(),
+            before,
+            limit,
+        )
     }
 
     /// A page of a credential's uses, issued access tokens and coalesced denials, newest first,
@@ -551,20 +593,43 @@ impl Projections {
         before: Option<u64>,
         limit: usize,
     ) -> Result<Vec<AuditEntry>, ProjectionError> {
+        let sql = format!("{sql} AND position < ? ORDER BY position DESC LIMIT ?");
+        self.paged(
+            &sql,
+            |before, batch| {
+                let mut all = args.to_vec();
+                all.extend([Value::Integer(before), Value::Integer(batch)]);
+                all
+            },
+            network,
+            before,
+            limit,
+        )
+    }
+
+    /// Runs `sql`, whose arguments `args(before, batch)` builds, page by page newest first, until
+    /// `limit` entries from `network` are found or the rows run out. Each run must answer at most
+    /// `batch` rows before position `before`, newest first.
+    fn paged(
+        &self,
+        sql: &str,
+        args: impl Fn(i64, i64) -> Vec<Value>,
+        network: Option<&Cidr>,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>, ProjectionError> {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let sql = format!("{sql} AND position < ? ORDER BY position DESC LIMIT ?");
         let batch = if network.is_some() { limit.max(256) } else { limit };
         let connection = self.reader()?;
-        let mut statement = connection.prepare_cached(&sql)?;
+        let mut statement = connection.prepare_cached(sql)?;
         let mut page = Vec::with_capacity(limit);
         let mut before = before.map_or(i64::MAX, |b| b as i64);
         loop {
-            let mut batch_args = args.to_vec();
-            batch_args.extend([Value::Integer(before), Value::Integer(batch as i64)]);
-            let rows: Vec<AuditEntry> =
-                statement.query_map(params_from_iter(batch_args), audit_entry)?.collect::<Result<_, _>>()?;
+            let rows: Vec<AuditEntry> = statement
+                .query_map(params_from_iter(args(before, batch as i64)), audit_entry)?
+                .collect::<Result<_, _>>()?;
             let exhausted = rows.len() < batch;
             if let Some(last) = rows.last() {
                 before = last.position as i64;

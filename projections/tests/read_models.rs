@@ -133,6 +133,47 @@ async fn the_audit_trail_has_one_row_per_event_newest_first() {
 }
 
 #[tokio::test]
+async fn every_audit_query_kind_finds_its_entries_newest_first() {
+    use credledger_projections::queries::AuditFilter;
+    let pause = || std::thread::sleep(std::time::Duration::from_millis(20));
+    let (_dir, mut ledger, projections) = setup().await;
+    ledger.run(&Op::Create { token: 0, days: None }).await; // 1
+    ledger.run(&Op::Use { token: 0, ip: 0, agent: 0 }).await; // 2
+    pause();
+    let window_start = time::OffsetDateTime::now_utc();
+    ledger.run(&Op::Use { token: 0, ip: 1, agent: 0 }).await; // 3
+    ledger.run(&Op::Deny { token: 0, ip: 1 }).await; // 4
+    ledger.run(&Op::Use { token: 0, ip: 2, agent: 0 }).await; // 5
+    let window_end = time::OffsetDateTime::now_utc();
+    pause();
+    ledger.run(&Op::Use { token: 0, ip: 0, agent: 0 }).await; // 6
+    ledger.run(&Op::Lifecycle { token: 0, command: 0 }).await; // 7: disable
+    projections.catch_up(ledger.store.clone()).await.unwrap();
+    let positions = |filter: &AuditFilter, before: Option<u64>, limit: usize| -> Vec<u64> {
+        projections.audit_filtered(org(), filter, before, limit).unwrap().iter().map(|e| e.position).collect()
+    };
+
+    let by_type = |event_type: &str| AuditFilter { event_type: Some(event_type.to_owned()), ..AuditFilter::default() };
+    assert_eq!(positions(&by_type("CredentialUsed"), None, 10), vec![6, 5, 3, 2]);
+    assert_eq!(positions(&by_type("CredentialUsed"), Some(5), 10), vec![3, 2]);
+    assert_eq!(positions(&by_type("MachineTokenDisabled"), None, 10), vec![7]);
+
+    let window = AuditFilter { since: Some(window_start), until: Some(window_end), ..AuditFilter::default() };
+    assert_eq!(positions(&window, None, 10), vec![5, 4, 3]);
+    assert_eq!(positions(&window, None, 2), vec![5, 4], "a page holds the newest of the window");
+    assert_eq!(positions(&window, Some(4), 10), vec![3], "the cursor continues inside the window");
+    let since = AuditFilter { since: Some(window_start), ..AuditFilter::default() };
+    assert_eq!(positions(&since, None, 10), vec![7, 6, 5, 4, 3]);
+    let until = AuditFilter { until: Some(window_start), ..AuditFilter::default() };
+    assert_eq!(positions(&until, None, 10), vec![2, 1]);
+    let from_network =
+        AuditFilter { ip: Some(credledger_domain::values::Cidr::parse("10.0.0.1/32").unwrap()), ..window.clone() };
+    assert_eq!(positions(&from_network, None, 10), vec![3]);
+    let typed_window = AuditFilter { event_type: Some("CredentialUsed".to_owned()), ..window };
+    assert_eq!(positions(&typed_window, None, 10), vec![5, 3]);
+}
+
+#[tokio::test]
 async fn the_runner_resumes_from_its_checkpoint_after_a_restart() {
     let (dir, mut ledger, projections) = setup().await;
     ledger.run(&Op::Create { token: 0, days: None }).await;
