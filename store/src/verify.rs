@@ -34,9 +34,10 @@
 //! independently — from monitor mode, or published by the operator — to rule out an older or
 //! replaced export.
 //!
-//! Everything here is pure and streaming: it reads a [`BufRead`] line by line, never holds more
-//! than one line, a compact range of the Merkle tree, a bounded window of recent prefixes, and one
-//! counter per stream and per organization.
+//! Everything here is pure and streaming: it reads a [`BufRead`] in batches of lines, taken apart
+//! (split, hashed, their few fields read) on every core and checked in order on the calling
+//! thread (see `parallel`); it never holds more than a few batches, a compact range of the Merkle
+//! tree, a bounded window of recent prefixes, and one counter per stream and per organization.
 
 mod compact_range;
 
@@ -45,6 +46,7 @@ mod ledger;
 mod lifecycle;
 mod line;
 mod organization;
+mod parallel;
 #[cfg(test)]
 mod tests;
 

@@ -9,10 +9,10 @@ use credledger_domain::OrgId;
 
 use super::compact_range::RecentPrefixes;
 use super::lifecycle::Lifecycles;
-use super::line::{self, CheckpointPayload, EnvelopeFields, LineRead, MAX_LINE};
+use super::line::{self, CheckpointPayload};
+use super::parallel::{self, Parsed};
 use super::{Context, Scope, Verified, VerifyError};
 use crate::checkpoint::CheckpointVerifier;
-use crate::leaf_hash;
 
 pub(super) fn verify(
     reader: &mut impl BufRead,
@@ -29,50 +29,45 @@ pub(super) fn verify(
     let (mut checked, mut unchecked) = (0, 0);
     // The largest prefix whose root a checkpoint proved: an alteration found later lies after it.
     let mut proven = 0;
-    let mut scratch = Vec::new();
-    loop {
-        let read = line::next_line(reader, buf).map_err(VerifyError::Read)?;
+    parallel::for_each_line(reader, buf, |parsed| {
         context.lines += 1;
         let position = prefixes.size() + 1;
         let line_number = context.lines;
         let malformed =
             |reason: String| VerifyError::MalformedLine { line: line_number, after_position: position - 1, reason };
-        match read {
-            LineRead::End => break,
-            LineRead::TooLong => return Err(malformed(format!("it is longer than {} MiB", MAX_LINE >> 20))),
-            LineRead::Line => {}
-        }
-        let (head, envelope) = line::split(buf, &mut scratch).map_err(malformed)?;
-        if head.position != position {
-            return Err(VerifyError::UnexpectedPosition { expected: position, found: head.position });
+        let line = match parsed {
+            Parsed::TooLong => return Err(malformed(parallel::too_long())),
+            Parsed::Malformed(reason) => return Err(malformed(reason)),
+            Parsed::Line(line) => line,
+        };
+        if line.position != position {
+            return Err(VerifyError::UnexpectedPosition { expected: position, found: line.position });
         }
         if position > tree_size {
             return Err(VerifyError::BeyondTreeSize { position, tree_size });
         }
-        let recorded =
-            line::hash(head.leaf_hash).ok_or_else(|| malformed("its leafHash is not a hex SHA-256 hash".to_owned()))?;
-        let computed = leaf_hash(envelope);
+        let recorded = line.recorded.ok_or_else(|| malformed("its leafHash is not a hex SHA-256 hash".to_owned()))?;
+        let computed = line.computed;
         if computed != recorded {
             return Err(VerifyError::LeafHashMismatch { position, recorded, computed });
         }
-        let fields =
-            EnvelopeFields::decode(envelope).map_err(|reason| VerifyError::MalformedEnvelope { position, reason })?;
+        let fields = line.fields.map_err(|reason| VerifyError::MalformedEnvelope { position, reason })?;
         if fields.position != position {
             return Err(VerifyError::EnvelopeElsewhere { position, envelope_position: fields.position });
         }
-        let due = streams.get(fields.stream.as_ref()).copied().unwrap_or(0);
+        let due = streams.get(fields.stream.as_str()).copied().unwrap_or(0);
         if fields.version != due {
             return Err(VerifyError::StreamVersionGap {
                 position,
-                stream: fields.stream.into_owned(),
+                stream: fields.stream,
                 expected: due,
                 found: fields.version,
             });
         }
-        match streams.get_mut(fields.stream.as_ref()) {
+        match streams.get_mut(fields.stream.as_str()) {
             Some(next) => *next += 1,
             None => {
-                streams.insert(fields.stream.clone().into_owned(), 1);
+                streams.insert(fields.stream.clone(), 1);
             }
         }
         match (fields.org_id, fields.org_sequence) {
@@ -94,7 +89,7 @@ pub(super) fn verify(
         prefixes.push(computed);
         lifecycles.observe(position, &fields.stream, &fields.event_type)?;
 
-        if fields.is_checkpoint() {
+        if let Some(envelope) = line.checkpoint_envelope.as_deref().filter(|_| fields.is_checkpoint()) {
             match check_recorded_checkpoint(envelope, position, context.key, &prefixes, proven)? {
                 Some(size) => {
                     checked += 1;
@@ -110,7 +105,8 @@ pub(super) fn verify(
             proven = proven.max(position);
         }
         context.report(position, position, false);
-    }
+        Ok(())
+    })?;
 
     let present = prefixes.size();
     context.report(present, present, true);

@@ -7,9 +7,8 @@ use std::io::BufRead;
 use credledger_domain::OrgId;
 
 use super::lifecycle::Lifecycles;
-use super::line::{self, EnvelopeFields, LineRead, MAX_LINE};
+use super::parallel::{self, Parsed};
 use super::{Context, Scope, Verified, VerifyError};
-use crate::leaf_hash;
 use crate::merkle::verify_inclusion;
 
 pub(super) fn verify(
@@ -27,44 +26,35 @@ pub(super) fn verify(
     }
     let (mut previous, mut events) = (0, 0);
     let mut lifecycles = Lifecycles::default();
-    let mut scratch = Vec::new();
-    let mut proof = Vec::new();
-    loop {
-        let read = line::next_line(reader, buf).map_err(VerifyError::Read)?;
+    parallel::for_each_line(reader, buf, |parsed| {
         context.lines += 1;
         let line_number = context.lines;
         let malformed =
             |reason: String| VerifyError::MalformedLine { line: line_number, after_position: previous, reason };
-        match read {
-            LineRead::End => break,
-            LineRead::TooLong => return Err(malformed(format!("it is longer than {} MiB", MAX_LINE >> 20))),
-            LineRead::Line => {}
-        }
-        let (head, envelope) = line::split(buf, &mut scratch).map_err(malformed)?;
-        let position = head.position;
+        let line = match parsed {
+            Parsed::TooLong => return Err(malformed(parallel::too_long())),
+            Parsed::Malformed(reason) => return Err(malformed(reason)),
+            Parsed::Line(line) => line,
+        };
+        let position = line.position;
         if position <= previous {
             return Err(VerifyError::PositionNotIncreasing { previous, found: position });
         }
         if position > tree_size {
             return Err(VerifyError::BeyondTreeSize { position, tree_size });
         }
-        let recorded =
-            line::hash(head.leaf_hash).ok_or_else(|| malformed("its leafHash is not a hex SHA-256 hash".to_owned()))?;
-        let computed = leaf_hash(envelope);
+        let recorded = line.recorded.ok_or_else(|| malformed("its leafHash is not a hex SHA-256 hash".to_owned()))?;
+        let computed = line.computed;
         if computed != recorded {
             return Err(VerifyError::LeafHashMismatch { position, recorded, computed });
         }
-        proof.clear();
-        for hash in head.inclusion_proof.ok_or_else(|| malformed("it has no inclusionProof".to_owned()))? {
-            proof.push(
-                line::hash(hash)
-                    .ok_or_else(|| malformed("its inclusionProof holds a hash that is not hex".to_owned()))?,
-            );
-        }
+        let proof = line
+            .proof
+            .ok_or_else(|| malformed("it has no inclusionProof".to_owned()))?
+            .map_err(|()| malformed("its inclusionProof holds a hash that is not hex".to_owned()))?;
         verify_inclusion(&computed, position - 1, tree_size, &proof, &root)
             .map_err(|error| VerifyError::InclusionProof { position, tree_size, error })?;
-        let fields =
-            EnvelopeFields::decode(envelope).map_err(|reason| VerifyError::MalformedEnvelope { position, reason })?;
+        let fields = line.fields.map_err(|reason| VerifyError::MalformedEnvelope { position, reason })?;
         if fields.position != position {
             return Err(VerifyError::EnvelopeElsewhere { position, envelope_position: fields.position });
         }
@@ -86,7 +76,8 @@ pub(super) fn verify(
         previous = position;
         events += 1;
         context.report(events, position, false);
-    }
+        Ok(())
+    })?;
     context.report(events, previous, true);
     Ok(Verified {
         scope: Scope::Organization(org),

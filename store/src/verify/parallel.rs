@@ -1,0 +1,224 @@
+//! Taking export lines apart on every core while one thread checks them in order.
+//!
+//! What a line needs on its own — the split into head and envelope, the hex of its hashes, the
+//! SHA-256 of its envelope and the few envelope fields the checks read — is independent of every
+//! other line; what a line needs from the lines before it (its expected position, its stream's
+//! version, the Merkle prefixes) is not. So the calling thread reads the export in batches of
+//! lines and hands each batch to a worker; workers take lines apart; the calling thread receives
+//! the batches back in order and runs the sequential checks on them. At most [`IN_FLIGHT`] batches
+//! are out at once, so memory stays bounded whatever the export's size.
+//!
+//! Everything a worker finds wrong is carried back as part of its [`Parsed`] line, and the
+//! checking thread reports it in the order the sequential reading always did: the first fault of
+//! the first faulty line, never one found by a worker further ahead.
+
+use std::collections::BTreeMap;
+use std::io::BufRead;
+use std::ops::Range;
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Arc, Mutex};
+
+use credledger_domain::OrgId;
+
+use super::VerifyError;
+use super::line::{self, EnvelopeFields, LineRead, MAX_LINE};
+use crate::leaf_hash;
+
+/// Lines per batch: large enough that handing a batch over costs little per line.
+const BATCH_LINES: usize = 1024;
+/// Bytes after which a batch is handed over even with fewer lines (long lines, long proofs).
+const BATCH_BYTES: usize = 1 << 20;
+/// Batches out at once: every worker busy, one more being read and one being checked.
+const IN_FLIGHT: usize = 6;
+
+/// One line of an export, taken apart.
+pub(super) enum Parsed {
+    /// Longer than [`MAX_LINE`]; its bytes were not kept.
+    TooLong,
+    /// The line could not be split into its head and envelope.
+    Malformed(String),
+    Line(Box<ParsedLine>),
+}
+
+/// A line whose head was read.
+pub(super) struct ParsedLine {
+    /// The position the line's head states.
+    pub position: u64,
+    /// The recorded leaf hash; `None` when it is not hex SHA-256.
+    pub recorded: Option<[u8; 32]>,
+    /// SHA-256(0x00 || envelope) of the envelope's exact bytes.
+    pub computed: [u8; 32],
+    /// The inclusion proof, when the line has one: its hashes, or `Err` when one is not hex.
+    pub proof: Option<Result<Vec<[u8; 32]>, ()>>,
+    /// The envelope's fields, or why they could not be read.
+    pub fields: Result<Fields, String>,
+    /// The envelope's bytes, kept only for the ledger's own checkpoints (whose payload is read).
+    pub checkpoint_envelope: Option<Vec<u8>>,
+}
+
+/// The envelope fields the checks need, owned so they can cross threads.
+pub(super) struct Fields {
+    pub position: u64,
+    pub stream: String,
+    pub version: u64,
+    pub org_id: Option<OrgId>,
+    pub org_sequence: Option<u64>,
+    pub event_type: String,
+}
+
+/// A batch of lines as read: their bytes back to back, and where each line lies in them.
+struct Batch {
+    bytes: Vec<u8>,
+    lines: Vec<Option<Range<usize>>>,
+}
+
+/// Reads every remaining line of `reader`, takes each apart on worker threads, and calls
+/// `check` on each in order, stopping at the first error it returns.
+pub(super) fn for_each_line(
+    reader: &mut impl BufRead,
+    buf: &mut Vec<u8>,
+    mut check: impl FnMut(Parsed) -> Result<(), VerifyError>,
+) -> Result<(), VerifyError> {
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 4);
+    std::thread::scope(|scope| {
+        let (work, queue) = sync_channel::<(u64, Batch)>(IN_FLIGHT);
+        let (done, results) = sync_channel::<(u64, Vec<Parsed>)>(IN_FLIGHT);
+        let queue = Arc::new(Mutex::new(queue));
+        for _ in 0..workers {
+            let (queue, done) = (Arc::clone(&queue), done.clone());
+            scope.spawn(move || take_apart(&queue, &done));
+        }
+        drop(done);
+        // On return (an error included) `work` and `results` are dropped here, before the scope
+        // joins the workers: they see the closed channels and stop.
+        in_order(reader, buf, &work, &results, &mut check)
+    })
+}
+
+/// The calling thread's part: reads batches, keeps [`IN_FLIGHT`] of them with the workers, and
+/// checks the results in the order the lines were read.
+fn in_order(
+    reader: &mut impl BufRead,
+    buf: &mut Vec<u8>,
+    work: &SyncSender<(u64, Batch)>,
+    results: &Receiver<(u64, Vec<Parsed>)>,
+    check: &mut impl FnMut(Parsed) -> Result<(), VerifyError>,
+) -> Result<(), VerifyError> {
+    let (mut sent, mut next) = (0u64, 0u64);
+    let mut arrived: BTreeMap<u64, Vec<Parsed>> = BTreeMap::new();
+    let mut exhausted = false;
+    loop {
+        while !exhausted && sent - next < IN_FLIGHT as u64 {
+            let (batch, end) = read_batch(reader, buf)?;
+            exhausted = end;
+            if batch.lines.is_empty() {
+                break;
+            }
+            // The workers only stop when this thread drops the channels, so a send cannot fail.
+            work.send((sent, batch)).map_err(|_| worker_lost())?;
+            sent += 1;
+        }
+        if next == sent {
+            return Ok(());
+        }
+        let parsed = loop {
+            if let Some(parsed) = arrived.remove(&next) {
+                break parsed;
+            }
+            let (sequence, parsed) = results.recv().map_err(|_| worker_lost())?;
+            arrived.insert(sequence, parsed);
+        };
+        next += 1;
+        for line in parsed {
+            check(line)?;
+        }
+    }
+}
+
+/// A worker that stopped without answering: only a panic in a worker, which is a bug.
+fn worker_lost() -> VerifyError {
+    VerifyError::Read(std::io::Error::other("a verification worker stopped"))
+}
+
+/// Reads up to a batch of lines; also says whether the input ended.
+fn read_batch(reader: &mut impl BufRead, buf: &mut Vec<u8>) -> Result<(Batch, bool), VerifyError> {
+    let mut batch = Batch { bytes: Vec::with_capacity(BATCH_BYTES / 4), lines: Vec::with_capacity(BATCH_LINES) };
+    while batch.lines.len() < BATCH_LINES && batch.bytes.len() < BATCH_BYTES {
+        match line::next_line(reader, buf).map_err(VerifyError::Read)? {
+            LineRead::End => return Ok((batch, true)),
+            LineRead::TooLong => {
+                batch.lines.push(None);
+                // The rest of an over-long line is never read: nothing after it is checked.
+                return Ok((batch, true));
+            }
+            LineRead::Line => {
+                let start = batch.bytes.len();
+                batch.bytes.extend_from_slice(buf);
+                batch.lines.push(Some(start..batch.bytes.len()));
+            }
+        }
+    }
+    Ok((batch, false))
+}
+
+/// A worker: takes batches apart until the queue closes or nobody waits for the results.
+fn take_apart(queue: &Mutex<Receiver<(u64, Batch)>>, done: &SyncSender<(u64, Vec<Parsed>)>) {
+    let mut scratch = Vec::new();
+    loop {
+        let next = queue.lock().map(|queue| queue.recv());
+        let Ok(Ok((sequence, batch))) = next else { return };
+        let parsed = batch
+            .lines
+            .iter()
+            .map(|range| match range {
+                None => Parsed::TooLong,
+                Some(range) => parse(&batch.bytes[range.clone()], &mut scratch),
+            })
+            .collect();
+        if done.send((sequence, parsed)).is_err() {
+            return;
+        }
+    }
+}
+
+/// Takes one line apart.
+fn parse(bytes: &[u8], scratch: &mut Vec<u8>) -> Parsed {
+    let (head, envelope) = match line::split(bytes, scratch) {
+        Ok(split) => split,
+        Err(reason) => return Parsed::Malformed(reason),
+    };
+    let proof =
+        head.inclusion_proof.as_ref().map(|hashes| hashes.iter().map(|hash| line::hash(hash).ok_or(())).collect());
+    let fields = EnvelopeFields::decode(envelope);
+    let checkpoint_envelope = match &fields {
+        Ok(fields) if fields.is_checkpoint() => Some(envelope.to_vec()),
+        _ => None,
+    };
+    Parsed::Line(Box::new(ParsedLine {
+        position: head.position,
+        recorded: line::hash(head.leaf_hash),
+        computed: leaf_hash(envelope),
+        proof,
+        fields: fields.map(|fields| Fields {
+            position: fields.position,
+            stream: fields.stream.into_owned(),
+            version: fields.version,
+            org_id: fields.org_id,
+            org_sequence: fields.org_sequence,
+            event_type: fields.event_type.into_owned(),
+        }),
+        checkpoint_envelope,
+    }))
+}
+
+impl Fields {
+    /// Whether this is one of the ledger's own signed checkpoints.
+    pub(super) fn is_checkpoint(&self) -> bool {
+        self.stream == "ledger" && self.event_type == "CheckpointSigned"
+    }
+}
+
+/// The message of a line whose bytes were not kept.
+pub(super) fn too_long() -> String {
+    format!("it is longer than {} MiB", MAX_LINE >> 20)
+}
