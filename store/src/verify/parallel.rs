@@ -79,7 +79,7 @@ pub(super) fn for_each_line(
     buf: &mut Vec<u8>,
     mut check: impl FnMut(Parsed) -> Result<(), VerifyError>,
 ) -> Result<(), VerifyError> {
-    let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 4);
+    let workers = std::thread::available_parallelism().map_or(2, std::num::NonZero::get).clamp(1, 4);
     std::thread::scope(|scope| {
         let (work, queue) = sync_channel::<(u64, Batch)>(IN_FLIGHT);
         let (done, results) = sync_channel::<(u64, Vec<Parsed>)>(IN_FLIGHT);
