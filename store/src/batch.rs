@@ -8,6 +8,7 @@
 //! inside the transaction that commits them, which is what keeps them gap-free.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use credledger_domain::{EventId, OrgId};
 use time::OffsetDateTime;
@@ -84,6 +85,36 @@ pub(crate) struct Row<'a> {
     pub event_type: &'a str,
     pub envelope: Vec<u8>,
     pub leaf_hash: [u8; 32],
+    /// The event as appended (`None` for an imported row) and the batch's clock: with the row,
+    /// everything the envelope says.
+    pub source: Option<&'a NewEvent>,
+    pub recorded_at: OffsetDateTime,
+}
+
+impl Row<'_> {
+    /// The event as a read of the log would decode it from the envelope, built from what the
+    /// envelope was encoded from instead: a just-committed event reaches this process's
+    /// subscriptions without a read or a parse (see [`crate::recent`]).
+    pub(crate) fn recorded(&self, envelope: Arc<[u8]>) -> Option<RecordedEvent> {
+        let source = self.source?;
+        Some(RecordedEvent {
+            position: self.position as u64,
+            stream: self.stream.to_owned(),
+            version: self.version as u64,
+            org_sequence: self.org_sequence.map(|sequence| sequence as u64),
+            event_id: self.event_id,
+            event_type: self.event_type.to_owned(),
+            schema_version: source.schema_version,
+            org_id: self.org_id,
+            occurred_at: source.occurred_at.to_offset(time::UtcOffset::UTC),
+            recorded_at: self.recorded_at.to_offset(time::UtcOffset::UTC),
+            actor: source.actor.clone(),
+            request: source.request.clone(),
+            payload: source.payload.clone(),
+            leaf_hash: self.leaf_hash,
+            envelope,
+        })
+    }
 }
 
 /// The overlay of one batch over the committed log.
@@ -200,6 +231,8 @@ impl<'a> Batch<'a> {
                 event_type: &event.event_type,
                 leaf_hash: leaf_hash(&envelope),
                 envelope,
+                source: Some(event),
+                recorded_at: self.recorded_at,
             });
         }
 
@@ -241,6 +274,8 @@ impl<'a> Batch<'a> {
                 event_type: &event.event_type,
                 envelope: event.envelope.to_vec(),
                 leaf_hash: event.leaf_hash,
+                source: None,
+                recorded_at: event.recorded_at,
             })
             .collect()
     }

@@ -133,6 +133,55 @@ mod tests {
     }
 
     #[test]
+    fn an_event_built_from_its_row_is_the_event_its_envelope_decodes_to() {
+        let source = crate::NewEvent {
+            event_id: EventId::from_uuid(Uuid::from_u128(42)),
+            event_type: "MachineTokenDisabled".to_owned(),
+            schema_version: 1,
+            org_id: Some(OrgId::from_uuid(Uuid::from_u128(9))),
+            occurred_at: datetime!(2026-06-01 02:00:00.123456789 +02:00),
+            actor: Actor { kind: ActorKind::Member, id: "m".into() },
+            request: Some(RequestMeta { ip: Some("192.0.2.1".into()), user_agent: None, request_id: None }),
+            payload: serde_json::json!({"b": 1, "a": [true, null, "x"], "n": -3}),
+        };
+        let recorded_at = datetime!(2026-06-01 00:00:01.5 UTC);
+        let envelope = Envelope {
+            position: 7,
+            stream: "mt-1",
+            version: 2,
+            org_id: source.org_id,
+            org_sequence: Some(3),
+            event_id: source.event_id,
+            event_type: &source.event_type,
+            schema_version: source.schema_version,
+            occurred_at: source.occurred_at,
+            recorded_at,
+            actor: &source.actor,
+            request: source.request.as_ref(),
+            payload: &source.payload,
+        }
+        .encode()
+        .unwrap();
+        let row = crate::batch::Row {
+            position: 7,
+            stream: "mt-1",
+            version: 2,
+            org_id: source.org_id,
+            org_sequence: Some(3),
+            event_id: source.event_id,
+            event_type: &source.event_type,
+            leaf_hash: crate::leaf_hash(&envelope),
+            envelope: envelope.clone(),
+            source: Some(&source),
+            recorded_at,
+        };
+        let decoded = decode(Arc::from(envelope.as_slice()), crate::leaf_hash(&envelope)).unwrap();
+        let built = row.recorded(Arc::from(envelope.as_slice())).unwrap();
+        assert_eq!(built, decoded);
+        assert_eq!(built.occurred_at.offset(), decoded.occurred_at.offset());
+    }
+
+    #[test]
     fn fields_are_written_in_the_documented_order() {
         let actor = Actor { kind: ActorKind::Member, id: "m".into() };
         let request = RequestMeta { ip: Some("192.0.2.1".into()), user_agent: None, request_id: Some("r".into()) };

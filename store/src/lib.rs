@@ -20,6 +20,7 @@ mod esdb;
 mod follow;
 pub mod merkle;
 mod postgres;
+mod recent;
 mod sqlite;
 #[doc(hidden)]
 pub mod testing;

@@ -19,6 +19,7 @@ use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::recent::Recent;
 use crate::{
     AppendResult, Basis, EventStore, ExpectedVersion, NewEvent, RawEvent, RecordedEvent, StoreError, envelope,
 };
@@ -47,6 +48,8 @@ pub struct SqliteStore {
 struct Reader {
     pool: r2d2::Pool<SqliteConnectionManager>,
     head: watch::Receiver<u64>,
+    /// The batches this process committed last, served to its subscriptions without a read.
+    recent: Arc<Recent>,
 }
 
 impl SqliteStore {
@@ -60,10 +63,11 @@ impl SqliteStore {
         let (head_sender, head_receiver) = watch::channel(head);
         let (appends, receiver) = mpsc::channel(QUEUE);
         let commits = Arc::new(AtomicU64::new(0));
-        let writer = Writer::new(connection, head_sender, commits.clone());
+        let recent = Arc::new(Recent::default());
+        let writer = Writer::new(connection, head_sender, commits.clone(), recent.clone());
         std::thread::Builder::new().name("credledger-log-writer".to_owned()).spawn(move || writer.run(receiver))?;
         tracing::debug!(path = %path.display(), head, "event store opened");
-        Ok(Self { path, appends, reader: Arc::new(Reader { pool, head: head_receiver }), commits })
+        Ok(Self { path, appends, reader: Arc::new(Reader { pool, head: head_receiver, recent }), commits })
     }
 
     /// The file this store writes.
@@ -266,6 +270,9 @@ fn decode_rows(mut rows: rusqlite::Rows<'_>) -> Result<Vec<RecordedEvent>, Store
 #[async_trait::async_trait]
 impl crate::follow::Pages for Reader {
     async fn page(&self, from_position: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.read_all(from_position, limit).await
+        match self.recent.page(from_position, limit) {
+            Some(page) => Ok(page),
+            None => self.read_all(from_position, limit).await,
+        }
     }
 }

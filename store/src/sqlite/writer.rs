@@ -19,6 +19,7 @@ use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::batch::{AppendRequest, Batch, Committed, Outcome, Recorded, Row, power_of_two_chunks, repeated, unsigned};
+use crate::recent::Recent;
 use crate::{RawEvent, StoreError};
 
 /// Most event ids looked up by one `IN (...)` query.
@@ -59,12 +60,19 @@ pub(super) struct Writer {
     /// the file, or a commit's outcome is unknown) empties it.
     last_positions: HashMap<String, Option<u64>>,
     last_positions_head: u64,
+    /// Where each committed batch goes, decoded, for this process's subscriptions.
+    recent: Arc<Recent>,
 }
 
 impl Writer {
-    pub(super) fn new(connection: Connection, head: watch::Sender<u64>, commits: Arc<AtomicU64>) -> Self {
+    pub(super) fn new(
+        connection: Connection,
+        head: watch::Sender<u64>,
+        commits: Arc<AtomicU64>,
+        recent: Arc<Recent>,
+    ) -> Self {
         let last_positions_head = *head.borrow();
-        Self { connection, head, commits, last_positions: HashMap::new(), last_positions_head }
+        Self { connection, head, commits, last_positions: HashMap::new(), last_positions_head, recent }
     }
 
     /// Runs until the store is closed or dropped, then closes the connection and drops the head
@@ -144,6 +152,7 @@ impl Writer {
         insert(&tx, &Batch::import_rows(&events))?;
         tx.commit()?;
         self.commits.fetch_add(1, Ordering::Relaxed);
+        self.recent.clear();
         self.head.send_replace(last);
         Ok(last)
     }
@@ -181,6 +190,10 @@ impl Writer {
         }
         self.last_positions_head = head;
         tracing::debug!(appends = requests.len(), events = rows.len(), head, "committed batch");
+        self.recent.publish(rows.into_iter().filter_map(|mut row| {
+            let envelope: Arc<[u8]> = std::mem::take(&mut row.envelope).into();
+            row.recorded(envelope)
+        }));
         Ok((outcomes, Some(head)))
     }
 }
