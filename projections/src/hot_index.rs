@@ -66,6 +66,14 @@ impl HotIndex {
         self.len() == 0
     }
 
+    /// Makes room for `credentials` more, so that loading an inventory of known size grows no
+    /// table by doubling (which would leave up to half of it empty).
+    pub(crate) fn reserve(&self, credentials: usize) {
+        let mut inner = self.inner.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        inner.by_id.reserve(credentials);
+        inner.by_secret.reserve(credentials);
+    }
+
     /// Replaces what the index knows of these credentials.
     pub(crate) fn upsert<'a>(&self, credentials: impl IntoIterator<Item = &'a Credential>) {
         let mut inner = self.inner.write().unwrap_or_else(std::sync::PoisonError::into_inner);

@@ -18,6 +18,9 @@ use crate::{HotIndex, ProjectionError, Projections, migrate};
 /// Most events applied in one read-model transaction.
 const BATCH: usize = 2048;
 
+/// Credentials decoded and added to the hot index at a time when it is loaded.
+const LOAD_CHUNK: usize = 4096;
+
 /// The position every projector has reached: the runner resumes after it.
 pub(crate) fn checkpoint(connection: &Connection) -> Result<u64, ProjectionError> {
     let checkpoints = checkpoints(connection)?;
@@ -33,15 +36,29 @@ fn checkpoints(connection: &Connection) -> Result<HashMap<String, u64>, Projecti
 /// Fills the hot index from the inventory at start-up; the runner then continues from the
 /// checkpoint the inventory was committed with.
 pub(crate) fn load_hot_index(connection: &Connection, index: &HotIndex) -> Result<(), ProjectionError> {
+    let count: i64 = connection.query_row("SELECT count(*) FROM credentials", [], |row| row.get(0))?;
+    index.reserve(usize::try_from(count).unwrap_or(0));
     let mut statement = connection.prepare("SELECT state FROM credentials")?;
     let mut rows = statement.query([])?;
-    let mut credentials = Vec::new();
-    while let Some(row) = rows.next()? {
-        let json: String = row.get(0)?;
-        let credential: Credential = serde_json::from_str(&json).map_err(|e| ProjectionError::Decode(e.to_string()))?;
-        credentials.push(credential);
+    // A chunk at a time: the decoded credentials of the whole inventory are never held at once,
+    // so start-up needs little more memory than the index it builds.
+    let mut credentials = Vec::with_capacity(LOAD_CHUNK);
+    loop {
+        let row = rows.next()?;
+        if let Some(row) = row {
+            let json = row.get_ref(0)?.as_str().map_err(|e| ProjectionError::Decode(e.to_string()))?;
+            let credential: Credential =
+                serde_json::from_str(json).map_err(|e| ProjectionError::Decode(e.to_string()))?;
+            credentials.push(credential);
+        }
+        if credentials.len() == LOAD_CHUNK || (row.is_none() && !credentials.is_empty()) {
+            index.upsert(&credentials);
+            credentials.clear();
+        }
+        if row.is_none() {
+            break;
+        }
     }
-    index.upsert(&credentials);
     let mut statement = connection
         .prepare("SELECT credential_id, secret_hash FROM credential_secrets WHERE replaced_at IS NOT NULL")?;
     let mut rows = statement.query([])?;
