@@ -187,3 +187,23 @@ async fn a_failed_batch_fails_each_of_its_appends_and_the_log_goes_on() {
     assert_eq!(all.len() as u64, 2 + 2 * acknowledged.len() as u64);
     assert!(all.iter().all(|e| e.event_type != "Poison"));
 }
+
+#[tokio::test]
+async fn two_writers_of_one_file_never_reuse_a_version_or_sequence_they_remember() {
+    // Each writer keeps the last versions and sequences it saw in memory; an append by the other
+    // process must make it read them again, or it would hand out a version twice.
+    let backend = Sqlite::new();
+    let first = SqliteStore::open(backend.path()).await.unwrap();
+    let second = SqliteStore::open(backend.path()).await.unwrap();
+    let org = credledger_domain::OrgId::from_uuid(Uuid::now_v7());
+    let in_org = || NewEvent { org_id: Some(org), ..event() };
+    first.append("shared", ExpectedVersion::NoStream, vec![in_org()]).await.unwrap();
+    second.append("shared", ExpectedVersion::Exact(0), vec![in_org()]).await.unwrap();
+    let stale = first.append("shared", ExpectedVersion::Exact(0), vec![in_org()]).await;
+    assert!(matches!(stale, Err(StoreError::WrongExpectedVersion { actual: Some(1), .. })), "{stale:?}");
+    let third = first.append("shared", ExpectedVersion::Any, vec![in_org()]).await.unwrap();
+    assert_eq!((third.first_position, third.next_expected_version), (3, 2));
+    let events = first.read_stream("shared", 0).await.unwrap();
+    let sequences: Vec<_> = events.iter().map(|event| (event.version, event.org_sequence)).collect();
+    assert_eq!(sequences, vec![(0, Some(1)), (1, Some(2)), (2, Some(3))]);
+}

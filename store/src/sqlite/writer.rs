@@ -60,6 +60,12 @@ pub(super) struct Writer {
     /// the file, or a commit's outcome is unknown) empties it.
     last_positions: HashMap<String, Option<u64>>,
     last_positions_head: u64,
+    /// Each stream's last version and each organization's last sequence number, read once and
+    /// then kept current by this writer's commits, under the same rule as `last_positions`: the
+    /// admission of an append to a known stream costs no query. The unique indexes stay the
+    /// last guard.
+    versions: HashMap<String, Option<u64>>,
+    org_sequences: HashMap<OrgId, u64>,
     /// Where each committed batch goes, decoded, for this process's subscriptions.
     recent: Arc<Recent>,
 }
@@ -72,7 +78,16 @@ impl Writer {
         recent: Arc<Recent>,
     ) -> Self {
         let last_positions_head = *head.borrow();
-        Self { connection, head, commits, last_positions: HashMap::new(), last_positions_head, recent }
+        Self {
+            connection,
+            head,
+            commits,
+            last_positions: HashMap::new(),
+            last_positions_head,
+            versions: HashMap::new(),
+            org_sequences: HashMap::new(),
+            recent,
+        }
     }
 
     /// Runs until the store is closed or dropped, then closes the connection and drops the head
@@ -166,13 +181,23 @@ impl Writer {
         let ids = requests.iter().flat_map(|request| request.events.iter().map(|event| event.event_id));
         let head: i64 = tx.prepare_cached(include_str!("head.sql"))?.query_row([], |row| row.get(0))?;
         let head = unsigned(head, 0, "the head position is negative")?;
-        if head != self.last_positions_head || self.last_positions.len() > MAX_LAST_POSITIONS {
+        if head != self.last_positions_head
+            || self.last_positions.len() > MAX_LAST_POSITIONS
+            || self.versions.len() > MAX_LAST_POSITIONS
+        {
             self.last_positions.clear();
+            self.versions.clear();
+            self.org_sequences.clear();
             self.last_positions_head = head;
         }
         let mut batch = Batch::begin(head, find_recorded(&tx, ids)?, OffsetDateTime::now_utc());
         let mut outcomes = Vec::with_capacity(requests.len());
-        let mut log = Log { connection: &tx, last_positions: &mut self.last_positions };
+        let mut log = Log {
+            connection: &tx,
+            last_positions: &mut self.last_positions,
+            versions: &mut self.versions,
+            org_sequences: &mut self.org_sequences,
+        };
         for request in requests {
             let basis = request.basis.as_ref();
             outcomes.push(batch.admit(&mut log, &request.stream, request.expected, &request.events, basis)?);
@@ -186,6 +211,10 @@ impl Writer {
         for row in &rows {
             if let Some(last) = self.last_positions.get_mut(row.stream) {
                 *last = Some(row.position as u64);
+            }
+            self.versions.insert(row.stream.to_owned(), Some(row.version as u64));
+            if let (Some(org), Some(sequence)) = (row.org_id, row.org_sequence) {
+                self.org_sequences.insert(org, sequence as u64);
             }
         }
         self.last_positions_head = head;
@@ -227,27 +256,39 @@ fn find_recorded(
 struct Log<'c> {
     connection: &'c Connection,
     last_positions: &'c mut HashMap<String, Option<u64>>,
+    versions: &'c mut HashMap<String, Option<u64>>,
+    org_sequences: &'c mut HashMap<OrgId, u64>,
 }
 
 impl Committed for Log<'_> {
     fn stream_version(&mut self, stream: &str) -> Result<Option<u64>, StoreError> {
+        if let Some(version) = self.versions.get(stream) {
+            return Ok(*version);
+        }
         let version: Option<i64> = self
             .connection
             .prepare_cached(include_str!("stream_version.sql"))?
             .query_row([stream], |row| row.get(0))
             .optional()?
             .flatten();
-        version.map(|version| unsigned(version, 0, "negative stream version")).transpose()
+        let version = version.map(|version| unsigned(version, 0, "negative stream version")).transpose()?;
+        self.versions.insert(stream.to_owned(), version);
+        Ok(version)
     }
 
     fn org_sequence(&mut self, org: OrgId) -> Result<u64, StoreError> {
+        if let Some(sequence) = self.org_sequences.get(&org) {
+            return Ok(*sequence);
+        }
         let sequence: Option<i64> = self
             .connection
             .prepare_cached(include_str!("org_sequence.sql"))?
             .query_row([org.to_string()], |row| row.get(0))
             .optional()?
             .flatten();
-        unsigned(sequence.unwrap_or(0), 0, "negative organization sequence")
+        let sequence = unsigned(sequence.unwrap_or(0), 0, "negative organization sequence")?;
+        self.org_sequences.insert(org, sequence);
+        Ok(sequence)
     }
 
     fn last_position(&mut self, stream: &str) -> Result<Option<u64>, StoreError> {
