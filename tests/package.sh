@@ -191,7 +191,9 @@ for _ in $(seq 300); do
     sleep 0.1
 done
 [[ -n "$url" ]] || { show_server_output; fail "the server did not listen within 30 s"; }
-[[ "$(ps -o user= -p "$server_pid")" = credledger ]] || fail "the server does not run as credledger"
+[[ "$(stat -c %U "/proc/$server_pid")" = credledger ]] || fail "the server does not run as credledger"
+grep -q '^NoNewPrivs:[[:space:]]*1$' "/proc/$server_pid/status" || fail "the server may gain privileges"
+grep -q '^CapBnd:[[:space:]]*0*$' "/proc/$server_pid/status" || fail "the server has a capability in its bounding set"
 
 status="$(curl -sS -o "$work/healthz" -w '%{http_code}' "$url/healthz")"
 [[ "$status" = 200 ]] || { show_server_output; fail "GET /healthz answered $status"; }
