@@ -9,13 +9,12 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::Utc;
 use serde_json::{Value, json};
 use support::{Client, Reply, Server};
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 fn instant() -> String {
-    OffsetDateTime::now_utc().format(&Rfc3339).unwrap()
+    Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
 }
 
 /// Waits a little so that the next command is recorded strictly after the instant just taken.
@@ -271,7 +270,7 @@ async fn a_moment_in_the_future_or_beyond_the_head_gives_the_present_state() {
     let present = org.owner.get(&path).await.body;
     assert_eq!(present["state"], "active");
     // Three days ahead the token will have expired, but the future is not known: it is the present.
-    let future = (OffsetDateTime::now_utc() + time::Duration::days(3)).format(&Rfc3339).unwrap();
+    let future = (Utc::now() + chrono::TimeDelta::days(3)).to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
     for moment in [future, u64::MAX.to_string()] {
         let then = org.owner.get(&format!("{path}{}", as_of(&moment))).await;
         assert_eq!(then.status, 200, "{moment}: {then:?}");

@@ -8,10 +8,9 @@ mod support;
 use std::collections::HashSet;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use support::{Client, Reply, Server, eventually, log_events};
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 /// Believes `X-Forwarded-For` from the test client, so each request may come from any address.
 const PROXIED: &[&str] = &["--trusted-proxy", "127.0.0.1/32"];
@@ -109,13 +108,15 @@ fn raw_log(server: &Server) -> Vec<(u64, Vec<u8>, Vec<u8>)> {
 }
 
 /// The positions of the organization's events in the log recorded in `[since, until)`.
-fn log_positions_between(server: &Server, org: &str, since: OffsetDateTime, until: OffsetDateTime) -> Vec<u64> {
-    let millis = |at: OffsetDateTime| at.unix_timestamp_nanos() / 1_000_000;
+fn log_positions_between(server: &Server, org: &str, since: DateTime<Utc>, until: DateTime<Utc>) -> Vec<u64> {
+    let millis = |at: DateTime<Utc>| at.timestamp_millis();
     let mut positions: Vec<u64> = log_events(&server.data_dir)
         .iter()
         .filter(|event| event["orgId"] == org)
         .filter(|event| {
-            let at = OffsetDateTime::parse(event["recordedAt"].as_str().expect("recordedAt"), &Rfc3339).expect("time");
+            let at = chrono::DateTime::parse_from_rfc3339(event["recordedAt"].as_str().expect("recordedAt"))
+                .map(|at| at.to_utc())
+                .expect("time");
             millis(since) <= millis(at) && millis(at) < millis(until)
         })
         .map(|event| event["position"].as_u64().expect("position"))
@@ -124,8 +125,8 @@ fn log_positions_between(server: &Server, org: &str, since: OffsetDateTime, unti
     positions
 }
 
-fn rfc3339(value: &Value) -> OffsetDateTime {
-    OffsetDateTime::parse(value.as_str().expect("a time"), &Rfc3339).expect("RFC 3339")
+fn rfc3339(value: &Value) -> DateTime<Utc> {
+    chrono::DateTime::parse_from_rfc3339(value.as_str().expect("a time")).map(|at| at.to_utc()).expect("RFC 3339")
 }
 
 #[tokio::test]
@@ -184,7 +185,7 @@ async fn every_filter_narrows_the_trail() {
     let admin = server.client(&admin_pat).with_forwarded_for("198.51.100.7");
     let (second, _) = admin.create_token(&org.id, json!({ "name": "second", "environmentHint": "prod" })).await;
     tokio::time::sleep(Duration::from_millis(20)).await;
-    let midway = OffsetDateTime::now_utc();
+    let midway = Utc::now();
     tokio::time::sleep(Duration::from_millis(20)).await;
     use_token(&server, &org.id, &first_secret, "203.0.113.9", "deploy-bot/2").await;
     let outsider = server.client(&first_secret).with_forwarded_for("192.0.2.1");
@@ -231,9 +232,9 @@ async fn every_filter_narrows_the_trail() {
     assert!(items(&trail(&org.owner, &org.id, "type=MachineTokenRevoked").await).is_empty());
 
     // since / until: recorded at or after / before, to the millisecond of the log's recordedAt
-    let stamp = midway.format(&Rfc3339).expect("format");
-    let far = OffsetDateTime::now_utc() + time::Duration::days(1);
-    let epoch = OffsetDateTime::UNIX_EPOCH;
+    let stamp = midway.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+    let far = Utc::now() + chrono::TimeDelta::days(1);
+    let epoch = DateTime::UNIX_EPOCH;
     let since = items(&trail(&org.owner, &org.id, &format!("since={stamp}")).await);
     assert_eq!(positions(&since), log_positions_between(&server, &org.id, midway, far));
     assert_eq!(since.len(), 2, "the use and the denial: {since:?}");

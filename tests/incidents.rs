@@ -261,8 +261,7 @@ async fn activity_lists_exactly_the_credentials_used_or_denied_from_a_network() 
     assert_eq!(first["userAgents"], json!(["bot/1", "bot/2"]));
     // Compared as instants: RFC 3339 text drops trailing zeros (".86Z" is before ".864Z").
     let instant = |value: &Value| {
-        time::OffsetDateTime::parse(value.as_str().expect("a time"), &time::format_description::well_known::Rfc3339)
-            .expect("RFC 3339")
+        chrono::DateTime::parse_from_rfc3339(value.as_str().expect("a time")).map(|at| at.to_utc()).expect("RFC 3339")
     };
     assert!(instant(&first["firstSeen"]) <= instant(&first["lastSeen"]), "{first}");
     let second = item(&denied);

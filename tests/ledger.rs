@@ -9,12 +9,11 @@ mod support;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use credledger_store::checkpoint::{CheckpointVerifier, LedgerKey};
 use credledger_store::merkle::{verify_consistency, verify_inclusion};
 use serde_json::{Value, json};
 use support::{Client, Server, eventually};
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 /// Checkpoints every 100 ms instead of every second, so waiting for one is short.
 const FAST: [&str; 2] = ["--checkpoint-interval-ms", "100"];
@@ -119,13 +118,16 @@ async fn checkpoints_follow_new_events_within_two_seconds_at_most_once_a_second_
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     ledger.settled_checkpoint().await;
-    let times: Vec<OffsetDateTime> = recorded_checkpoints(ledger.dir())
+    let times: Vec<DateTime<Utc>> = recorded_checkpoints(ledger.dir())
         .iter()
-        .map(|c| OffsetDateTime::parse(c["occurredAt"].as_str().unwrap(), &Rfc3339).unwrap())
+        .map(|c| chrono::DateTime::parse_from_rfc3339(c["occurredAt"].as_str().unwrap()).map(|at| at.to_utc()).unwrap())
         .collect();
     assert!(times.len() >= signed + 2, "the burst was checkpointed as it went: {times:?}");
     for pair in times.windows(2) {
-        assert!(pair[1] - pair[0] >= Duration::from_millis(900), "two checkpoints within a second: {times:?}");
+        assert!(
+            pair[1] - pair[0] >= chrono::TimeDelta::milliseconds(900),
+            "two checkpoints within a second: {times:?}"
+        );
     }
 }
 
@@ -352,7 +354,7 @@ async fn monitor_mode_refuses_a_state_the_ledger_does_not_extend_or_another_key(
     let secret = std::fs::read_to_string(ledger.dir().join("ledger-key")).unwrap();
     let ledger_key = LedgerKey::from_secret(&secret).unwrap();
     let other_key = LedgerKey::generate(ledger_key.origin()).unwrap();
-    let now = OffsetDateTime::now_utc();
+    let now = Utc::now();
     let note = genuine["checkpoint"].as_str().unwrap();
     let edited = note.replacen(&format!("\n{size}\n"), &format!("\n{}\n", size + 100), 1);
     assert_ne!(edited, note);

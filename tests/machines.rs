@@ -147,8 +147,8 @@ fn sorted(mut ids: Vec<String>) -> Vec<String> {
     ids
 }
 
-fn rfc3339(value: &Value) -> time::OffsetDateTime {
-    time::OffsetDateTime::parse(&str_of(value), &time::format_description::well_known::Rfc3339).expect("RFC 3339")
+fn rfc3339(value: &Value) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::parse_from_rfc3339(&str_of(value)).map(|at| at.to_utc()).expect("RFC 3339")
 }
 
 /// The AccessTokenIssued events of the log that record an exchanged assertion of `machine`.
@@ -730,7 +730,7 @@ async fn each_exchange_is_recorded_in_a_stream_of_its_own_and_moves_last_use() {
     assert_eq!(issued.len(), 2);
     assert_eq!([&issued[1]["payload"]["ip"], &issued[1]["request"]["ip"]], [&json!("198.51.100.7"); 2]);
     let lag = rfc3339(&view["lastUsedAt"]) - rfc3339(&issued[1]["payload"]["at"]);
-    assert!(lag.abs() <= time::Duration::milliseconds(1), "the read model keeps milliseconds: {view}");
+    assert!(lag.abs() <= chrono::TimeDelta::milliseconds(1), "the read model keeps milliseconds: {view}");
 
     assert_refused(&exchange(&env.server, &first).await, "invalid_grant", "already used", "a replay");
     assert_eq!(exchanges_of(&env.server, &machine.id).len(), 2, "a replay records no issuance");

@@ -203,8 +203,7 @@ async fn token_requests_and_access_token_use_show_in_the_view() {
     assert_eq!(view["lastUsedUserAgent"], "deployer/3", "{view}");
     // Compared as instants: RFC 3339 text drops trailing zeros (".86Z" is before ".864Z").
     let instant = |value: &Value| {
-        time::OffsetDateTime::parse(value.as_str().expect("a time"), &time::format_description::well_known::Rfc3339)
-            .expect("RFC 3339")
+        chrono::DateTime::parse_from_rfc3339(value.as_str().expect("a time")).map(|at| at.to_utc()).expect("RFC 3339")
     };
     assert!(instant(&view["lastUsedAt"]) >= instant(&before["createdAt"]), "{view}");
     let listed = org.owner.get(&org.list_path()).await;

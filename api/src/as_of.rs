@@ -8,13 +8,12 @@
 use std::collections::BTreeMap;
 use std::ops::Bound;
 
+use chrono::{DateTime, Utc};
 use credledger_domain::organization::{self, Organization};
 use credledger_domain::{CredentialId, DomainEvent, OrgId, ProjectId, usage};
 use credledger_projections::queries::UsageSummary;
 use credledger_store::RecordedEvent;
 use serde::Deserialize;
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 use utoipa::IntoParams;
 
 use crate::AppState;
@@ -25,7 +24,7 @@ use crate::views::Page;
 /// A past moment of the ledger: a recorded time, or a position of the log.
 #[derive(Debug, Clone, Copy)]
 pub enum AsOf {
-    Time(OffsetDateTime),
+    Time(DateTime<Utc>),
     Position(u64),
 }
 
@@ -36,7 +35,7 @@ impl AsOf {
         if let Some(position) = crate::extract::position(input) {
             return Ok(Self::Position(position));
         }
-        OffsetDateTime::parse(input, &Rfc3339).map(Self::Time).map_err(|_| {
+        credledger_domain::time_format::parse(input).map(Self::Time).map_err(|_| {
             Problem::bad_request("invalid_query", "`asOf` takes an RFC 3339 time or a log position").with_field("asOf")
         })
     }
@@ -79,7 +78,7 @@ async fn replay(
     org: OrgId,
     as_of: AsOf,
     mut apply: impl FnMut(&RecordedEvent, DomainEvent),
-) -> Result<OffsetDateTime, Problem> {
+) -> Result<DateTime<Utc>, Problem> {
     let now = app.clock.now();
     let head = app.store.head().await?;
     let mut reached = None;
@@ -107,7 +106,7 @@ async fn replay(
     Ok(match as_of {
         AsOf::Time(at) => at.min(now),
         AsOf::Position(position) if position >= head => now,
-        AsOf::Position(_) => reached.unwrap_or(OffsetDateTime::UNIX_EPOCH),
+        AsOf::Position(_) => reached.unwrap_or(DateTime::UNIX_EPOCH),
     })
 }
 
@@ -144,7 +143,7 @@ kind!(
 pub struct Past<T> {
     pub credentials: BTreeMap<CredentialId, (T, UsageSummary)>,
     /// The instant at which their expiry is judged.
-    pub then: OffsetDateTime,
+    pub then: DateTime<Utc>,
 }
 
 impl<T> Past<T> {
@@ -222,7 +221,7 @@ pub struct PastOrganization {
     pub organization: Box<Organization>,
     /// When each project was created (the projects read model shows it; the aggregate does not
     /// keep it).
-    pub project_created_at: BTreeMap<ProjectId, OffsetDateTime>,
+    pub project_created_at: BTreeMap<ProjectId, DateTime<Utc>>,
 }
 
 /// The organization as of `as_of`, folded from its own stream with `organization::evolve`;

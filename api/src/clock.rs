@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use time::{Duration, OffsetDateTime};
+use chrono::{DateTime, TimeDelta, Utc};
 
 #[derive(Debug, Clone, Default)]
 pub enum Clock {
@@ -16,8 +16,8 @@ pub enum Clock {
 }
 
 impl Clock {
-    pub fn now(&self) -> OffsetDateTime {
-        let now = OffsetDateTime::now_utc();
+    pub fn now(&self) -> DateTime<Utc> {
+        let now = Utc::now();
         match self {
             Self::System => now,
             Self::ShiftedByFile(path) => {
@@ -25,7 +25,7 @@ impl Clock {
                     .ok()
                     .and_then(|text| text.trim().parse::<i64>().ok())
                     .unwrap_or(0);
-                now + Duration::seconds(shift)
+                now + TimeDelta::seconds(shift)
             }
         }
     }

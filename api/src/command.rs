@@ -5,6 +5,7 @@
 //! A concurrent append to the same stream makes the append fail; the command is then decided
 //! again on the new state, a few times, before the caller gets 409.
 
+use chrono::{DateTime, Utc};
 use credledger_domain::{
     Actor, DomainError, EventId, OrgId, RequestMeta, SCHEMA_VERSION, event, machine_token, organization, personal_token,
 };
@@ -13,7 +14,6 @@ use credledger_store::{ExpectedVersion, NewEvent, StoreError};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
-use time::OffsetDateTime;
 
 use crate::AppState;
 use crate::problem::Problem;
@@ -38,11 +38,8 @@ pub trait Aggregate {
     fn present(state: Self::State) -> Option<Self::Present>;
 
     fn evolve(state: Self::State, event: &Self::Event) -> Self::State;
-    fn decide(
-        state: &Self::State,
-        command: Self::Command,
-        now: OffsetDateTime,
-    ) -> Result<Vec<Self::Event>, DomainError>;
+    fn decide(state: &Self::State, command: Self::Command, now: DateTime<Utc>)
+    -> Result<Vec<Self::Event>, DomainError>;
 }
 
 /// Declares a marker type for a domain module's decider: every aggregate module has the same
@@ -74,7 +71,7 @@ macro_rules! aggregate {
                 fn decide(
                     state: &Self::State,
                     command: Self::Command,
-                    now: OffsetDateTime,
+                    now: DateTime<Utc>,
                 ) -> Result<Vec<Self::Event>, DomainError> {
                     $module::decide(state, command, &$module::Context { now })
                 }

@@ -76,7 +76,7 @@ pub fn checkpoint_note(data: &[u8]) {
             (&again.origin, again.tree_size, again.root_hash),
             (&checkpoint.origin, checkpoint.tree_size, checkpoint.root_hash)
         );
-        assert_eq!(again.signed_at.unix_timestamp(), checkpoint.signed_at.unix_timestamp());
+        assert_eq!(again.signed_at.timestamp(), checkpoint.signed_at.timestamp());
     }
 }
 

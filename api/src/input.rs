@@ -1,9 +1,9 @@
 //! Request fields as clients send them, and their parsing into domain values with the offending
 //! field named (`conditions.ipAllowlist[2]`) and a specific code (`invalid_cidr`).
 
+use chrono::TimeDelta;
 use credledger_domain::values::{Cidr, Conditions, Scopes, TimeWindow, UserAgentPattern, ValueError};
 use serde::{Deserialize, Deserializer};
-use time::Duration;
 use utoipa::ToSchema;
 
 use crate::problem::Problem;
@@ -85,7 +85,7 @@ pub fn double_option<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
 }
 
 /// A duration as the filters take it: `90d`, `12h`, `30m`, or a bare number of days.
-pub fn parse_duration(field: &str, input: &str) -> Result<Duration, Problem> {
+pub fn parse_duration(field: &str, input: &str) -> Result<TimeDelta, Problem> {
     let invalid = || {
         Problem::bad_request("invalid_duration", format!("`{field}` takes a duration such as 30d, 12h or 90m"))
             .with_field(field)
@@ -103,7 +103,7 @@ pub fn parse_duration(field: &str, input: &str) -> Result<Duration, Problem> {
     };
     // A hundred years is longer than any credential lives; beyond it, times would overflow.
     match minutes {
-        Some(minutes @ 0..=52_560_000) => Ok(Duration::minutes(minutes)),
+        Some(minutes @ 0..=52_560_000) => Ok(TimeDelta::minutes(minutes)),
         _ => Err(invalid()),
     }
 }
@@ -114,10 +114,10 @@ mod tests {
 
     #[test]
     fn durations_take_days_hours_minutes_or_bare_days() {
-        assert_eq!(parse_duration("f", "90d").unwrap(), Duration::days(90));
-        assert_eq!(parse_duration("f", "12h").unwrap(), Duration::hours(12));
-        assert_eq!(parse_duration("f", "30m").unwrap(), Duration::minutes(30));
-        assert_eq!(parse_duration("f", "7").unwrap(), Duration::days(7));
+        assert_eq!(parse_duration("f", "90d").unwrap(), TimeDelta::days(90));
+        assert_eq!(parse_duration("f", "12h").unwrap(), TimeDelta::hours(12));
+        assert_eq!(parse_duration("f", "30m").unwrap(), TimeDelta::minutes(30));
+        assert_eq!(parse_duration("f", "7").unwrap(), TimeDelta::days(7));
         for bad in ["", "d", "-1d", "1w", "1.5d", "99999999999d", "52560000d", "876001h"] {
             assert!(parse_duration("f", bad).is_err(), "{bad:?}");
         }

@@ -12,13 +12,13 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
+use chrono::{DateTime, Utc};
 use credledger_domain::ledger::STREAM;
 use credledger_projections::Projections;
 use credledger_store::checkpoint::LedgerKey;
 use credledger_store::merkle::{self, Subtree};
 use credledger_store::{EventStore, ExpectedVersion, NewEvent, RawEvent, RecordedEvent, StoreError};
 use futures::stream::BoxStream;
-use time::OffsetDateTime;
 
 use crate::problem::Problem;
 
@@ -496,7 +496,7 @@ impl Ledger {
 
     /// Signs a checkpoint of the whole log and appends it as CheckpointSigned, if events other
     /// than the last checkpoint's own have been recorded since. Returns the tree size signed.
-    pub async fn sign_checkpoint(&self, now: OffsetDateTime) -> Result<Option<u64>, Problem> {
+    pub async fn sign_checkpoint(&self, now: DateTime<Utc>) -> Result<Option<u64>, Problem> {
         if self.halted().is_some() {
             return Ok(None);
         }
@@ -702,10 +702,10 @@ pub async fn run_checkpoint_signer(app: crate::AppState, every: std::time::Durat
 
 #[cfg(test)]
 mod tests {
+    use chrono::{DateTime, Utc};
     use credledger_domain::{Actor, EventId};
     use credledger_store::merkle;
     use credledger_store::{ExpectedVersion, NewEvent};
-    use time::OffsetDateTime;
 
     use super::{LeafCache, Ledger};
 
@@ -716,7 +716,7 @@ mod tests {
             event_type: "TreeChecked".to_owned(),
             schema_version: 1,
             org_id: None,
-            occurred_at: OffsetDateTime::UNIX_EPOCH,
+            occurred_at: DateTime::UNIX_EPOCH,
             actor: Actor::system("test"),
             request: None,
             payload: serde_json::json!({ "n": n }),
@@ -776,7 +776,7 @@ mod tests {
     async fn a_checkpoint_is_signed_once_per_batch_of_new_events() {
         let dir = tempfile::tempdir().unwrap();
         let (ledger, leaves) = ledger_of(300, dir.path()).await;
-        let now = OffsetDateTime::now_utc();
+        let now = Utc::now();
         assert_eq!(ledger.sign_checkpoint(now).await.unwrap(), Some(300));
         assert_eq!(ledger.sign_checkpoint(now).await.unwrap(), None, "only the checkpoint itself is new");
         let checkpoint = ledger.store.read_all(301, 1).await.unwrap().remove(0);
@@ -793,7 +793,7 @@ mod tests {
     async fn an_event_altered_before_its_checkpoint_is_not_signed() {
         let dir = tempfile::tempdir().unwrap();
         let (ledger, _) = ledger_of(20, dir.path()).await;
-        let now = OffsetDateTime::now_utc();
+        let now = Utc::now();
         assert_eq!(ledger.sign_checkpoint(now).await.unwrap(), Some(20));
         let appended = ledger.store.append("tree", ExpectedVersion::Any, vec![tree_event(21)]).await.unwrap();
         let position = appended.last_position;
@@ -905,7 +905,7 @@ mod tests {
         let projections = credledger_projections::Projections::open(&dir.path().join("read.db")).unwrap();
         let key = credledger_store::checkpoint::LedgerKey::from_seed("test.example/credledger", &[3; 32]).unwrap();
         let ledger = Ledger::new(key, lagging.clone(), projections).unwrap();
-        let now = OffsetDateTime::now_utc();
+        let now = Utc::now();
         // Seen: 2 events; recorded: 3. The checkpoint of 2 lands at position 4.
         assert_eq!(ledger.sign_checkpoint(now).await.unwrap(), Some(2));
         assert_eq!(ledger.store.read_all(4, 1).await.unwrap()[0].event_type, "CheckpointSigned");

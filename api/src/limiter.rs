@@ -14,14 +14,14 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
 
-use time::{Duration, OffsetDateTime};
+use chrono::{DateTime, TimeDelta, Utc};
 
 /// Failed authentications per client id, or per source IP, in one window.
 pub const FAILURES_PER_WINDOW: u32 = 20;
-pub const WINDOW: Duration = Duration::minutes(1);
+pub const WINDOW: TimeDelta = TimeDelta::minutes(1);
 /// Consecutive failures that lock a client.
 pub const LOCK_AFTER: u32 = 10;
-pub const LOCK_FOR: Duration = Duration::minutes(15);
+pub const LOCK_FOR: TimeDelta = TimeDelta::minutes(15);
 
 #[derive(Debug, Default)]
 pub struct Limiter {
@@ -42,10 +42,10 @@ pub const ASSERTION_FAILURES_PER_WINDOW: u32 = 100;
 
 #[derive(Debug, Clone, Copy)]
 struct Counter {
-    window_start: OffsetDateTime,
+    window_start: DateTime<Utc>,
     failures_in_window: u32,
     consecutive: u32,
-    locked_until: Option<OffsetDateTime>,
+    locked_until: Option<DateTime<Utc>>,
 }
 
 /// Whether an attempt may go ahead.
@@ -75,22 +75,22 @@ const MAX_TRACKED: usize = 100_000;
 
 impl Counter {
     /// Whether forgetting this counter would lose anything: a lock, or a window still open.
-    fn is_live(&self, now: OffsetDateTime) -> bool {
+    fn is_live(&self, now: DateTime<Utc>) -> bool {
         self.locked_until.is_some_and(|until| until > now) || now - self.window_start < WINDOW
     }
 
-    fn new(now: OffsetDateTime) -> Self {
+    fn new(now: DateTime<Utc>) -> Self {
         Self { window_start: now, failures_in_window: 0, consecutive: 0, locked_until: None }
     }
 
-    fn roll_window(&mut self, now: OffsetDateTime) {
+    fn roll_window(&mut self, now: DateTime<Utc>) {
         if now - self.window_start >= WINDOW {
             self.window_start = now;
             self.failures_in_window = 0;
         }
     }
 
-    fn verdict(&mut self, now: OffsetDateTime) -> Verdict {
+    fn verdict(&mut self, now: DateTime<Utc>) -> Verdict {
         if let Some(until) = self.locked_until {
             if until > now {
                 return Verdict::Locked { retry_after: seconds_until(until, now) };
@@ -106,8 +106,8 @@ impl Counter {
     }
 }
 
-fn seconds_until(at: OffsetDateTime, now: OffsetDateTime) -> i64 {
-    (at - now).whole_seconds().max(1)
+fn seconds_until(at: DateTime<Utc>, now: DateTime<Utc>) -> i64 {
+    (at - now).num_seconds().max(1)
 }
 
 /// The source a failure is counted against: the address, or an IPv6 address's /64.
@@ -132,7 +132,7 @@ fn client_key(client_id: &str, ip: IpAddr) -> Option<String> {
 
 impl Limiter {
     /// Checks the client (at this source) and the source before any secret is looked at.
-    pub fn check(&self, client_id: &str, ip: IpAddr, now: OffsetDateTime) -> Verdict {
+    pub fn check(&self, client_id: &str, ip: IpAddr, now: DateTime<Utc>) -> Verdict {
         let mut inner = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(key) = client_key(client_id, ip) {
             let client = inner.by_client.get_mut(&key).map_or(Verdict::Allowed, |counter| counter.verdict(now));
@@ -143,7 +143,7 @@ impl Limiter {
         inner.by_ip.get_mut(&source(ip)).map_or(Verdict::Allowed, |counter| counter.verdict(now))
     }
 
-    pub fn failed(&self, client_id: &str, ip: IpAddr, now: OffsetDateTime) -> Failure {
+    pub fn failed(&self, client_id: &str, ip: IpAddr, now: DateTime<Utc>) -> Failure {
         let mut inner = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         // Attackers choose client ids and addresses freely: forget the idle ones before the maps
         // grow without bound.
@@ -167,7 +167,7 @@ impl Limiter {
     }
 
     /// Checks a source before a machine assertion is verified.
-    pub fn check_assertion(&self, ip: IpAddr, now: OffsetDateTime) -> Verdict {
+    pub fn check_assertion(&self, ip: IpAddr, now: DateTime<Utc>) -> Verdict {
         let mut inner = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let Some(counter) = inner.assertions_by_ip.get_mut(&source(ip)) else { return Verdict::Allowed };
         counter.roll_window(now);
@@ -177,7 +177,7 @@ impl Limiter {
         Verdict::Allowed
     }
 
-    pub fn assertion_failed(&self, ip: IpAddr, now: OffsetDateTime) {
+    pub fn assertion_failed(&self, ip: IpAddr, now: DateTime<Utc>) {
         let mut inner = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if inner.assertions_by_ip.len() > MAX_TRACKED {
             inner.assertions_by_ip.retain(|_, counter| counter.is_live(now));
@@ -198,11 +198,11 @@ impl Limiter {
 
 #[cfg(test)]
 mod tests {
-    use time::macros::datetime;
+    use chrono::NaiveDate;
 
     use super::*;
 
-    const NOW: OffsetDateTime = datetime!(2026-11-25 10:00 UTC);
+    const NOW: DateTime<Utc> = NaiveDate::from_ymd_opt(2026, 11, 25).unwrap().and_hms_opt(10, 0, 0).unwrap().and_utc();
 
     fn ip() -> IpAddr {
         IpAddr::from([192, 0, 2, 1])

@@ -14,14 +14,14 @@ use std::time::SystemTime;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, TimeDelta, Utc};
 use ed25519_dalek::{Signer as _, SigningKey};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
-use time::{Duration, OffsetDateTime};
 
 /// How long an access token lives.
-pub const ACCESS_TOKEN_LIFETIME: Duration = Duration::minutes(15);
+pub const ACCESS_TOKEN_LIFETIME: TimeDelta = TimeDelta::minutes(15);
 /// Clock skew tolerated on `exp` and `nbf`.
 pub const LEEWAY_SECONDS: u64 = 30;
 /// The audience of every access token: this API.
@@ -101,11 +101,11 @@ struct StoredKey {
     kid: String,
     /// The 32-byte Ed25519 seed, hex.
     seed: String,
-    #[serde(with = "time::serde::rfc3339")]
-    created_at: OffsetDateTime,
+    #[serde(with = "credledger_domain::time_format")]
+    created_at: DateTime<Utc>,
     /// When a newer key replaced it; `None` for the current key.
-    #[serde(with = "time::serde::rfc3339::option")]
-    retired_at: Option<OffsetDateTime>,
+    #[serde(with = "credledger_domain::time_format::option")]
+    retired_at: Option<DateTime<Utc>>,
 }
 
 struct Key {
@@ -177,7 +177,7 @@ pub struct Jwk {
 
 impl SigningKeys {
     /// Loads the keys from `path`, creating a first key (and the file, mode 0600) if missing.
-    pub fn load_or_create(path: &Path, issuer: &str, now: OffsetDateTime) -> Result<Self, KeyError> {
+    pub fn load_or_create(path: &Path, issuer: &str, now: DateTime<Utc>) -> Result<Self, KeyError> {
         let (stored, stamp) = match read(path) {
             Ok(read) => read,
             Err(KeyError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
@@ -192,7 +192,7 @@ impl SigningKeys {
             path: Arc::new(path.to_owned()),
             issuer: Arc::from(issuer),
             keys: Arc::new(RwLock::new(set)),
-            checked_at: Arc::new(AtomicI64::new(now.unix_timestamp())),
+            checked_at: Arc::new(AtomicI64::new(now.timestamp())),
         })
     }
 
@@ -215,7 +215,7 @@ impl SigningKeys {
     /// [`Self::refresh`] at most once a second: the price of noticing another node's rotation
     /// on the token-issuing path.
     fn refresh_now_and_then(&self) {
-        let now = OffsetDateTime::now_utc().unix_timestamp();
+        let now = Utc::now().timestamp();
         if self.checked_at.swap(now, Ordering::Relaxed) != now {
             self.refresh();
         }
@@ -240,7 +240,7 @@ impl SigningKeys {
     }
 
     /// Verifies a presented token at `now` (the server's clock) and returns its claims.
-    pub fn verify(&self, token: &str, now: OffsetDateTime) -> Result<Claims, JwtError> {
+    pub fn verify(&self, token: &str, now: DateTime<Utc>) -> Result<Claims, JwtError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| JwtError::Malformed)?;
         if header.alg != Algorithm::EdDSA {
             return Err(JwtError::Algorithm);
@@ -274,7 +274,7 @@ impl SigningKeys {
                     _ => JwtError::Malformed,
                 }
             })?;
-        let (now, leeway) = (now.unix_timestamp(), LEEWAY_SECONDS as i64);
+        let (now, leeway) = (now.timestamp(), LEEWAY_SECONDS as i64);
         if claims.exp + leeway <= now || claims.nbf - leeway > now {
             return Err(JwtError::Expired);
         }
@@ -304,7 +304,7 @@ impl SigningKeys {
 
     /// Makes a new key current. The old one keeps verifying until its last token has expired;
     /// keys retired longer ago than that are dropped. Returns the new key's id.
-    pub fn rotate(&self, now: OffsetDateTime) -> Result<String, KeyError> {
+    pub fn rotate(&self, now: DateTime<Utc>) -> Result<String, KeyError> {
         // One rotation at a time among the nodes sharing the file, each starting from the file as
         // the last one left it; the lock is released when `_exclusive` is dropped.
         let _exclusive = lock_beside(&self.path)?;
@@ -312,7 +312,7 @@ impl SigningKeys {
         let mut set = self.keys.write().unwrap_or_else(std::sync::PoisonError::into_inner);
         let fresh = new_key(now)?;
         let kid = fresh.kid.clone();
-        let horizon = now - ACCESS_TOKEN_LIFETIME - Duration::seconds(LEEWAY_SECONDS as i64);
+        let horizon = now - ACCESS_TOKEN_LIFETIME - TimeDelta::seconds(LEEWAY_SECONDS as i64);
         let mut stored: Vec<StoredKey> = set
             .by_kid
             .values()
@@ -336,7 +336,7 @@ impl SigningKeys {
     }
 }
 
-fn new_key(now: OffsetDateTime) -> Result<StoredKey, KeyError> {
+fn new_key(now: DateTime<Utc>) -> Result<StoredKey, KeyError> {
     let mut seed = [0u8; 32];
     getrandom::fill(&mut seed).map_err(KeyError::Random)?;
     let public = SigningKey::from_bytes(&seed).verifying_key();

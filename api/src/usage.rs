@@ -9,12 +9,12 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use chrono::{DateTime, Utc};
 use credledger_domain::policy::{CredentialView, DenyReason};
 use credledger_domain::usage::{self, AccessTokenIssued, CredentialAccessDenied, CredentialUsed};
 use credledger_domain::values::Scopes;
 use credledger_domain::{Actor, ActorKind, CredentialId, EventId, RequestMeta, SCHEMA_VERSION, event};
 use credledger_store::{Basis, EventStore, ExpectedVersion, NewEvent, StoreError};
-use time::OffsetDateTime;
 
 /// Appends usage events; cheap to clone.
 #[derive(Debug, Clone)]
@@ -42,7 +42,7 @@ pub struct Use<'a> {
     pub route: &'a str,
     pub request: &'a RequestMeta,
     pub ip: String,
-    pub at: OffsetDateTime,
+    pub at: DateTime<Utc>,
     /// The log position the hot index had reached when the credential's view was looked up (read
     /// before the lookup): what the decision to accept was based on.
     pub seen: u64,
@@ -106,7 +106,7 @@ impl UsageRecorder {
         &self,
         view: &CredentialView,
         event: &usage::Event,
-        at: OffsetDateTime,
+        at: DateTime<Utc>,
         request: RequestMeta,
         seen: u64,
     ) -> Result<(), StoreError> {
@@ -116,7 +116,7 @@ impl UsageRecorder {
 
     /// Counts a denial; the first of its credential, reason and second starts a new event.
     pub fn denied(&self, view: &Arc<CredentialView>, reason: DenyReason, denied: &Use<'_>) {
-        let second = denied.at.unix_timestamp();
+        let second = denied.at.timestamp();
         let mut pending = self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         pending
             .entry((view.id, reason, second))
@@ -140,12 +140,12 @@ impl UsageRecorder {
     }
 
     /// Writes every coalesced denial of a second that has ended (all of them when `all`).
-    pub async fn flush_denials(&self, now: OffsetDateTime, all: bool) {
+    pub async fn flush_denials(&self, now: DateTime<Utc>, all: bool) {
         let ready: Vec<PendingDenial> = {
             let mut pending = self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             let keys: Vec<_> = pending
                 .iter()
-                .filter(|((_, _, second), _)| all || *second < now.unix_timestamp())
+                .filter(|((_, _, second), _)| all || *second < now.timestamp())
                 .map(|(key, _)| *key)
                 .collect();
             keys.into_iter().filter_map(|key| pending.remove(&key)).collect()
@@ -166,7 +166,7 @@ impl UsageRecorder {
         &self,
         view: &CredentialView,
         event: &usage::Event,
-        at: OffsetDateTime,
+        at: DateTime<Utc>,
         request: RequestMeta,
     ) -> Result<(), StoreError> {
         self.append_to(&usage::stream(view.id), ExpectedVersion::Any, None, view, event, at, request).await
@@ -180,7 +180,7 @@ impl UsageRecorder {
         basis: Option<Basis>,
         view: &CredentialView,
         event: &usage::Event,
-        at: OffsetDateTime,
+        at: DateTime<Utc>,
         request: RequestMeta,
     ) -> Result<(), StoreError> {
         let (event_type, payload) = event::encode(event).map_err(StoreError::Encode)?;
@@ -214,7 +214,7 @@ pub struct IssuedToken {
     /// The exchanged assertion's `jti` (jwt-bearer grant).
     pub assertion_jti: Option<String>,
     pub scopes: Scopes,
-    pub expires_at: OffsetDateTime,
+    pub expires_at: DateTime<Utc>,
 }
 
 /// The stream that records the one use of an assertion: named by the machine and a digest of

@@ -1,6 +1,7 @@
 //! The JSON shapes the API answers with (camelCase). Views show a token's prefix, never its
 //! secret; the plaintext appears only in the one response that creates or rolls it.
 
+use chrono::{DateTime, SubsecRound, Utc};
 use credledger_domain::machine_token::MachineToken;
 use credledger_domain::organization::{Member, Project};
 use credledger_domain::personal_token::PersonalToken;
@@ -8,7 +9,6 @@ use credledger_domain::values::{Conditions, Scopes};
 use credledger_domain::{CredentialId, Flag, MemberId, ProjectId};
 use credledger_projections::queries::{MemberRow, ProjectRow, UsageSummary};
 use serde::Serialize;
-use time::OffsetDateTime;
 use utoipa::ToSchema;
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -36,12 +36,12 @@ pub struct MachineTokenView {
     #[schema(value_type = ConditionsDocument)]
     pub conditions: Conditions,
     pub token_prefix: String,
-    #[serde(with = "time::serde::rfc3339")]
-    pub created_at: OffsetDateTime,
-    #[serde(with = "time::serde::rfc3339::option")]
-    pub expires_at: Option<OffsetDateTime>,
-    #[serde(with = "time::serde::rfc3339::option")]
-    pub last_used_at: Option<OffsetDateTime>,
+    #[serde(with = "credledger_domain::time_format")]
+    pub created_at: DateTime<Utc>,
+    #[serde(with = "credledger_domain::time_format::option")]
+    pub expires_at: Option<DateTime<Utc>>,
+    #[serde(with = "credledger_domain::time_format::option")]
+    pub last_used_at: Option<DateTime<Utc>>,
     pub last_used_ip: Option<String>,
     pub last_used_user_agent: Option<String>,
     pub use_count: u64,
@@ -50,12 +50,12 @@ pub struct MachineTokenView {
     #[schema(value_type = Option<FlagDocument>)]
     pub flagged: Option<Flag>,
     /// Until when the value replaced by the last roll keeps working, while it does.
-    #[serde(with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
-    pub previous_value_valid_until: Option<OffsetDateTime>,
+    #[serde(with = "credledger_domain::time_format::option", skip_serializing_if = "Option::is_none")]
+    pub previous_value_valid_until: Option<DateTime<Utc>>,
 }
 
 impl MachineTokenView {
-    pub fn new(token: &MachineToken, usage: &UsageSummary, now: OffsetDateTime) -> Self {
+    pub fn new(token: &MachineToken, usage: &UsageSummary, now: DateTime<Utc>) -> Self {
         Self {
             id: token.id,
             name: token.name.to_string(),
@@ -101,14 +101,14 @@ pub struct PersonalTokenView {
     pub member_id: Option<MemberId>,
     pub state: &'static str,
     pub token_prefix: String,
-    #[serde(with = "time::serde::rfc3339")]
-    pub created_at: OffsetDateTime,
-    #[serde(with = "time::serde::rfc3339::option")]
-    pub expires_at: Option<OffsetDateTime>,
+    #[serde(with = "credledger_domain::time_format")]
+    pub created_at: DateTime<Utc>,
+    #[serde(with = "credledger_domain::time_format::option")]
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 impl PersonalTokenView {
-    pub fn new(token: &PersonalToken, now: OffsetDateTime) -> Self {
+    pub fn new(token: &PersonalToken, now: DateTime<Utc>) -> Self {
         Self {
             id: token.id,
             name: token.name.to_string(),
@@ -154,8 +154,8 @@ pub struct ProjectView {
     pub id: String,
     pub name: String,
     pub environments: Vec<String>,
-    #[serde(with = "time::serde::rfc3339")]
-    pub created_at: OffsetDateTime,
+    #[serde(with = "credledger_domain::time_format")]
+    pub created_at: DateTime<Utc>,
 }
 
 impl From<ProjectRow> for ProjectView {
@@ -168,8 +168,8 @@ impl ProjectView {
     /// A project as the organization aggregate holds it (a past state folded from the log).
     /// `created_at` is cut to the millisecond, as the projects read model keeps it, so that a
     /// project shows the same time in the present and in the past.
-    pub fn of(id: ProjectId, project: &Project, created_at: OffsetDateTime) -> Self {
-        let created_at = created_at.replace_millisecond(created_at.millisecond()).unwrap_or(created_at);
+    pub fn of(id: ProjectId, project: &Project, created_at: DateTime<Utc>) -> Self {
+        let created_at = created_at.trunc_subsecs(3);
         Self {
             id: id.to_string(),
             name: project.name.as_str().to_owned(),
@@ -197,5 +197,5 @@ pub struct ConditionsDocument {
 pub struct FlagDocument {
     /// `owner_removed`.
     reason: String,
-    at: OffsetDateTime,
+    at: DateTime<Utc>,
 }

@@ -100,7 +100,7 @@ async fn accept_rollback_in(
             "nothing to accept: the log ends at position {head} and holds every event this node's read models applied ({projected}) and every checkpoint they saw signed ({signed})"
         );
     }
-    let now = time::OffsetDateTime::now_utc();
+    let now = chrono::Utc::now();
     let accepted = LogRollbackAccepted {
         log_head: head,
         lost_through,
@@ -120,7 +120,7 @@ async fn accept_rollback_in(
     };
     // The read models go aside first: a node that stops here still refuses to run on them,
     // and rebuilds from the log at its next start.
-    let aside = args.data_dir.join(format!("read.db.before-rollback-{}", now.unix_timestamp()));
+    let aside = args.data_dir.join(format!("read.db.before-rollback-{}", now.timestamp()));
     std::fs::create_dir_all(&aside).with_context(|| format!("creating {}", aside.display()))?;
     for suffix in ["", "-wal", "-shm"] {
         let file = args.data_dir.join(format!("read.db{suffix}"));

@@ -62,7 +62,11 @@ impl Status {
     /// The status at `now`: an active credential whose expiry has passed is expired even before
     /// the sweeper has recorded it.
     #[must_use]
-    pub fn effective(self, expires_at: Option<time::OffsetDateTime>, now: time::OffsetDateTime) -> Self {
+    pub fn effective(
+        self,
+        expires_at: Option<chrono::DateTime<chrono::Utc>>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Self {
         match (self, expires_at) {
             (Self::Active, Some(at)) if at <= now => Self::Expired,
             (status, _) => status,
@@ -101,6 +105,6 @@ impl FlagReason {
 #[serde(rename_all = "camelCase")]
 pub struct Flag {
     pub reason: FlagReason,
-    #[serde(with = "time::serde::rfc3339")]
-    pub at: time::OffsetDateTime,
+    #[serde(with = "crate::time_format")]
+    pub at: chrono::DateTime<chrono::Utc>,
 }

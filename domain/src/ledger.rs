@@ -1,7 +1,7 @@
 //! The `ledger` stream: the ledger's signed checkpoints, recorded in the log they commit to.
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use time::OffsetDateTime;
 
 /// The stream every checkpoint is appended to.
 pub const STREAM: &str = "ledger";
@@ -19,8 +19,8 @@ pub struct CheckpointSigned {
     pub tree_size: u64,
     /// Hex.
     pub root_hash: String,
-    #[serde(with = "time::serde::rfc3339")]
-    pub signed_at: OffsetDateTime,
+    #[serde(with = "crate::time_format")]
+    pub signed_at: DateTime<Utc>,
     pub note: String,
 }
 
@@ -44,6 +44,6 @@ pub struct LogRollbackAccepted {
     pub signed_tree_size: u64,
     /// Why the operator accepted the loss, in their words.
     pub reason: String,
-    #[serde(with = "time::serde::rfc3339")]
-    pub accepted_at: OffsetDateTime,
+    #[serde(with = "crate::time_format")]
+    pub accepted_at: DateTime<Utc>,
 }

@@ -19,6 +19,7 @@ pub mod personal_token;
 pub mod policy;
 pub mod secrets;
 pub mod service_credential;
+pub mod time_format;
 pub mod token;
 pub mod usage;
 pub mod values;

@@ -8,8 +8,8 @@
 //! | active  | yes                  | revoked; rotate-key keeps it active              |
 //! | revoked | no                   | nothing: every command is `invalid_transition`   |
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use time::OffsetDateTime;
 
 use crate::credential::{Flag, FlagReason, Status};
 use crate::error::DomainError;
@@ -73,10 +73,10 @@ pub struct Machine {
     pub owner: MemberId,
     pub conditions: Conditions,
     pub status: Status,
-    #[serde(with = "time::serde::rfc3339")]
-    pub created_at: OffsetDateTime,
-    #[serde(with = "time::serde::rfc3339::option")]
-    pub key_rotated_at: Option<OffsetDateTime>,
+    #[serde(with = "crate::time_format")]
+    pub created_at: DateTime<Utc>,
+    #[serde(with = "crate::time_format::option")]
+    pub key_rotated_at: Option<DateTime<Utc>>,
     pub flagged: Option<Flag>,
 }
 
@@ -89,7 +89,7 @@ pub enum State {
 
 #[derive(Debug, Clone, Copy)]
 pub struct Context {
-    pub now: OffsetDateTime,
+    pub now: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -148,8 +148,8 @@ pub struct Created {
     pub public_key: PublicKey,
     pub owner: MemberId,
     pub conditions: Conditions,
-    #[serde(with = "time::serde::rfc3339")]
-    pub created_at: OffsetDateTime,
+    #[serde(with = "crate::time_format")]
+    pub created_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -157,8 +157,8 @@ pub struct Created {
 pub struct KeyRotated {
     pub public_key: PublicKey,
     pub previous_public_key: PublicKey,
-    #[serde(with = "time::serde::rfc3339")]
-    pub rotated_at: OffsetDateTime,
+    #[serde(with = "crate::time_format")]
+    pub rotated_at: DateTime<Utc>,
 }
 
 pub fn stream(id: CredentialId) -> String {
@@ -260,12 +260,12 @@ pub fn fold<'a>(events: impl IntoIterator<Item = &'a Event>) -> State {
 
 #[cfg(test)]
 mod tests {
-    use time::macros::datetime;
+    use chrono::NaiveDate;
     use uuid::Uuid;
 
     use super::*;
 
-    const NOW: OffsetDateTime = datetime!(2026-11-25 10:00 UTC);
+    const NOW: DateTime<Utc> = NaiveDate::from_ymd_opt(2026, 11, 25).unwrap().and_hms_opt(10, 0, 0).unwrap().and_utc();
 
     fn create() -> Command {
         Command::Create(Box::new(NewMachine {

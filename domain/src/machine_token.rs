@@ -8,8 +8,8 @@
 //! | expired  | no            | active only by roll (new value, new expiry), revoked          |
 //! | revoked  | no            | nothing: every command is `invalid_transition`                |
 
+use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
-use time::{Duration, OffsetDateTime};
 
 use crate::credential::{Flag, FlagReason, Status};
 use crate::error::DomainError;
@@ -21,7 +21,7 @@ const AGGREGATE: &str = "machine token";
 /// The longest lifetime a token may be given.
 pub const MAX_EXPIRY_DAYS: u32 = 3650;
 /// The longest time an old value may keep working after a roll.
-pub const MAX_ROLL_GRACE: Duration = Duration::hours(24);
+pub const MAX_ROLL_GRACE: TimeDelta = TimeDelta::hours(24);
 
 /// A machine token as its events left it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,10 +38,10 @@ pub struct MachineToken {
     pub secret_hash: TokenDigest,
     pub token_prefix: TokenPrefix,
     pub status: Status,
-    #[serde(with = "time::serde::rfc3339")]
-    pub created_at: OffsetDateTime,
-    #[serde(with = "time::serde::rfc3339::option")]
-    pub expires_at: Option<OffsetDateTime>,
+    #[serde(with = "crate::time_format")]
+    pub created_at: DateTime<Utc>,
+    #[serde(with = "crate::time_format::option")]
+    pub expires_at: Option<DateTime<Utc>>,
     /// Kept so that rolling an expired token gives the new value the same lifetime.
     pub lifetime_days: Option<u32>,
     pub flagged: Option<Flag>,
@@ -50,7 +50,7 @@ pub struct MachineToken {
 }
 
 impl MachineToken {
-    pub fn effective_status(&self, now: OffsetDateTime) -> Status {
+    pub fn effective_status(&self, now: DateTime<Utc>) -> Status {
         self.status.effective(self.expires_at, now)
     }
 }
@@ -60,8 +60,8 @@ impl MachineToken {
 #[serde(rename_all = "camelCase")]
 pub struct PreviousSecret {
     pub secret_hash: TokenDigest,
-    #[serde(with = "time::serde::rfc3339")]
-    pub valid_until: OffsetDateTime,
+    #[serde(with = "crate::time_format")]
+    pub valid_until: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -74,7 +74,7 @@ pub enum State {
 /// What the decider needs to know besides the state: the time, never read from a clock here.
 #[derive(Debug, Clone, Copy)]
 pub struct Context {
-    pub now: OffsetDateTime,
+    pub now: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,7 +87,7 @@ pub enum Command {
     Roll {
         secret_hash: TokenDigest,
         token_prefix: TokenPrefix,
-        grace: Option<Duration>,
+        grace: Option<TimeDelta>,
     },
     Transfer {
         to: MemberId,
@@ -153,10 +153,10 @@ pub struct Created {
     pub conditions: Conditions,
     pub secret_hash: TokenDigest,
     pub token_prefix: TokenPrefix,
-    #[serde(with = "time::serde::rfc3339")]
-    pub created_at: OffsetDateTime,
-    #[serde(with = "time::serde::rfc3339::option")]
-    pub expires_at: Option<OffsetDateTime>,
+    #[serde(with = "crate::time_format")]
+    pub created_at: DateTime<Utc>,
+    #[serde(with = "crate::time_format::option")]
+    pub expires_at: Option<DateTime<Utc>>,
     pub lifetime_days: Option<u32>,
 }
 
@@ -173,8 +173,8 @@ pub struct Updated {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Expiry {
-    #[serde(with = "time::serde::rfc3339::option")]
-    pub expires_at: Option<OffsetDateTime>,
+    #[serde(with = "crate::time_format::option")]
+    pub expires_at: Option<DateTime<Utc>>,
     pub lifetime_days: Option<u32>,
 }
 
@@ -189,10 +189,10 @@ pub struct Rolled {
     pub token_prefix: TokenPrefix,
     pub previous_secret_hash: TokenDigest,
     /// When the old value stops working; `None` means at once.
-    #[serde(with = "time::serde::rfc3339::option")]
-    pub previous_valid_until: Option<OffsetDateTime>,
-    #[serde(with = "time::serde::rfc3339::option")]
-    pub expires_at: Option<OffsetDateTime>,
+    #[serde(with = "crate::time_format::option")]
+    pub previous_valid_until: Option<DateTime<Utc>>,
+    #[serde(with = "crate::time_format::option")]
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -205,8 +205,8 @@ pub struct Transferred {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Expired {
-    #[serde(with = "time::serde::rfc3339")]
-    pub expires_at: OffsetDateTime,
+    #[serde(with = "crate::time_format")]
+    pub expires_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -293,10 +293,10 @@ fn create(new: NewMachineToken, ctx: &Context) -> Result<Event, DomainError> {
     }))
 }
 
-fn expiry_from(days: Option<u32>, now: OffsetDateTime) -> Result<Option<OffsetDateTime>, DomainError> {
+fn expiry_from(days: Option<u32>, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>, DomainError> {
     match days {
         None => Ok(None),
-        Some(days @ 1..=MAX_EXPIRY_DAYS) => Ok(Some(now + Duration::days(i64::from(days)))),
+        Some(days @ 1..=MAX_EXPIRY_DAYS) => Ok(Some(now + TimeDelta::days(i64::from(days)))),
         Some(_) => Err(DomainError::InvalidExpiry { max_days: MAX_EXPIRY_DAYS }),
     }
 }
@@ -325,19 +325,19 @@ fn roll(
     status: Status,
     secret_hash: TokenDigest,
     token_prefix: TokenPrefix,
-    grace: Option<Duration>,
+    grace: Option<TimeDelta>,
     ctx: &Context,
 ) -> Result<Rolled, DomainError> {
     let previous_valid_until = match grace {
         None => None,
-        Some(grace) if grace > MAX_ROLL_GRACE || grace.is_negative() => {
-            return Err(DomainError::GracePeriodTooLong { max_seconds: MAX_ROLL_GRACE.whole_seconds() });
+        Some(grace) if grace > MAX_ROLL_GRACE || grace < TimeDelta::zero() => {
+            return Err(DomainError::GracePeriodTooLong { max_seconds: MAX_ROLL_GRACE.num_seconds() });
         }
         Some(_) if status != Status::Active => return Err(DomainError::GraceNotApplicable),
         Some(grace) => Some(ctx.now + grace),
     };
     // The new value gets a full lifetime: for an expired token that is what brings it back.
-    let expires_at = token.lifetime_days.map(|days| ctx.now + Duration::days(i64::from(days)));
+    let expires_at = token.lifetime_days.map(|days| ctx.now + TimeDelta::days(i64::from(days)));
     Ok(Rolled { secret_hash, token_prefix, previous_secret_hash: token.secret_hash, previous_valid_until, expires_at })
 }
 

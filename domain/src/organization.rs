@@ -7,8 +7,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use time::OffsetDateTime;
 
 use crate::error::DomainError;
 use crate::names::{Email, Slug};
@@ -21,7 +21,7 @@ const AGGREGATE: &str = "organization";
 pub struct Organization {
     pub id: OrgId,
     pub name: Slug,
-    pub created_at: OffsetDateTime,
+    pub created_at: DateTime<Utc>,
     pub members: BTreeMap<MemberId, Member>,
     pub projects: BTreeMap<ProjectId, Project>,
 }
@@ -71,7 +71,7 @@ pub enum State {
 
 #[derive(Debug, Clone, Copy)]
 pub struct Context {
-    pub now: OffsetDateTime,
+    pub now: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,8 +105,8 @@ impl Event {
 pub struct OrgCreated {
     pub org_id: OrgId,
     pub name: Slug,
-    #[serde(with = "time::serde::rfc3339")]
-    pub created_at: OffsetDateTime,
+    #[serde(with = "crate::time_format")]
+    pub created_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -3,8 +3,8 @@
 //! A PAT is created active and may be revoked; revocation is terminal. Its expiry, if any, is
 //! decided by the clock. The server-admin PAT belongs to no organization and may create them.
 
+use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
-use time::{Duration, OffsetDateTime};
 
 use crate::credential::Status;
 use crate::error::DomainError;
@@ -27,10 +27,10 @@ pub struct PersonalToken {
     pub token_prefix: TokenPrefix,
     pub server_admin: bool,
     pub status: Status,
-    #[serde(with = "time::serde::rfc3339")]
-    pub created_at: OffsetDateTime,
-    #[serde(with = "time::serde::rfc3339::option")]
-    pub expires_at: Option<OffsetDateTime>,
+    #[serde(with = "crate::time_format")]
+    pub created_at: DateTime<Utc>,
+    #[serde(with = "crate::time_format::option")]
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -42,7 +42,7 @@ pub enum State {
 
 #[derive(Debug, Clone, Copy)]
 pub struct Context {
-    pub now: OffsetDateTime,
+    pub now: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,10 +83,10 @@ pub struct Created {
     pub secret_hash: TokenDigest,
     pub token_prefix: TokenPrefix,
     pub server_admin: bool,
-    #[serde(with = "time::serde::rfc3339")]
-    pub created_at: OffsetDateTime,
-    #[serde(with = "time::serde::rfc3339::option")]
-    pub expires_at: Option<OffsetDateTime>,
+    #[serde(with = "crate::time_format")]
+    pub created_at: DateTime<Utc>,
+    #[serde(with = "crate::time_format::option")]
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -104,7 +104,7 @@ pub fn decide(state: &State, command: Command, ctx: &Context) -> Result<Vec<Even
         (State::Absent, Command::Create(new)) => {
             let expires_at = match new.expires_in_days {
                 None => None,
-                Some(days @ 1..=MAX_EXPIRY_DAYS) => Some(ctx.now + Duration::days(i64::from(days))),
+                Some(days @ 1..=MAX_EXPIRY_DAYS) => Some(ctx.now + TimeDelta::days(i64::from(days))),
                 Some(_) => return Err(DomainError::InvalidExpiry { max_days: MAX_EXPIRY_DAYS }),
             };
             Ok(vec![Event::PersonalTokenCreated(Created {

@@ -7,8 +7,8 @@
 
 use std::net::IpAddr;
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use time::OffsetDateTime;
 
 use crate::credential::{CredentialKind, Status};
 use crate::values::{Conditions, Scope, Scopes};
@@ -64,7 +64,7 @@ pub struct CredentialView {
     /// The environment hint of a machine token.
     pub environment_hint: Option<String>,
     pub status: Status,
-    pub expires_at: Option<OffsetDateTime>,
+    pub expires_at: Option<DateTime<Utc>>,
     pub scopes: Scopes,
     pub conditions: Conditions,
     pub server_admin: bool,
@@ -76,7 +76,7 @@ pub enum Presented {
     /// The current value.
     Current,
     /// A value replaced by a roll; it works until `valid_until` (`None`: it stopped at the roll).
-    Previous { valid_until: Option<OffsetDateTime> },
+    Previous { valid_until: Option<DateTime<Utc>> },
 }
 
 /// Routes by who may call them (DESIGN.md §2, blocked routes).
@@ -95,7 +95,7 @@ pub struct AccessRequest<'a> {
     pub org_id: Option<OrgId>,
     pub ip: IpAddr,
     pub user_agent: Option<&'a str>,
-    pub at: OffsetDateTime,
+    pub at: DateTime<Utc>,
     pub route_class: RouteClass,
     pub required_scope: Scope,
 }

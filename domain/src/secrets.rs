@@ -8,8 +8,8 @@
 
 use std::collections::BTreeMap;
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use time::OffsetDateTime;
 
 use crate::error::DomainError;
 use crate::names::Slug;
@@ -133,8 +133,8 @@ pub struct VersionCreated {
     pub data_key: Option<String>,
     /// The whole set, sealed with the data key (base64 of nonce and ciphertext).
     pub sealed: String,
-    #[serde(with = "time::serde::rfc3339")]
-    pub at: OffsetDateTime,
+    #[serde(with = "crate::time_format")]
+    pub at: DateTime<Utc>,
 }
 
 /// An environment's secrets as the log has them.
@@ -173,7 +173,7 @@ pub enum Command {
 
 #[derive(Debug, Clone, Copy)]
 pub struct Context {
-    pub now: OffsetDateTime,
+    pub now: DateTime<Utc>,
 }
 
 pub fn decide(state: &State, command: Command, context: &Context) -> Result<Vec<Event>, DomainError> {

@@ -10,8 +10,8 @@
 //! Rotation replaces the secret; the old one stops at once, or after a bounded grace period.
 //! Transfer clears an `owner_removed` flag, as for machine tokens.
 
+use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
-use time::{Duration, OffsetDateTime};
 
 use crate::credential::{Flag, FlagReason, Status};
 use crate::error::DomainError;
@@ -22,7 +22,7 @@ use crate::{CredentialId, MemberId, OrgId};
 const AGGREGATE: &str = "service credential";
 pub const MAX_EXPIRY_DAYS: u32 = 3650;
 /// The longest time an old secret may keep working after a rotation.
-pub const MAX_ROTATION_GRACE: Duration = Duration::hours(24);
+pub const MAX_ROTATION_GRACE: TimeDelta = TimeDelta::hours(24);
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -38,17 +38,17 @@ pub struct ServiceCredential {
     pub secret_hash: TokenDigest,
     pub secret_prefix: TokenPrefix,
     pub status: Status,
-    #[serde(with = "time::serde::rfc3339")]
-    pub created_at: OffsetDateTime,
-    #[serde(with = "time::serde::rfc3339::option")]
-    pub expires_at: Option<OffsetDateTime>,
+    #[serde(with = "crate::time_format")]
+    pub created_at: DateTime<Utc>,
+    #[serde(with = "crate::time_format::option")]
+    pub expires_at: Option<DateTime<Utc>>,
     pub lifetime_days: Option<u32>,
     pub flagged: Option<Flag>,
     pub previous_secret: Option<crate::machine_token::PreviousSecret>,
 }
 
 impl ServiceCredential {
-    pub fn effective_status(&self, now: OffsetDateTime) -> Status {
+    pub fn effective_status(&self, now: DateTime<Utc>) -> Status {
         self.status.effective(self.expires_at, now)
     }
 }
@@ -62,7 +62,7 @@ pub enum State {
 
 #[derive(Debug, Clone, Copy)]
 pub struct Context {
-    pub now: OffsetDateTime,
+    pub now: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,7 +72,7 @@ pub enum Command {
     RotateSecret {
         secret_hash: TokenDigest,
         secret_prefix: TokenPrefix,
-        grace: Option<Duration>,
+        grace: Option<TimeDelta>,
     },
     Transfer {
         to: MemberId,
@@ -131,10 +131,10 @@ pub struct Created {
     pub conditions: Conditions,
     pub secret_hash: TokenDigest,
     pub secret_prefix: TokenPrefix,
-    #[serde(with = "time::serde::rfc3339")]
-    pub created_at: OffsetDateTime,
-    #[serde(with = "time::serde::rfc3339::option")]
-    pub expires_at: Option<OffsetDateTime>,
+    #[serde(with = "crate::time_format")]
+    pub created_at: DateTime<Utc>,
+    #[serde(with = "crate::time_format::option")]
+    pub expires_at: Option<DateTime<Utc>>,
     pub lifetime_days: Option<u32>,
 }
 
@@ -145,10 +145,10 @@ pub struct SecretRotated {
     pub secret_prefix: TokenPrefix,
     pub previous_secret_hash: TokenDigest,
     /// When the old secret stops working; `None` means at once.
-    #[serde(with = "time::serde::rfc3339::option")]
-    pub previous_valid_until: Option<OffsetDateTime>,
-    #[serde(with = "time::serde::rfc3339::option")]
-    pub expires_at: Option<OffsetDateTime>,
+    #[serde(with = "crate::time_format::option")]
+    pub previous_valid_until: Option<DateTime<Utc>>,
+    #[serde(with = "crate::time_format::option")]
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 pub fn stream(id: CredentialId) -> String {
@@ -171,8 +171,8 @@ pub fn decide(state: &State, command: Command, ctx: &Context) -> Result<Vec<Even
         Command::RotateSecret { secret_hash, secret_prefix, grace } => {
             let previous_valid_until = match grace {
                 None => None,
-                Some(grace) if grace > MAX_ROTATION_GRACE || grace.is_negative() => {
-                    return Err(DomainError::GracePeriodTooLong { max_seconds: MAX_ROTATION_GRACE.whole_seconds() });
+                Some(grace) if grace > MAX_ROTATION_GRACE || grace < TimeDelta::zero() => {
+                    return Err(DomainError::GracePeriodTooLong { max_seconds: MAX_ROTATION_GRACE.num_seconds() });
                 }
                 Some(_) if status != Status::Active => return Err(DomainError::GraceNotApplicable),
                 Some(grace) => Some(ctx.now + grace),
@@ -182,7 +182,7 @@ pub fn decide(state: &State, command: Command, ctx: &Context) -> Result<Vec<Even
                 secret_prefix,
                 previous_secret_hash: credential.secret_hash,
                 previous_valid_until,
-                expires_at: credential.lifetime_days.map(|days| ctx.now + Duration::days(i64::from(days))),
+                expires_at: credential.lifetime_days.map(|days| ctx.now + TimeDelta::days(i64::from(days))),
             })
         }
         Command::Transfer { to } => {
@@ -198,7 +198,7 @@ pub fn decide(state: &State, command: Command, ctx: &Context) -> Result<Vec<Even
 fn create(new: NewServiceCredential, ctx: &Context) -> Result<Event, DomainError> {
     let expires_at = match new.expires_in_days {
         None => None,
-        Some(days @ 1..=MAX_EXPIRY_DAYS) => Some(ctx.now + Duration::days(i64::from(days))),
+        Some(days @ 1..=MAX_EXPIRY_DAYS) => Some(ctx.now + TimeDelta::days(i64::from(days))),
         Some(_) => return Err(DomainError::InvalidExpiry { max_days: MAX_EXPIRY_DAYS }),
     };
     Ok(Event::ServiceCredentialCreated(Box::new(Created {

@@ -2,8 +2,8 @@
 //! credential (`usage-{id}`), apart from the lifecycle stream, so heavy use never conflicts with
 //! lifecycle commands. Usage is a recorded fact, not a decision: there is no decider.
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use time::OffsetDateTime;
 
 use crate::credential::CredentialKind;
 use crate::policy::DenyReason;
@@ -39,8 +39,8 @@ pub struct CredentialUsed {
     pub route: String,
     pub ip: String,
     pub user_agent: Option<String>,
-    #[serde(with = "time::serde::rfc3339")]
-    pub at: OffsetDateTime,
+    #[serde(with = "crate::time_format")]
+    pub at: DateTime<Utc>,
     /// The log position of the view the use was judged on: every event of the credential's
     /// lifecycle up to here was known, and none after it had been recorded when the use was
     /// (absent in uses recorded before it was kept).
@@ -61,8 +61,8 @@ pub struct CredentialAccessDenied {
     pub route: String,
     pub ip: String,
     pub user_agent: Option<String>,
-    #[serde(with = "time::serde::rfc3339")]
-    pub at: OffsetDateTime,
+    #[serde(with = "crate::time_format")]
+    pub at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -77,12 +77,12 @@ pub struct AccessTokenIssued {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub assertion_jti: Option<String>,
     pub scopes: Scopes,
-    #[serde(with = "time::serde::rfc3339")]
-    pub expires_at: OffsetDateTime,
+    #[serde(with = "crate::time_format")]
+    pub expires_at: DateTime<Utc>,
     pub ip: String,
     pub user_agent: Option<String>,
-    #[serde(with = "time::serde::rfc3339")]
-    pub at: OffsetDateTime,
+    #[serde(with = "crate::time_format")]
+    pub at: DateTime<Utc>,
     /// The log position of the view the use was judged on: every event of the credential's
     /// lifecycle up to here was known, and none after it had been recorded when the use was
     /// (absent in uses recorded before it was kept).
@@ -116,6 +116,6 @@ pub struct SecretsRead {
     pub names: Vec<String>,
     pub ip: String,
     pub user_agent: Option<String>,
-    #[serde(with = "time::serde::rfc3339")]
-    pub at: OffsetDateTime,
+    #[serde(with = "crate::time_format")]
+    pub at: DateTime<Utc>,
 }

@@ -9,8 +9,8 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::net::IpAddr;
 
+use chrono::{DateTime, Datelike, Timelike, Utc};
 use serde::{Deserialize, Serialize};
-use time::OffsetDateTime;
 
 /// Why a value was refused. Each variant names the field it belongs to and has a stable code.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -385,10 +385,9 @@ impl TimeWindow {
     }
 
     /// Whether `at` falls inside the window.
-    pub fn contains(&self, at: OffsetDateTime) -> bool {
-        let at = at.to_offset(time::UtcOffset::UTC);
-        let day = at.weekday().number_days_from_monday();
-        let minute = u16::from(at.hour()) * 60 + u16::from(at.minute());
+    pub fn contains(&self, at: DateTime<Utc>) -> bool {
+        let day = at.weekday().num_days_from_monday() as u8;
+        let minute = (at.hour() * 60 + at.minute()) as u16;
         let starts_on = |day: u8| self.days & (1 << day) != 0;
         if self.start < self.end {
             starts_on(day) && (self.start..self.end).contains(&minute)
@@ -651,7 +650,7 @@ impl From<Conditions> for RawConditions {
 
 #[cfg(test)]
 mod tests {
-    use time::macros::datetime;
+    use chrono::TimeZone;
 
     use super::*;
 
@@ -709,22 +708,22 @@ mod tests {
     #[test]
     fn time_window_end_is_exclusive_and_wraps_past_midnight() {
         let office = TimeWindow::parse_spec("mon-fri 06:00-22:00").unwrap();
-        assert!(office.contains(datetime!(2026-11-25 06:00 UTC))); // Wednesday
-        assert!(office.contains(datetime!(2026-11-25 21:59 UTC)));
-        assert!(!office.contains(datetime!(2026-11-25 22:00 UTC)));
-        assert!(!office.contains(datetime!(2026-11-28 10:00 UTC))); // Saturday
+        assert!(office.contains(Utc.with_ymd_and_hms(2026, 11, 25, 6, 0, 0).unwrap())); // Wednesday
+        assert!(office.contains(Utc.with_ymd_and_hms(2026, 11, 25, 21, 59, 0).unwrap()));
+        assert!(!office.contains(Utc.with_ymd_and_hms(2026, 11, 25, 22, 0, 0).unwrap()));
+        assert!(!office.contains(Utc.with_ymd_and_hms(2026, 11, 28, 10, 0, 0).unwrap())); // Saturday
 
         let night = TimeWindow::parse_spec("fri 22:00-02:00").unwrap();
-        assert!(night.contains(datetime!(2026-11-27 23:30 UTC))); // Friday night
-        assert!(night.contains(datetime!(2026-11-28 01:59 UTC))); // into Saturday
-        assert!(!night.contains(datetime!(2026-11-28 02:00 UTC)));
-        assert!(!night.contains(datetime!(2026-11-28 23:00 UTC))); // Saturday night
-        assert!(!night.contains(datetime!(2026-11-27 01:00 UTC))); // Thursday into Friday
+        assert!(night.contains(Utc.with_ymd_and_hms(2026, 11, 27, 23, 30, 0).unwrap())); // Friday night
+        assert!(night.contains(Utc.with_ymd_and_hms(2026, 11, 28, 1, 59, 0).unwrap())); // into Saturday
+        assert!(!night.contains(Utc.with_ymd_and_hms(2026, 11, 28, 2, 0, 0).unwrap()));
+        assert!(!night.contains(Utc.with_ymd_and_hms(2026, 11, 28, 23, 0, 0).unwrap())); // Saturday night
+        assert!(!night.contains(Utc.with_ymd_and_hms(2026, 11, 27, 1, 0, 0).unwrap())); // Thursday into Friday
 
         let whole_day = TimeWindow::parse_spec("sun 00:00-24:00").unwrap();
-        assert!(whole_day.contains(datetime!(2026-11-29 23:59 UTC)));
+        assert!(whole_day.contains(Utc.with_ymd_and_hms(2026, 11, 29, 23, 59, 0).unwrap()));
         // Times in other offsets are compared in UTC.
-        assert!(office.contains(datetime!(2026-11-25 23:00 +02:00)));
+        assert!(office.contains(DateTime::parse_from_rfc3339("2026-11-25T23:00:00+02:00").unwrap().to_utc()));
     }
 
     #[test]

@@ -1,19 +1,19 @@
 //! Given/when/then tables for the machine token decider: every row of the lifecycle table of
 //! DESIGN.md §3, allowed and forbidden, and the semantics of roll, transfer, flag and expiry.
 
+use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use credledger_domain::machine_token::{
     self, Command, Context, Event, NewMachineToken, State, Update, decide, evolve, fold,
 };
 use credledger_domain::token::SecretToken;
 use credledger_domain::values::{Conditions, EnvHint, Scopes, TokenName};
 use credledger_domain::{CredentialId, DomainError, FlagReason, MemberId, OrgId, Status};
-use time::{Duration, OffsetDateTime, macros::datetime};
 use uuid::Uuid;
 
-const T0: OffsetDateTime = datetime!(2026-01-05 10:00 UTC);
+const T0: DateTime<Utc> = NaiveDate::from_ymd_opt(2026, 1, 5).unwrap().and_hms_opt(10, 0, 0).unwrap().and_utc();
 
 fn at(days: i64) -> Context {
-    Context { now: T0 + Duration::days(days) }
+    Context { now: T0 + TimeDelta::days(days) }
 }
 
 fn owner() -> MemberId {
@@ -45,7 +45,7 @@ fn create_command(expires_in_days: Option<u32>) -> Command {
     }))
 }
 
-fn roll_command(seed: u8, grace: Option<Duration>) -> Command {
+fn roll_command(seed: u8, grace: Option<TimeDelta>) -> Command {
     let secret = secret(seed);
     Command::Roll { secret_hash: secret.digest(), token_prefix: secret.prefix(), grace }
 }
@@ -185,7 +185,7 @@ fn create_records_expiry_from_the_given_lifetime() {
     assert_eq!(events.len(), 1);
     let token = token(&state);
     assert_eq!(token.status, Status::Active);
-    assert_eq!(token.expires_at, Some(T0 + Duration::days(90)));
+    assert_eq!(token.expires_at, Some(T0 + TimeDelta::days(90)));
     assert_eq!(token.created_at, T0);
 }
 
@@ -207,7 +207,7 @@ fn create_twice_is_refused_and_commands_on_an_absent_token_are_not_found() {
 #[test]
 fn a_token_without_expiry_never_expires() {
     let (_, state) = given(vec![(0, create_command(None))]);
-    assert_eq!(token(&state).effective_status(T0 + Duration::days(100_000)), Status::Active);
+    assert_eq!(token(&state).effective_status(T0 + TimeDelta::days(100_000)), Status::Active);
     assert_eq!(decide(&state, Command::Expire, &at(5000)).unwrap_err(), DomainError::NotYetExpired);
 }
 
@@ -230,23 +230,23 @@ fn roll_of_an_expired_token_gives_a_new_value_the_original_lifetime() {
     let (events, state) =
         given(vec![(0, create_command(Some(30))), (31, Command::Expire), (40, roll_command(2, None))]);
     let Event::MachineTokenRolled(rolled) = &events[2] else { panic!("expected a roll") };
-    assert_eq!(rolled.expires_at, Some(T0 + Duration::days(40 + 30)));
+    assert_eq!(rolled.expires_at, Some(T0 + TimeDelta::days(40 + 30)));
     let token = token(&state);
     assert_eq!(token.status, Status::Active);
-    assert_eq!(token.effective_status(T0 + Duration::days(41)), Status::Active);
-    assert_eq!(token.effective_status(T0 + Duration::days(70)), Status::Expired);
+    assert_eq!(token.effective_status(T0 + TimeDelta::days(41)), Status::Active);
+    assert_eq!(token.effective_status(T0 + TimeDelta::days(70)), Status::Expired);
 }
 
 #[test]
 fn roll_with_grace_keeps_the_old_value_for_a_bounded_time() {
-    let grace = Duration::hours(2);
+    let grace = TimeDelta::hours(2);
     let (_, state) = given(vec![(0, create_command(Some(30))), (1, roll_command(2, Some(grace)))]);
     let previous = token(&state).previous_secret.expect("grace recorded");
     assert_eq!(previous.secret_hash, secret(1).digest());
     assert_eq!(previous.valid_until, at(1).now + grace);
 
     let (_, state) = given(vec![(0, create_command(Some(30)))]);
-    let too_long = roll_command(2, Some(machine_token::MAX_ROLL_GRACE + Duration::seconds(1)));
+    let too_long = roll_command(2, Some(machine_token::MAX_ROLL_GRACE + TimeDelta::seconds(1)));
     assert_eq!(decide(&state, too_long, &at(1)).unwrap_err().code(), "grace_period_too_long");
 }
 
@@ -255,7 +255,7 @@ fn grace_is_refused_when_the_old_value_no_longer_authenticates() {
     for history_name in ["disabled", "expired", "expired_by_clock"] {
         let (commands, day) = history(history_name);
         let (_, state) = given(commands);
-        let err = decide(&state, roll_command(2, Some(Duration::hours(1))), &at(day)).unwrap_err();
+        let err = decide(&state, roll_command(2, Some(TimeDelta::hours(1))), &at(day)).unwrap_err();
         assert_eq!(err.code(), "grace_not_applicable", "{history_name}");
     }
 }
@@ -264,7 +264,7 @@ fn grace_is_refused_when_the_old_value_no_longer_authenticates() {
 fn a_second_roll_ends_the_grace_of_the_first_value() {
     let (_, state) = given(vec![
         (0, create_command(Some(30))),
-        (1, roll_command(2, Some(Duration::hours(2)))),
+        (1, roll_command(2, Some(TimeDelta::hours(2)))),
         (1, roll_command(3, None)),
     ]);
     assert_eq!(token(&state).previous_secret, None);
@@ -275,7 +275,7 @@ fn a_second_roll_ends_the_grace_of_the_first_value() {
 fn revoke_ends_a_grace_period_at_once() {
     let (_, state) = given(vec![
         (0, create_command(Some(30))),
-        (1, roll_command(2, Some(Duration::hours(2)))),
+        (1, roll_command(2, Some(TimeDelta::hours(2)))),
         (1, Command::Revoke { reason: None }),
     ]);
     assert_eq!(token(&state).previous_secret, None);
@@ -332,7 +332,7 @@ fn update_can_remove_the_expiry_of_an_active_token() {
     let events = decide(&state, Command::Update(update), &at(1)).unwrap();
     let after = evolve(state, &events[0]);
     assert_eq!(token(&after).expires_at, None);
-    assert_eq!(token(&after).effective_status(T0 + Duration::days(1000)), Status::Active);
+    assert_eq!(token(&after).effective_status(T0 + TimeDelta::days(1000)), Status::Active);
 }
 
 #[test]
@@ -341,7 +341,7 @@ fn events_round_trip_through_their_recorded_form() {
         (0, create_command(Some(30))),
         (1, Command::Disable),
         (2, Command::Enable),
-        (3, roll_command(2, Some(Duration::hours(1)))),
+        (3, roll_command(2, Some(TimeDelta::hours(1)))),
         (4, Command::Flag { reason: FlagReason::OwnerRemoved }),
         (5, Command::Transfer { to: other_member() }),
         (31, roll_command(3, None)),

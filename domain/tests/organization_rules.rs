@@ -1,15 +1,16 @@
 //! Given/when/then tests for the organization and personal token deciders.
 
+use chrono::NaiveDate;
 use credledger_domain::names::{Email, Slug};
 use credledger_domain::organization::{self, Command, Context, Event, State, decide, evolve};
 use credledger_domain::personal_token::{self, NewPersonalToken};
 use credledger_domain::token::SecretToken;
 use credledger_domain::values::{Role, TokenName};
 use credledger_domain::{CredentialId, MemberId, OrgId, ProjectId, Status};
-use time::macros::datetime;
 use uuid::Uuid;
 
-const CTX: Context = Context { now: datetime!(2026-03-01 12:00 UTC) };
+const CTX: Context =
+    Context { now: NaiveDate::from_ymd_opt(2026, 3, 1).unwrap().and_hms_opt(12, 0, 0).unwrap().and_utc() };
 
 fn member(n: u128) -> MemberId {
     MemberId::from_uuid(Uuid::from_u128(n))

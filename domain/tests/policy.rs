@@ -2,14 +2,14 @@
 
 use std::net::IpAddr;
 
+use chrono::{DateTime, NaiveDate, TimeDelta, TimeZone, Utc};
 use credledger_domain::policy::{AccessRequest, CredentialView, DenyReason, Presented, RouteClass, evaluate};
 use credledger_domain::values::{Cidr, Conditions, Scope, Scopes, TimeWindow, UserAgentPattern};
 use credledger_domain::{CredentialId, CredentialKind, OrgId, Status};
-use time::{Duration, OffsetDateTime, macros::datetime};
 use uuid::Uuid;
 
 // A Wednesday.
-const NOW: OffsetDateTime = datetime!(2026-11-25 10:00 UTC);
+const NOW: DateTime<Utc> = NaiveDate::from_ymd_opt(2026, 11, 25).unwrap().and_hms_opt(10, 0, 0).unwrap().and_utc();
 
 fn org(n: u128) -> OrgId {
     OrgId::from_uuid(Uuid::from_u128(n))
@@ -24,7 +24,7 @@ fn machine_token() -> CredentialView {
         project_id: None,
         environment_hint: Some("prod".to_owned()),
         status: Status::Active,
-        expires_at: Some(NOW + Duration::days(1)),
+        expires_at: Some(NOW + TimeDelta::days(1)),
         scopes: Scopes::all(),
         conditions: Conditions::none(),
         server_admin: false,
@@ -68,10 +68,10 @@ fn each_condition_has_its_own_reason() {
     let view = CredentialView { conditions: conditions(), ..machine_token() };
     let outside_ip = AccessRequest { ip: "10.0.0.1".parse().unwrap(), ..request() };
     assert_eq!(deny(&view, &outside_ip), Err(DenyReason::IpNotAllowed));
-    let saturday = AccessRequest { at: datetime!(2026-11-28 10:00 UTC), ..request() };
+    let saturday = AccessRequest { at: Utc.with_ymd_and_hms(2026, 11, 28, 10, 0, 0).unwrap(), ..request() };
     let view_no_expiry = CredentialView { expires_at: None, ..view.clone() };
     assert_eq!(deny(&view_no_expiry, &saturday), Err(DenyReason::OutsideTimeWindow));
-    let night = AccessRequest { at: datetime!(2026-11-25 22:00 UTC), ..request() };
+    let night = AccessRequest { at: Utc.with_ymd_and_hms(2026, 11, 25, 22, 0, 0).unwrap(), ..request() };
     assert_eq!(deny(&view, &night), Err(DenyReason::OutsideTimeWindow));
     let curl = AccessRequest { user_agent: Some("curl/8.0"), ..request() };
     assert_eq!(deny(&view, &curl), Err(DenyReason::UserAgentMismatch));
@@ -126,7 +126,7 @@ fn a_rolled_away_value_works_only_within_its_grace() {
     let view = machine_token();
     let at_once = Presented::Previous { valid_until: None };
     assert_eq!(evaluate(&view, at_once, &request()), Err(DenyReason::Revoked));
-    let in_grace = Presented::Previous { valid_until: Some(NOW + Duration::minutes(5)) };
+    let in_grace = Presented::Previous { valid_until: Some(NOW + TimeDelta::minutes(5)) };
     assert_eq!(evaluate(&view, in_grace, &request()), Ok(()));
     let after_grace = Presented::Previous { valid_until: Some(NOW) };
     assert_eq!(evaluate(&view, after_grace, &request()), Err(DenyReason::Revoked));

@@ -2,6 +2,7 @@
 //! lifecycle, allowed and forbidden, the semantics of rotate, transfer, flag and revoke, and the
 //! law that the fold of a stream's events is the state the decider built step by step.
 
+use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use credledger_domain::service_credential::{
     self, Command, Context, Event, NewServiceCredential, ServiceCredential, State, decide, evolve, fold,
 };
@@ -9,13 +10,12 @@ use credledger_domain::token::{ClientId, SecretToken};
 use credledger_domain::values::{Cidr, Conditions, Scopes, TokenName, UserAgentPattern};
 use credledger_domain::{CredentialId, DomainError, FlagReason, MemberId, OrgId, Status};
 use proptest::prelude::*;
-use time::{Duration, OffsetDateTime, macros::datetime};
 use uuid::Uuid;
 
-const T0: OffsetDateTime = datetime!(2026-01-05 10:00 UTC);
+const T0: DateTime<Utc> = NaiveDate::from_ymd_opt(2026, 1, 5).unwrap().and_hms_opt(10, 0, 0).unwrap().and_utc();
 
 fn at(days: i64) -> Context {
-    Context { now: T0 + Duration::days(days) }
+    Context { now: T0 + TimeDelta::days(days) }
 }
 
 fn owner() -> MemberId {
@@ -60,7 +60,7 @@ fn create_command(expires_in_days: Option<u32>) -> Command {
     }))
 }
 
-fn rotate_command(seed: u8, grace: Option<Duration>) -> Command {
+fn rotate_command(seed: u8, grace: Option<TimeDelta>) -> Command {
     let secret = secret(seed);
     Command::RotateSecret { secret_hash: secret.digest(), secret_prefix: secret.prefix(), grace }
 }
@@ -194,7 +194,7 @@ fn create_records_the_client_id_the_expiry_and_the_original_lifetime() {
     assert_eq!(credential.secret_prefix, secret(1).prefix());
     assert!(credential.secret_prefix.as_str().starts_with("cl_cs_"));
     assert_eq!(credential.created_at, T0);
-    assert_eq!(credential.expires_at, Some(T0 + Duration::days(90)));
+    assert_eq!(credential.expires_at, Some(T0 + TimeDelta::days(90)));
     assert_eq!(credential.lifetime_days, Some(90));
     assert_eq!((credential.flagged, credential.previous_secret), (None, None));
 }
@@ -233,7 +233,7 @@ fn every_command_on_an_absent_credential_is_not_found() {
 fn a_credential_without_expiry_never_expires_and_rotation_keeps_it_so() {
     let (events, state) = given(vec![(0, create_command(None)), (5000, rotate_command(2, None))]);
     assert_eq!(credential(&state).expires_at, None);
-    assert_eq!(credential(&state).effective_status(T0 + Duration::days(100_000)), Status::Active);
+    assert_eq!(credential(&state).effective_status(T0 + TimeDelta::days(100_000)), Status::Active);
     let Event::ServiceCredentialSecretRotated(rotated) = &events[1] else { panic!("expected a rotation") };
     assert_eq!(rotated.expires_at, None);
 }
@@ -263,7 +263,7 @@ fn rotate_replaces_the_secret_and_keeps_identity_owner_client_id_scopes_and_cond
 
 #[test]
 fn rotate_with_grace_keeps_the_old_secret_for_a_bounded_time() {
-    let grace = Duration::hours(2);
+    let grace = TimeDelta::hours(2);
     let (_, state) = given(vec![(0, create_command(Some(30))), (1, rotate_command(2, Some(grace)))]);
     let previous = credential(&state).previous_secret.expect("grace recorded");
     assert_eq!(previous.secret_hash, secret(1).digest());
@@ -273,15 +273,15 @@ fn rotate_with_grace_keeps_the_old_secret_for_a_bounded_time() {
 
 #[test]
 fn rotate_allows_a_grace_of_exactly_24_hours_and_refuses_a_longer_one() {
-    assert_eq!(service_credential::MAX_ROTATION_GRACE, Duration::hours(24));
+    assert_eq!(service_credential::MAX_ROTATION_GRACE, TimeDelta::hours(24));
     let (_, state) = given(vec![(0, create_command(Some(30)))]);
 
     let longest = rotate_command(2, Some(service_credential::MAX_ROTATION_GRACE));
     let events = decide(&state, longest, &at(1)).unwrap();
     let after = evolve(state.clone(), &events[0]);
-    assert_eq!(credential(&after).previous_secret.map(|p| p.valid_until), Some(at(1).now + Duration::hours(24)));
+    assert_eq!(credential(&after).previous_secret.map(|p| p.valid_until), Some(at(1).now + TimeDelta::hours(24)));
 
-    let too_long = rotate_command(2, Some(service_credential::MAX_ROTATION_GRACE + Duration::seconds(1)));
+    let too_long = rotate_command(2, Some(service_credential::MAX_ROTATION_GRACE + TimeDelta::seconds(1)));
     let err = decide(&state, too_long, &at(1)).unwrap_err();
     assert_eq!(err.code(), "grace_period_too_long");
     assert_eq!(err, DomainError::GracePeriodTooLong { max_seconds: 24 * 3600 });
@@ -290,7 +290,7 @@ fn rotate_allows_a_grace_of_exactly_24_hours_and_refuses_a_longer_one() {
 #[test]
 fn rotate_refuses_a_negative_grace() {
     let (_, state) = given(vec![(0, create_command(Some(30)))]);
-    let err = decide(&state, rotate_command(2, Some(Duration::seconds(-1))), &at(1)).unwrap_err();
+    let err = decide(&state, rotate_command(2, Some(TimeDelta::seconds(-1))), &at(1)).unwrap_err();
     assert_eq!(err.code(), "grace_period_too_long");
 }
 
@@ -298,7 +298,7 @@ fn rotate_refuses_a_negative_grace() {
 fn grace_is_refused_on_an_expired_credential_whose_secret_no_longer_works() {
     let (commands, day) = history("expired_by_clock");
     let (_, state) = given(commands);
-    let err = decide(&state, rotate_command(2, Some(Duration::hours(1))), &at(day)).unwrap_err();
+    let err = decide(&state, rotate_command(2, Some(TimeDelta::hours(1))), &at(day)).unwrap_err();
     assert_eq!(err.code(), "grace_not_applicable");
 }
 
@@ -306,27 +306,27 @@ fn grace_is_refused_on_an_expired_credential_whose_secret_no_longer_works() {
 fn rotating_an_expired_credential_brings_it_back_for_the_original_lifetime() {
     let (events, state) = given(vec![(0, create_command(Some(30))), (40, rotate_command(2, None))]);
     let Event::ServiceCredentialSecretRotated(rotated) = &events[1] else { panic!("expected a rotation") };
-    assert_eq!(rotated.expires_at, Some(T0 + Duration::days(40 + 30)));
+    assert_eq!(rotated.expires_at, Some(T0 + TimeDelta::days(40 + 30)));
     let credential = credential(&state);
     assert_eq!(credential.status, Status::Active);
-    assert_eq!(credential.expires_at, Some(T0 + Duration::days(70)));
+    assert_eq!(credential.expires_at, Some(T0 + TimeDelta::days(70)));
     assert_eq!(credential.lifetime_days, Some(30));
     assert_eq!(credential.effective_status(at(40).now), Status::Active);
-    assert_eq!(credential.effective_status(T0 + Duration::days(70) - Duration::seconds(1)), Status::Active);
-    assert_eq!(credential.effective_status(T0 + Duration::days(70)), Status::Expired);
+    assert_eq!(credential.effective_status(T0 + TimeDelta::days(70) - TimeDelta::seconds(1)), Status::Active);
+    assert_eq!(credential.effective_status(T0 + TimeDelta::days(70)), Status::Expired);
 }
 
 #[test]
 fn rotating_an_active_credential_gives_the_new_secret_a_full_lifetime() {
     let (_, state) = given(vec![(0, create_command(Some(30))), (10, rotate_command(2, None))]);
-    assert_eq!(credential(&state).expires_at, Some(T0 + Duration::days(40)));
+    assert_eq!(credential(&state).expires_at, Some(T0 + TimeDelta::days(40)));
 }
 
 #[test]
 fn a_second_rotation_ends_the_grace_of_the_first_secret() {
     let (_, state) = given(vec![
         (0, create_command(Some(30))),
-        (1, rotate_command(2, Some(Duration::hours(2)))),
+        (1, rotate_command(2, Some(TimeDelta::hours(2)))),
         (1, rotate_command(3, None)),
     ]);
     assert_eq!(credential(&state).previous_secret, None);
@@ -337,19 +337,19 @@ fn a_second_rotation_ends_the_grace_of_the_first_secret() {
 fn a_second_rotation_with_grace_keeps_only_the_secret_it_replaced() {
     let (_, state) = given(vec![
         (0, create_command(Some(30))),
-        (1, rotate_command(2, Some(Duration::hours(2)))),
-        (2, rotate_command(3, Some(Duration::hours(1)))),
+        (1, rotate_command(2, Some(TimeDelta::hours(2)))),
+        (2, rotate_command(3, Some(TimeDelta::hours(1)))),
     ]);
     let previous = credential(&state).previous_secret.expect("grace recorded");
     assert_eq!(previous.secret_hash, secret(2).digest());
-    assert_eq!(previous.valid_until, at(2).now + Duration::hours(1));
+    assert_eq!(previous.valid_until, at(2).now + TimeDelta::hours(1));
 }
 
 #[test]
 fn revoke_clears_the_previous_secret_at_once() {
     let (events, state) = given(vec![
         (0, create_command(Some(30))),
-        (1, rotate_command(2, Some(Duration::hours(2)))),
+        (1, rotate_command(2, Some(TimeDelta::hours(2)))),
         (1, Command::Revoke { reason: Some("leaked".into()) }),
     ]);
     assert_eq!(credential(&state).previous_secret, None);
@@ -362,7 +362,7 @@ fn revoke_clears_the_previous_secret_at_once() {
 fn a_revoked_credential_stays_revoked_past_its_expiry() {
     let (commands, _) = history("revoked");
     let (_, state) = given(commands);
-    assert_eq!(credential(&state).effective_status(T0 + Duration::days(10_000)), Status::Revoked);
+    assert_eq!(credential(&state).effective_status(T0 + TimeDelta::days(10_000)), Status::Revoked);
 }
 
 #[test]
@@ -399,7 +399,7 @@ fn transfer_clears_a_flag_and_records_both_owners() {
 fn events_round_trip_through_their_recorded_form() {
     let (events, state) = given(vec![
         (0, create_command(Some(30))),
-        (3, rotate_command(2, Some(Duration::hours(1)))),
+        (3, rotate_command(2, Some(TimeDelta::hours(1)))),
         (4, Command::Flag { reason: FlagReason::OwnerRemoved }),
         (5, Command::Transfer { to: other_member() }),
         (40, rotate_command(3, None)),
@@ -422,7 +422,7 @@ fn events_round_trip_through_their_recorded_form() {
 fn fold_of_the_events_equals_the_state_built_step_by_step() {
     let commands = vec![
         (0, create_command(Some(30))),
-        (1, rotate_command(2, Some(Duration::hours(3)))),
+        (1, rotate_command(2, Some(TimeDelta::hours(3)))),
         (2, Command::Flag { reason: FlagReason::OwnerRemoved }),
         (2, Command::Flag { reason: FlagReason::OwnerRemoved }),
         (35, rotate_command(3, None)),
@@ -458,7 +458,7 @@ impl Step {
     fn command(&self) -> Command {
         match self {
             Self::Create(days) => create_command(*days),
-            Self::Rotate { seed, grace_minutes } => rotate_command(*seed, grace_minutes.map(Duration::minutes)),
+            Self::Rotate { seed, grace_minutes } => rotate_command(*seed, grace_minutes.map(TimeDelta::minutes)),
             Self::Transfer(member) => Command::Transfer { to: MemberId::from_uuid(Uuid::from_u128(*member)) },
             Self::Flag => Command::Flag { reason: FlagReason::OwnerRemoved },
             Self::Revoke => Command::Revoke { reason: None },
@@ -489,7 +489,7 @@ proptest! {
         let mut now = T0;
         let mut revoked = false;
         for (hours, step) in steps {
-            now += Duration::hours(hours);
+            now += TimeDelta::hours(hours);
             let ctx = Context { now };
             match decide(&state, step.command(), &ctx) {
                 Ok(new) => {

@@ -1,7 +1,7 @@
 //! The ledger's checkpoints and cached tile roots in the read models.
 
+use chrono::{DateTime, Utc};
 use rusqlite::OptionalExtension;
-use time::OffsetDateTime;
 
 use crate::{ProjectionError, Projections};
 
@@ -12,7 +12,7 @@ pub struct CheckpointRow {
     pub position: u64,
     pub tree_size: u64,
     pub root_hash: [u8; 32],
-    pub signed_at: OffsetDateTime,
+    pub signed_at: DateTime<Utc>,
     pub origin: String,
     /// The signed note.
     pub note: String,
@@ -27,8 +27,7 @@ fn row(row: &rusqlite::Row<'_>) -> rusqlite::Result<CheckpointRow> {
         position: row.get::<_, i64>(0)? as u64,
         tree_size: row.get::<_, i64>(1)? as u64,
         root_hash: root.try_into().unwrap_or([0; 32]),
-        signed_at: OffsetDateTime::from_unix_timestamp_nanos(i128::from(signed_at) * 1_000_000)
-            .unwrap_or(OffsetDateTime::UNIX_EPOCH),
+        signed_at: DateTime::from_timestamp_millis(signed_at).unwrap_or(DateTime::UNIX_EPOCH),
         origin: row.get(4)?,
         note: row.get(5)?,
     })

@@ -3,9 +3,9 @@
 
 use std::net::IpAddr;
 
+use chrono::{DateTime, TimeDelta, Utc};
 use rusqlite::types::Value;
 use rusqlite::{OptionalExtension, params_from_iter};
-use time::{Duration, OffsetDateTime};
 
 use credledger_domain::token::TokenDigest;
 use credledger_domain::usage;
@@ -26,9 +26,9 @@ pub struct CredentialFilter {
     pub owner: Option<MemberId>,
     pub flagged: Option<bool>,
     /// Expires between now and now + this.
-    pub expiring_within: Option<Duration>,
+    pub expiring_within: Option<TimeDelta>,
     /// Not used (or never used) for at least this long.
-    pub unused_for: Option<Duration>,
+    pub unused_for: Option<TimeDelta>,
 }
 
 /// A credential of the inventory with its usage summary.
@@ -40,7 +40,7 @@ pub struct CredentialRecord {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UsageSummary {
-    pub last_used_at: Option<OffsetDateTime>,
+    pub last_used_at: Option<DateTime<Utc>>,
     pub last_used_ip: Option<String>,
     pub last_used_user_agent: Option<String>,
     pub use_count: u64,
@@ -51,8 +51,8 @@ pub struct UsageSummary {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SeenFrom {
     pub value: String,
-    pub first_seen: OffsetDateTime,
-    pub last_seen: OffsetDateTime,
+    pub first_seen: DateTime<Utc>,
+    pub last_seen: DateTime<Utc>,
     pub use_count: u64,
     pub denied_count: u64,
 }
@@ -76,14 +76,14 @@ fn member_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<MemberRow> {
 pub struct OrganizationRow {
     pub org_id: String,
     pub name: String,
-    pub created_at: OffsetDateTime,
+    pub created_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProjectRow {
     pub project_id: String,
     pub name: String,
-    pub created_at: OffsetDateTime,
+    pub created_at: DateTime<Utc>,
     pub environments: Vec<String>,
 }
 
@@ -92,7 +92,7 @@ pub struct ProjectRow {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditEntry {
     pub position: u64,
-    pub recorded_at: OffsetDateTime,
+    pub recorded_at: DateTime<Utc>,
     pub credential_id: Option<String>,
     pub event_type: String,
     pub actor_kind: String,
@@ -141,9 +141,9 @@ pub struct AuditFilter {
     pub actor_id: Option<String>,
     pub event_type: Option<String>,
     /// Recorded at or after.
-    pub since: Option<OffsetDateTime>,
+    pub since: Option<DateTime<Utc>>,
     /// Recorded before.
-    pub until: Option<OffsetDateTime>,
+    pub until: Option<DateTime<Utc>>,
     pub outcome: Option<AuditOutcome>,
     /// The request came from inside this network.
     pub ip: Option<Cidr>,
@@ -177,8 +177,8 @@ fn from_network(entry: &AuditEntry, network: &Cidr) -> bool {
     entry.ip.as_deref().and_then(|ip| ip.parse::<IpAddr>().ok()).is_some_and(|ip| network.contains(ip))
 }
 
-fn from_millis(ms: i64) -> OffsetDateTime {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+fn from_millis(ms: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(ms).unwrap_or(DateTime::UNIX_EPOCH)
 }
 
 const CREDENTIAL_COLUMNS: &str = "c.state, u.last_used_at, u.last_used_ip, u.last_used_user_agent, \
@@ -230,7 +230,7 @@ impl Projections {
         &self,
         org: OrgId,
         filter: &CredentialFilter,
-        now: OffsetDateTime,
+        now: DateTime<Utc>,
         after: Option<CredentialId>,
         limit: usize,
     ) -> Result<Vec<CredentialRecord>, ProjectionError> {
@@ -400,7 +400,7 @@ impl Projections {
 
     /// Machine tokens recorded as active whose expiry has passed at `now`, across
     /// organizations: the expiry sweeper's work list.
-    pub fn expired_but_active(&self, now: OffsetDateTime, limit: usize) -> Result<Vec<Credential>, ProjectionError> {
+    pub fn expired_but_active(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Credential>, ProjectionError> {
         let connection = self.reader()?;
         let mut statement = connection.prepare_cached(
             "SELECT state FROM credentials WHERE kind = 'machine_token' AND status = 'active' \

@@ -4,14 +4,14 @@
 
 mod common;
 
+use chrono::TimeDelta;
 use common::{Ledger, Op, T0, org, token_id};
 use credledger_domain::policy::{Presented, evaluate};
 use credledger_domain::{Status, policy::AccessRequest};
 use credledger_projections::Projections;
 use credledger_projections::queries::CredentialFilter;
-use time::Duration;
 
-fn request(at: time::OffsetDateTime) -> AccessRequest<'static> {
+fn request(at: chrono::DateTime<chrono::Utc>) -> AccessRequest<'static> {
     AccessRequest {
         org_id: Some(org()),
         ip: "10.0.0.1".parse().unwrap(),
@@ -29,7 +29,11 @@ async fn setup() -> (tempfile::TempDir, Ledger, Projections) {
     (dir, ledger, projections)
 }
 
-fn statuses(projections: &Projections, filter: &CredentialFilter, now: time::OffsetDateTime) -> Vec<(String, Status)> {
+fn statuses(
+    projections: &Projections,
+    filter: &CredentialFilter,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Vec<(String, Status)> {
     projections
         .credentials(org(), filter, now, None, 100)
         .unwrap()
@@ -45,7 +49,7 @@ async fn revoked_and_expired_credentials_stay_in_the_inventory() {
         ledger.run(&Op::Create { token, days: Some(1) }).await;
     }
     ledger.run(&Op::Lifecycle { token: 0, command: 7 }).await; // revoke
-    ledger.now += Duration::days(2);
+    ledger.now += TimeDelta::days(2);
     ledger.run(&Op::Lifecycle { token: 1, command: 6 }).await; // expire
     projections.catch_up(ledger.store.clone()).await.unwrap();
 
@@ -66,16 +70,16 @@ async fn filters_find_flagged_expiring_and_unused_credentials() {
     ledger.run(&Op::Create { token: 0, days: Some(3) }).await;
     ledger.run(&Op::Create { token: 1, days: None }).await;
     ledger.run(&Op::Lifecycle { token: 1, command: 4 }).await; // flag
-    ledger.now += Duration::days(1);
+    ledger.now += TimeDelta::days(1);
     ledger.run(&Op::Use { token: 0, ip: 1, agent: 1 }).await;
     projections.catch_up(ledger.store.clone()).await.unwrap();
     let now = ledger.now;
 
     let flagged = CredentialFilter { flagged: Some(true), ..CredentialFilter::default() };
     assert_eq!(statuses(&projections, &flagged, now), vec![(token_id(1).to_string(), Status::Active)]);
-    let expiring = CredentialFilter { expiring_within: Some(Duration::days(7)), ..CredentialFilter::default() };
+    let expiring = CredentialFilter { expiring_within: Some(TimeDelta::days(7)), ..CredentialFilter::default() };
     assert_eq!(statuses(&projections, &expiring, now), vec![(token_id(0).to_string(), Status::Active)]);
-    let unused = CredentialFilter { unused_for: Some(Duration::hours(12)), ..CredentialFilter::default() };
+    let unused = CredentialFilter { unused_for: Some(TimeDelta::hours(12)), ..CredentialFilter::default() };
     assert_eq!(statuses(&projections, &unused, now), vec![(token_id(1).to_string(), Status::Active)]);
 
     // Pagination: pages of one, in id order, reach every credential once.
@@ -90,9 +94,9 @@ async fn usage_records_last_use_counts_and_every_network_and_agent() {
     let (_dir, mut ledger, projections) = setup().await;
     ledger.run(&Op::Create { token: 0, days: None }).await;
     ledger.run(&Op::Use { token: 0, ip: 1, agent: 1 }).await;
-    ledger.now += Duration::hours(1);
+    ledger.now += TimeDelta::hours(1);
     ledger.run(&Op::Use { token: 0, ip: 2, agent: 1 }).await;
-    ledger.now += Duration::hours(1);
+    ledger.now += TimeDelta::hours(1);
     ledger.run(&Op::Deny { token: 0, ip: 2 }).await; // count 3 from 192.0.2.2
     projections.catch_up(ledger.store.clone()).await.unwrap();
 
@@ -101,14 +105,14 @@ async fn usage_records_last_use_counts_and_every_network_and_agent() {
     assert_eq!(record.usage.denied_count, 3);
     assert_eq!(record.usage.last_used_ip.as_deref(), Some("10.0.0.2"));
     assert_eq!(record.usage.last_used_user_agent.as_deref(), Some("agent/1"));
-    assert_eq!(record.usage.last_used_at, Some(T0 + Duration::hours(1)));
+    assert_eq!(record.usage.last_used_at, Some(T0 + TimeDelta::hours(1)));
 
     let ips = projections.seen_ips(token_id(0)).unwrap();
     let ips: Vec<_> = ips.iter().map(|s| (s.value.as_str(), s.use_count, s.denied_count)).collect();
     assert_eq!(ips, vec![("192.0.2.2", 0, 3), ("10.0.0.2", 1, 0), ("10.0.0.1", 1, 0)]);
     let agents = projections.seen_user_agents(token_id(0)).unwrap();
     assert_eq!(agents.len(), 1);
-    assert_eq!((agents[0].first_seen, agents[0].last_seen, agents[0].use_count), (T0, T0 + Duration::hours(1), 2));
+    assert_eq!((agents[0].first_seen, agents[0].last_seen, agents[0].use_count), (T0, T0 + TimeDelta::hours(1), 2));
 }
 
 #[tokio::test]
@@ -220,8 +224,8 @@ async fn the_hot_index_refuses_a_rolled_away_value_and_honours_a_grace_period() 
 
     let (view, presented) = projections.hot_index().lookup(&first).unwrap();
     assert!(matches!(presented, Presented::Previous { valid_until: Some(_) }));
-    assert_eq!(evaluate(&view, presented, &request(ledger.now + Duration::minutes(30))), Ok(()));
-    assert!(evaluate(&view, presented, &request(ledger.now + Duration::hours(2))).is_err());
+    assert_eq!(evaluate(&view, presented, &request(ledger.now + TimeDelta::minutes(30))), Ok(()));
+    assert!(evaluate(&view, presented, &request(ledger.now + TimeDelta::hours(2))).is_err());
 
     // A second roll ends the first value's grace at once.
     ledger.run(&Op::Lifecycle { token: 0, command: 2 }).await;

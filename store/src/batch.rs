@@ -10,8 +10,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use credledger_domain::{EventId, OrgId};
-use time::OffsetDateTime;
 
 use crate::envelope::Envelope;
 use crate::{AppendResult, Basis, ExpectedVersion, NewEvent, RawEvent, RecordedEvent, StoreError, leaf_hash};
@@ -122,7 +122,7 @@ impl Row<'_> {
 pub(crate) struct Batch<'a> {
     /// The last position handed out so far.
     head: u64,
-    recorded_at: OffsetDateTime,
+    recorded_at: DateTime<Utc>,
     /// Each stream's last version as the batch leaves it; `None` for a stream without events.
     versions: HashMap<&'a str, Option<u64>>,
     /// Each organization's last sequence number as the batch leaves it; 0 for none yet.
@@ -138,7 +138,7 @@ pub(crate) struct Batch<'a> {
 impl<'a> Batch<'a> {
     /// Starts a batch at the committed head; `recorded` says where those of the batch's event ids
     /// that the log already holds sit.
-    pub(crate) fn begin(head: u64, recorded: HashMap<EventId, Recorded>, recorded_at: OffsetDateTime) -> Self {
+    pub(crate) fn begin(head: u64, recorded: HashMap<EventId, Recorded>, recorded_at: DateTime<Utc>) -> Self {
         Self {
             head,
             recorded_at,

@@ -24,10 +24,10 @@ use std::fmt;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use chrono::{DateTime, SubsecRound, Utc};
+use credledger_domain::time_format;
 use ed25519_dalek::SigningKey;
 use signed_note::{Note, Signer, StandardSigner, StandardVerifier, VerifierList};
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 /// The signature algorithm byte of an Ed25519 key in the signed-note encodings.
 const ALG_ED25519: u8 = 1;
@@ -66,16 +66,15 @@ pub struct Checkpoint {
     /// The Merkle root over the first `tree_size` leaf hashes.
     pub root_hash: [u8; 32],
     /// When the checkpoint was signed, to the second.
-    pub signed_at: OffsetDateTime,
+    pub signed_at: DateTime<Utc>,
 }
 
 impl Checkpoint {
     /// The note text that is signed: origin, size, base64 root, and a `time` extension line.
     pub fn body(&self) -> String {
-        let at = self.signed_at.replace_nanosecond(0).unwrap_or(self.signed_at);
         // `parse_body` admits only times RFC 3339 can write in UTC; a checkpoint built otherwise
-        // keeps its own offset rather than overflow.
-        let time = at.checked_to_offset(time::UtcOffset::UTC).unwrap_or(at).format(&Rfc3339).unwrap_or_default();
+        // has an empty `time` line rather than one no reader takes.
+        let time = time_format::format(&self.signed_at.trunc_subsecs(0)).unwrap_or_default();
         format!("{}\n{}\n{}\ntime {time}\n", self.origin, self.tree_size, STANDARD.encode(self.root_hash))
     }
 
@@ -99,12 +98,10 @@ impl Checkpoint {
             .ok_or_else(|| malformed("the third line must be the base64 root hash of 32 bytes"))?;
         let signed_at = lines
             .find_map(|line| line.strip_prefix("time "))
-            .and_then(|time| OffsetDateTime::parse(time, &Rfc3339).ok())
+            .and_then(|time| time_format::parse(time).ok())
             // The body is written in UTC: a time whose UTC year falls outside 0–9999 has no
             // RFC 3339 spelling there.
-            .filter(|time| {
-                time.checked_to_offset(time::UtcOffset::UTC).is_some_and(|utc| (0..=9999).contains(&utc.year()))
-            })
+            .filter(|time| time_format::format(time).is_some())
             .ok_or_else(|| malformed("no `time` line with an RFC 3339 time"))?;
         Ok(Self { origin: origin.to_owned(), tree_size, root_hash, signed_at })
     }
@@ -196,7 +193,7 @@ impl LedgerKey {
         &self,
         tree_size: u64,
         root_hash: [u8; 32],
-        at: OffsetDateTime,
+        at: DateTime<Utc>,
     ) -> Result<crate::NewEvent, CheckpointError> {
         use credledger_domain::ledger::{CHECKPOINT_SIGNED, CheckpointSigned};
         use sha2::Digest as _;
@@ -204,7 +201,7 @@ impl LedgerKey {
             origin: self.origin.clone(),
             tree_size,
             root_hash: hex::encode(root_hash),
-            signed_at: at.replace_nanosecond(0).unwrap_or(at),
+            signed_at: at.trunc_subsecs(0),
             note: self.sign(tree_size, root_hash, at)?,
         };
         let digest = sha2::Sha256::digest(format!("{CHECKPOINT_SIGNED}\u{0}{}\u{0}{tree_size}", self.origin));
@@ -223,7 +220,7 @@ impl LedgerKey {
     }
 
     /// The signed note of a checkpoint of this ledger.
-    pub fn sign(&self, tree_size: u64, root_hash: [u8; 32], at: OffsetDateTime) -> Result<String, CheckpointError> {
+    pub fn sign(&self, tree_size: u64, root_hash: [u8; 32], at: DateTime<Utc>) -> Result<String, CheckpointError> {
         let checkpoint = Checkpoint { origin: self.origin.clone(), tree_size, root_hash, signed_at: at };
         let mut note = Note::new(checkpoint.body().as_bytes(), &[])
             .map_err(|error| CheckpointError::Malformed(error.to_string()))?;
@@ -291,7 +288,7 @@ fn verifier_key(origin: &str, public_key: &[u8; 32]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use time::macros::datetime;
+    use chrono::{TimeZone, Timelike};
 
     use super::*;
 
@@ -302,13 +299,19 @@ mod tests {
     #[test]
     fn a_signed_checkpoint_verifies_and_reads_back() {
         let key = key();
-        let note = key.sign(42, [9; 32], datetime!(2026-11-25 10:00:00.5 UTC)).unwrap();
+        let note = key
+            .sign(
+                42,
+                [9; 32],
+                Utc.with_ymd_and_hms(2026, 11, 25, 10, 0, 0).unwrap().with_nanosecond(500_000_000).unwrap(),
+            )
+            .unwrap();
         assert!(note.starts_with("ledger.example/credledger\n42\n"), "{note}");
         assert!(note.contains("\ntime 2026-11-25T10:00:00Z\n\n\u{2014} ledger.example/credledger "), "{note}");
         let checkpoint = CheckpointVerifier::new(key.verifier_key()).unwrap().verify(&note).unwrap();
         assert_eq!(checkpoint.tree_size, 42);
         assert_eq!(checkpoint.root_hash, [9; 32]);
-        assert_eq!(checkpoint.signed_at, datetime!(2026-11-25 10:00:00 UTC));
+        assert_eq!(checkpoint.signed_at, Utc.with_ymd_and_hms(2026, 11, 25, 10, 0, 0).unwrap());
         assert_eq!(checkpoint.origin, "ledger.example/credledger");
     }
 
@@ -339,15 +342,19 @@ mod tests {
     fn an_altered_note_or_another_key_is_refused() {
         let key = key();
         let verifier = CheckpointVerifier::new(key.verifier_key()).unwrap();
-        let note = key.sign(42, [9; 32], datetime!(2026-11-25 10:00:00 UTC)).unwrap();
+        let note = key.sign(42, [9; 32], Utc.with_ymd_and_hms(2026, 11, 25, 10, 0, 0).unwrap()).unwrap();
         for altered in [note.replacen("\n42\n", "\n43\n", 1), note.replacen("time 2026", "time 2027", 1)] {
             assert!(matches!(verifier.verify(&altered), Err(CheckpointError::BadSignature(_))), "{altered}");
         }
         let other = LedgerKey::from_seed("ledger.example/credledger", &[8; 32]).unwrap();
-        let forged = other.sign(42, [9; 32], datetime!(2026-11-25 10:00:00 UTC)).unwrap();
+        let forged = other.sign(42, [9; 32], Utc.with_ymd_and_hms(2026, 11, 25, 10, 0, 0).unwrap()).unwrap();
         assert!(verifier.verify(&forged).is_err());
         let renamed = LedgerKey::from_seed("elsewhere.example/credledger", &[7; 32]).unwrap();
-        assert!(verifier.verify(&renamed.sign(42, [9; 32], datetime!(2026-11-25 10:00:00 UTC)).unwrap()).is_err());
+        assert!(
+            verifier
+                .verify(&renamed.sign(42, [9; 32], Utc.with_ymd_and_hms(2026, 11, 25, 10, 0, 0).unwrap()).unwrap())
+                .is_err()
+        );
         assert!(verifier.verify("not a note").is_err());
         assert!(CheckpointVerifier::new("nonsense").is_err());
     }

@@ -8,6 +8,7 @@
 //! Each check is a plain async function that panics when the behaviour is broken: this module is
 //! test code, compiled into the library only so that other backends' tests can reach it.
 
+use chrono::DateTime;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,7 +17,6 @@ use credledger_domain::{Actor, EventId, MemberId, OrgId, RequestMeta};
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use sha2::{Digest, Sha256};
-use time::macros::datetime;
 use uuid::Uuid;
 
 use crate::{AppendResult, Basis, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError};
@@ -74,7 +74,7 @@ fn event(org_id: Option<OrgId>, n: u64) -> NewEvent {
         event_type: "ContractChecked".to_owned(),
         schema_version: 3,
         org_id,
-        occurred_at: datetime!(2026-06-01 12:34:56.123456789 +02:00),
+        occurred_at: DateTime::parse_from_rfc3339("2026-06-01T12:34:56.123456789+02:00").unwrap().to_utc(),
         actor: Actor::member(MemberId::from_uuid(Uuid::from_u128(5))),
         request: Some(RequestMeta {
             ip: Some("2001:db8::1".to_owned()),
@@ -123,9 +123,9 @@ pub async fn appending_to_a_new_stream_numbers_events_from_the_start(backend: &d
     let store = backend.open().await;
     assert_eq!(store.head().await.unwrap(), 0, "a new log is empty");
     let new = vec![event(Some(org(1)), 0), event(Some(org(1)), 1), event(None, 2)];
-    let before = time::OffsetDateTime::now_utc() - time::Duration::seconds(1);
+    let before = chrono::Utc::now() - chrono::TimeDelta::seconds(1);
     let result = store.append("contract-a", ExpectedVersion::NoStream, new.clone()).await.unwrap();
-    let after = time::OffsetDateTime::now_utc() + time::Duration::seconds(1);
+    let after = chrono::Utc::now() + chrono::TimeDelta::seconds(1);
     assert_eq!(result, AppendResult { first_position: 1, last_position: 3, next_expected_version: 2 });
 
     let recorded = store.read_stream("contract-a", 0).await.unwrap();

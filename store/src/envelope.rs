@@ -6,9 +6,9 @@
 
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use credledger_domain::{Actor, EventId, OrgId, RequestMeta};
 use serde::{Deserialize, Serialize};
-use time::{OffsetDateTime, UtcOffset};
 
 use crate::{RecordedEvent, StoreError};
 
@@ -28,10 +28,10 @@ pub(crate) struct Envelope<'a> {
     #[serde(rename = "type")]
     pub event_type: &'a str,
     pub schema_version: u32,
-    #[serde(with = "time::serde::rfc3339")]
-    pub occurred_at: OffsetDateTime,
-    #[serde(with = "time::serde::rfc3339")]
-    pub recorded_at: OffsetDateTime,
+    #[serde(with = "credledger_domain::time_format")]
+    pub occurred_at: DateTime<Utc>,
+    #[serde(with = "credledger_domain::time_format")]
+    pub recorded_at: DateTime<Utc>,
     pub actor: &'a Actor,
     pub request: Option<&'a RequestMeta>,
     pub payload: &'a serde_json::Value,
@@ -50,21 +50,19 @@ struct Decoded {
     #[serde(rename = "type")]
     event_type: String,
     schema_version: u32,
-    #[serde(with = "time::serde::rfc3339")]
-    occurred_at: OffsetDateTime,
-    #[serde(with = "time::serde::rfc3339")]
-    recorded_at: OffsetDateTime,
+    #[serde(with = "credledger_domain::time_format")]
+    occurred_at: DateTime<Utc>,
+    #[serde(with = "credledger_domain::time_format")]
+    recorded_at: DateTime<Utc>,
     actor: Actor,
     request: Option<RequestMeta>,
     payload: serde_json::Value,
 }
 
 impl Envelope<'_> {
-    /// The bytes to store and hash. Times are normalised to UTC first: RFC 3339 cannot carry an
-    /// offset with seconds, and one zone makes exports comparable line by line.
-    pub(crate) fn encode(mut self) -> Result<Vec<u8>, serde_json::Error> {
-        self.occurred_at = self.occurred_at.to_offset(UtcOffset::UTC);
-        self.recorded_at = self.recorded_at.to_offset(UtcOffset::UTC);
+    /// The bytes to store and hash. Times are in UTC (`DateTime<Utc>` holds no other offset):
+    /// one zone makes exports comparable line by line.
+    pub(crate) fn encode(self) -> Result<Vec<u8>, serde_json::Error> {
         serde_json::to_vec(&self)
     }
 }
@@ -106,8 +104,8 @@ pub(crate) fn decode_stored(position: i64, envelope: &[u8], leaf_hash: &[u8]) ->
 
 #[cfg(test)]
 mod tests {
+    use chrono::{TimeZone, Timelike};
     use credledger_domain::ActorKind;
-    use time::macros::datetime;
     use uuid::Uuid;
 
     use super::*;
@@ -122,8 +120,8 @@ mod tests {
             event_id: EventId::from_uuid(Uuid::from_u128(42)),
             event_type: "MachineTokenDisabled",
             schema_version: 1,
-            occurred_at: datetime!(2026-06-01 02:00:00.123456789 +02:00),
-            recorded_at: datetime!(2026-06-01 00:00:01 UTC),
+            occurred_at: DateTime::parse_from_rfc3339("2026-06-01T02:00:00.123456789+02:00").unwrap().to_utc(),
+            recorded_at: Utc.with_ymd_and_hms(2026, 6, 1, 0, 0, 1).unwrap(),
             actor,
             request: Some(request),
             payload,
@@ -216,7 +214,10 @@ mod tests {
         let event = decode(bytes.clone(), [1; 32]).unwrap();
         assert_eq!((event.position, event.stream.as_str(), event.version), (7, "mt-1", 2));
         assert_eq!(event.org_sequence, Some(3));
-        assert_eq!(event.occurred_at, datetime!(2026-06-01 00:00:00.123456789 UTC));
+        assert_eq!(
+            event.occurred_at,
+            Utc.with_ymd_and_hms(2026, 6, 1, 0, 0, 0).unwrap().with_nanosecond(123_456_789).unwrap()
+        );
         assert_eq!(event.actor, actor);
         assert_eq!(event.request, Some(request));
         assert_eq!(event.payload, payload);
@@ -236,8 +237,8 @@ mod tests {
             event_id: EventId::from_uuid(Uuid::from_u128(1)),
             event_type: "T",
             schema_version: 1,
-            occurred_at: datetime!(-0001-01-01 00:00 UTC),
-            recorded_at: datetime!(2026-01-01 00:00 UTC),
+            occurred_at: Utc.with_ymd_and_hms(-1, 1, 1, 0, 0, 0).unwrap(),
+            recorded_at: Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
             actor: &actor,
             request: None,
             payload: &serde_json::Value::Null,

@@ -30,10 +30,10 @@ use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use credledger_domain::{Actor, EventId, OrgId, RequestMeta};
 use futures::stream::BoxStream;
 use sha2::{Digest, Sha256};
-use time::OffsetDateTime;
 
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
@@ -205,7 +205,7 @@ pub struct NewEvent {
     pub schema_version: u32,
     /// The organization whose sequence the event joins; `None` for server-wide events.
     pub org_id: Option<OrgId>,
-    pub occurred_at: OffsetDateTime,
+    pub occurred_at: DateTime<Utc>,
     pub actor: Actor,
     pub request: Option<RequestMeta>,
     pub payload: serde_json::Value,
@@ -226,9 +226,9 @@ pub struct RecordedEvent {
     pub event_type: String,
     pub schema_version: u32,
     pub org_id: Option<OrgId>,
-    pub occurred_at: OffsetDateTime,
+    pub occurred_at: DateTime<Utc>,
     /// The writer's clock when the event's batch was built.
-    pub recorded_at: OffsetDateTime,
+    pub recorded_at: DateTime<Utc>,
     pub actor: Actor,
     pub request: Option<RequestMeta>,
     pub payload: serde_json::Value,

@@ -38,7 +38,7 @@ fn event() -> NewEvent {
         event_type: "PostgresChecked".to_owned(),
         schema_version: 1,
         org_id: None,
-        occurred_at: time::OffsetDateTime::now_utc(),
+        occurred_at: chrono::Utc::now(),
         actor: Actor::system("test"),
         request: None,
         payload: serde_json::json!({"n": 1}),

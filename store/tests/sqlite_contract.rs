@@ -40,7 +40,7 @@ fn event() -> NewEvent {
         event_type: "SqliteChecked".to_owned(),
         schema_version: 1,
         org_id: None,
-        occurred_at: time::OffsetDateTime::now_utc(),
+        occurred_at: chrono::Utc::now(),
         actor: Actor::system("test"),
         request: None,
         payload: serde_json::json!({"secret_hash": "00"}),

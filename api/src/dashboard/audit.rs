@@ -80,7 +80,7 @@ pub async fn trail(State(app): State<AppState>, signed: Signed, RawQuery(raw): R
     respond(StatusCode::OK, page(&signed, Section::Audit, "Audit trail", &body))
 }
 
-fn entries_table(items: &[Value], now: time::OffsetDateTime, members: &HashMap<String, String>) -> Markup {
+fn entries_table(items: &[Value], now: chrono::DateTime<chrono::Utc>, members: &HashMap<String, String>) -> Markup {
     html! {
         div.table-wrap {
             table {

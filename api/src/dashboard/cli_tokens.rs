@@ -83,7 +83,7 @@ pub async fn list(State(app): State<AppState>, signed: Signed) -> Response {
     respond(StatusCode::OK, page(&signed, SECTION, "Settings → CLI Tokens", &body))
 }
 
-fn row(signed: &Signed, item: &Value, owners: &HashMap<String, String>, now: time::OffsetDateTime) -> Markup {
+fn row(signed: &Signed, item: &Value, owners: &HashMap<String, String>, now: chrono::DateTime<chrono::Utc>) -> Markup {
     let id = text(item, "id");
     let live = text(item, "state") != "revoked";
     let owner = owners.get(text(item, "owner")).map_or(text(item, "owner"), String::as_str);

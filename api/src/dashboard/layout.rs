@@ -3,10 +3,9 @@
 
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
+use chrono::{DateTime, Utc};
 use maud::{DOCTYPE, Markup, html};
 use serde_json::Value;
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 use super::session::Signed;
 use crate::Problem;
@@ -124,8 +123,8 @@ pub fn problem(signed: &Signed, section: Section, problem: &Problem) -> Response
 }
 
 /// "5 minutes ago", with the exact time as a tooltip.
-pub fn ago(now: OffsetDateTime, at: OffsetDateTime) -> Markup {
-    let seconds = (now - at).whole_seconds();
+pub fn ago(now: DateTime<Utc>, at: DateTime<Utc>) -> Markup {
+    let seconds = (now - at).num_seconds();
     let text = match seconds {
         s if s < 0 => format!("in {}", span(-s)),
         s if s < 45 => "just now".to_owned(),
@@ -144,13 +143,13 @@ fn span(seconds: i64) -> String {
     if n == 1 { format!("1 {unit}") } else { format!("{n} {unit}s") }
 }
 
-pub fn rfc3339(at: OffsetDateTime) -> String {
-    at.format(&Rfc3339).unwrap_or_default()
+pub fn rfc3339(at: DateTime<Utc>) -> String {
+    credledger_domain::time_format::format(&at).unwrap_or_default()
 }
 
 /// A time the API rendered as RFC 3339, relative to now.
-pub fn ago_text(now: OffsetDateTime, value: &Value) -> Markup {
-    if let Some(at) = value.as_str().and_then(|text| OffsetDateTime::parse(text, &Rfc3339).ok()) {
+pub fn ago_text(now: DateTime<Utc>, value: &Value) -> Markup {
+    if let Some(at) = value.as_str().and_then(|text| credledger_domain::time_format::parse(text).ok()) {
         ago(now, at)
     } else {
         html! { span.muted { "Never" } }

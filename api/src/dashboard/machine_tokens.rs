@@ -6,9 +6,9 @@ use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use credledger_projections::queries::AuditEntry;
 use maud::{Markup, html};
-use time::{Date, OffsetDateTime};
 
 use super::Fields;
 use super::cli_tokens::emails;
@@ -175,7 +175,7 @@ pub async fn show(State(app): State<AppState>, signed: Signed, Path(id): Path<St
     let body = html! {
         (facts(&token, &owners, now))
         h2 { "Uses and denials, last 14 days" }
-        (chart(&timeline, now.date()))
+        (chart(&timeline, now.date_naive()))
         h2 { "Actions" }
         (actions(&signed, &token))
         h2 { "Recent activity" }
@@ -185,7 +185,7 @@ pub async fn show(State(app): State<AppState>, signed: Signed, Path(id): Path<St
     respond(StatusCode::OK, page(&signed, SECTION, &title, &body))
 }
 
-fn facts(token: &MachineTokenView, owners: &std::collections::HashMap<String, String>, now: OffsetDateTime) -> Markup {
+fn facts(token: &MachineTokenView, owners: &std::collections::HashMap<String, String>, now: DateTime<Utc>) -> Markup {
     let conditions = &token.conditions;
     html! {
         dl.facts {
@@ -245,11 +245,11 @@ fn actions(signed: &Signed, token: &MachineTokenView) -> Markup {
 const DAYS: i64 = 14;
 
 /// Uses and denials per day for the last [`DAYS`] days, as bars.
-pub(super) fn chart(timeline: &[AuditEntry], today: Date) -> Markup {
+pub(super) fn chart(timeline: &[AuditEntry], today: NaiveDate) -> Markup {
     let mut uses = [0u64; DAYS as usize];
     let mut denials = [0u64; DAYS as usize];
     for entry in timeline {
-        let age = (today - entry.recorded_at.date()).whole_days();
+        let age = (today - entry.recorded_at.date_naive()).num_days();
         if !(0..DAYS).contains(&age) {
             continue;
         }
@@ -281,8 +281,8 @@ pub(super) fn chart(timeline: &[AuditEntry], today: Date) -> Markup {
                     rect x=(x) y=(bottom - u) width=(bar) height=(u) fill="#2f7d4f" { title { (uses[day]) " uses" } }
                     rect x=(x + bar) y=(bottom - d) width=(bar) height=(d) fill="#c0392b" { title { (denials[day]) " denials" } }
                     @if day % 2 == 1 || day == DAYS as usize - 1 {
-                        @let date = today - time::Duration::days(DAYS - 1 - day as i64);
-                        text x=(x) y=(bottom + 16.0) font-size="11" fill="#555" { (u8::from(date.month())) "/" (date.day()) }
+                        @let date = today - chrono::TimeDelta::days(DAYS - 1 - day as i64);
+                        text x=(x) y=(bottom + 16.0) font-size="11" fill="#555" { (date.month()) "/" (date.day()) }
                     }
                 }
             }
@@ -294,7 +294,7 @@ pub(super) fn chart(timeline: &[AuditEntry], today: Date) -> Markup {
     }
 }
 
-pub(super) fn recent(timeline: &[AuditEntry], now: OffsetDateTime) -> Markup {
+pub(super) fn recent(timeline: &[AuditEntry], now: DateTime<Utc>) -> Markup {
     html! {
         @if timeline.is_empty() { p.empty { "Nothing recorded yet." } } @else {
             div.table-wrap {

@@ -104,7 +104,7 @@ pub async fn machine(State(app): State<AppState>, signed: Signed, Path(id): Path
             }
         }
         h2 { "Uses and denials, last 14 days" }
-        (super::machine_tokens::chart(&timeline, now.date()))
+        (super::machine_tokens::chart(&timeline, now.date_naive()))
         h2 { "Actions" }
         @if text(&item, "state") == "revoked" { p.muted { "Revoked: nothing more can be done with it." } } @else {
             p {

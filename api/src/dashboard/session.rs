@@ -10,11 +10,11 @@ use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Redirect, Response};
+use chrono::{DateTime, TimeDelta, Utc};
 use credledger_domain::policy::{AccessRequest, RouteClass, evaluate};
 use credledger_domain::token::TokenDigest;
 use credledger_domain::{CredentialKind, OrgId};
 use sha2::{Digest, Sha256};
-use time::{Duration, OffsetDateTime};
 
 use crate::AppState;
 use crate::auth::{Caller, actor_of, request_origin};
@@ -25,9 +25,9 @@ pub const SESSION_COOKIE: &str = "credledger_session";
 /// The cookie a signed-out browser's sign-in form is checked against (double submit).
 pub const SIGN_IN_COOKIE: &str = "credledger_sign_in";
 /// How long a session lasts, however busy.
-pub const SESSION_LIFETIME: Duration = Duration::hours(12);
+pub const SESSION_LIFETIME: TimeDelta = TimeDelta::hours(12);
 /// How long a one-time sign-in link works.
-pub const LINK_LIFETIME: Duration = Duration::seconds(60);
+pub const LINK_LIFETIME: TimeDelta = TimeDelta::seconds(60);
 /// Most sessions and links kept at once: the oldest make room beyond it.
 const CAPACITY: usize = 10_000;
 
@@ -47,7 +47,7 @@ struct Inner {
 struct Session {
     pat: TokenDigest,
     csrf: String,
-    expires_at: OffsetDateTime,
+    expires_at: DateTime<Utc>,
     /// Forms that show a secret once are answered once: a reload or a replayed post finds its
     /// form id here and shows nothing.
     answered_forms: HashSet<String>,
@@ -56,7 +56,7 @@ struct Session {
 #[derive(Debug)]
 struct Link {
     pat: TokenDigest,
-    expires_at: OffsetDateTime,
+    expires_at: DateTime<Utc>,
 }
 
 /// What a valid session holds.
@@ -81,7 +81,7 @@ impl Sessions {
     }
 
     /// Starts a session for a PAT; returns the cookie value.
-    pub fn start(&self, pat: TokenDigest, now: OffsetDateTime) -> Result<String, Problem> {
+    pub fn start(&self, pat: TokenDigest, now: DateTime<Utc>) -> Result<String, Problem> {
         let value = random_value()?;
         let csrf = random_value()?;
         let mut inner = self.lock();
@@ -96,7 +96,7 @@ impl Sessions {
         Ok(value)
     }
 
-    pub fn get(&self, cookie: &str, now: OffsetDateTime) -> Option<SessionView> {
+    pub fn get(&self, cookie: &str, now: DateTime<Utc>) -> Option<SessionView> {
         let mut inner = self.lock();
         let k = key(cookie);
         match inner.sessions.get(&k) {
@@ -125,7 +125,7 @@ impl Sessions {
     }
 
     /// A new one-time sign-in link for a PAT; returns its secret value.
-    pub fn new_link(&self, pat: TokenDigest, now: OffsetDateTime) -> Result<String, Problem> {
+    pub fn new_link(&self, pat: TokenDigest, now: DateTime<Utc>) -> Result<String, Problem> {
         let value = random_value()?;
         let mut inner = self.lock();
         inner.links.retain(|_, link| link.expires_at > now);
@@ -141,13 +141,13 @@ impl Sessions {
     }
 
     /// The PAT a sign-in link would sign in, without using it up.
-    pub fn peek_link(&self, value: &str, now: OffsetDateTime) -> Option<TokenDigest> {
+    pub fn peek_link(&self, value: &str, now: DateTime<Utc>) -> Option<TokenDigest> {
         let inner = self.lock();
         inner.links.get(&key(value)).filter(|link| link.expires_at > now).map(|link| link.pat)
     }
 
     /// Uses a sign-in link up: the PAT it signs in, once, within its minute.
-    pub fn take_link(&self, value: &str, now: OffsetDateTime) -> Option<TokenDigest> {
+    pub fn take_link(&self, value: &str, now: DateTime<Utc>) -> Option<TokenDigest> {
         let link = self.lock().links.remove(&key(value))?;
         (link.expires_at > now).then_some(link.pat)
     }
@@ -166,9 +166,9 @@ pub fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
 }
 
 /// A `Set-Cookie` value: HttpOnly, SameSite=Strict, for the whole site, Secure behind TLS.
-pub fn set_cookie(app: &AppState, name: &str, value: &str, max_age: Duration) -> String {
+pub fn set_cookie(app: &AppState, name: &str, value: &str, max_age: TimeDelta) -> String {
     let secure = if app.config.public_url.starts_with("https://") { "; Secure" } else { "" };
-    format!("{name}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}", max_age.whole_seconds())
+    format!("{name}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}", max_age.num_seconds())
 }
 
 /// Whether a PAT may sign in now: the hot index knows it, the policy allows it, and it is a
@@ -245,7 +245,7 @@ mod tests {
     #[test]
     fn a_sign_in_link_works_once_and_only_within_its_minute() {
         let sessions = Sessions::default();
-        let now = OffsetDateTime::UNIX_EPOCH;
+        let now = DateTime::UNIX_EPOCH;
         let pat = TokenDigest::of("cl_pat_x");
         let link = sessions.new_link(pat, now).unwrap();
         assert_eq!(sessions.peek_link(&link, now), Some(pat));
@@ -259,7 +259,7 @@ mod tests {
     #[test]
     fn a_session_ends_when_it_expires_or_signs_out() {
         let sessions = Sessions::default();
-        let now = OffsetDateTime::UNIX_EPOCH;
+        let now = DateTime::UNIX_EPOCH;
         let cookie = sessions.start(TokenDigest::of("cl_pat_x"), now).unwrap();
         assert!(sessions.get(&cookie, now).is_some());
         assert!(sessions.get(&cookie, now + SESSION_LIFETIME).is_none());

@@ -57,7 +57,7 @@ fn sign_in_page(app: &AppState, status: StatusCode, error: Option<&str>) -> Resp
         }
     };
     let mut response = respond(status, bare("Sign in", &body));
-    let cookie = session::set_cookie(app, SIGN_IN_COOKIE, &csrf, time::Duration::minutes(30));
+    let cookie = session::set_cookie(app, SIGN_IN_COOKIE, &csrf, chrono::TimeDelta::minutes(30));
     if let Ok(value) = cookie.parse() {
         response.headers_mut().append(header::SET_COOKIE, value);
     }
@@ -116,7 +116,7 @@ pub async fn link_form(
         }
     };
     let mut response = respond(StatusCode::OK, bare("Sign in with a link", &body));
-    if let Ok(value) = session::set_cookie(&app, SIGN_IN_COOKIE, &csrf, time::Duration::minutes(5)).parse() {
+    if let Ok(value) = session::set_cookie(&app, SIGN_IN_COOKIE, &csrf, chrono::TimeDelta::minutes(5)).parse() {
         response.headers_mut().append(header::SET_COOKIE, value);
     }
     response
@@ -169,7 +169,7 @@ async fn start(app: &AppState, pat: TokenDigest, peer: Peer, headers: &HeaderMap
     let mut response = Redirect::to("/machine-tokens").into_response();
     for value in [
         session::set_cookie(app, SESSION_COOKIE, &cookie, SESSION_LIFETIME),
-        session::set_cookie(app, SIGN_IN_COOKIE, "", time::Duration::ZERO),
+        session::set_cookie(app, SIGN_IN_COOKIE, "", chrono::TimeDelta::zero()),
     ] {
         if let Ok(value) = value.parse() {
             response.headers_mut().append(header::SET_COOKIE, value);
@@ -184,7 +184,7 @@ pub async fn sign_out(State(app): State<AppState>, signed: Result<Signed, Respon
         app.dashboard.end(&signed.cookie);
     }
     let mut response = Redirect::to("/sign-in").into_response();
-    if let Ok(value) = session::set_cookie(&app, SESSION_COOKIE, "", time::Duration::ZERO).parse() {
+    if let Ok(value) = session::set_cookie(&app, SESSION_COOKIE, "", chrono::TimeDelta::zero()).parse() {
         response.headers_mut().append(header::SET_COOKIE, value);
     }
     response
@@ -200,8 +200,8 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
 struct SignInLinkView {
     /// Open it in a browser within a minute; it works once.
     url: String,
-    #[serde(with = "time::serde::rfc3339")]
-    expires_at: time::OffsetDateTime,
+    #[serde(with = "credledger_domain::time_format")]
+    expires_at: chrono::DateTime<chrono::Utc>,
 }
 
 /// Makes a link that signs the caller's PAT in to the dashboard once, within 60 seconds. Only

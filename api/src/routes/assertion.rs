@@ -10,6 +10,7 @@
 
 use axum::http::StatusCode;
 use base64::Engine as _;
+use chrono::{DateTime, TimeDelta, Utc};
 use credledger_domain::machine_identity::Machine;
 use credledger_domain::policy::{AccessRequest, DenyReason, Presented, RouteClass, evaluate};
 use credledger_domain::values::{Scope, Scopes};
@@ -18,7 +19,6 @@ use credledger_projections::Credential;
 use credledger_store::StoreError;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
-use time::{Duration, OffsetDateTime};
 
 use super::oauth::OAuthError;
 use crate::AppState;
@@ -28,7 +28,7 @@ use crate::usage::{IssuedToken, Use};
 
 pub const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 /// The longest an assertion may be valid.
-const MAX_ASSERTION_LIFETIME: Duration = Duration::minutes(5);
+const MAX_ASSERTION_LIFETIME: TimeDelta = TimeDelta::minutes(5);
 
 #[derive(Debug, Deserialize)]
 struct AssertionClaims {
@@ -112,9 +112,9 @@ pub async fn exchange(app: &AppState, assertion: &str, used: &Use<'_>) -> Result
         org: machine.org_id.to_string(),
         scope: scopes.to_space_separated(),
         jti: jti.clone(),
-        iat: now.unix_timestamp(),
-        nbf: now.unix_timestamp(),
-        exp: expires_at.unix_timestamp(),
+        iat: now.timestamp(),
+        nbf: now.timestamp(),
+        exp: expires_at.timestamp(),
         kind: CredentialKind::Machine.as_str().to_owned(),
         client_id: None,
         project: Some(machine.project_id.to_string()),
@@ -181,9 +181,9 @@ fn verify(app: &AppState, assertion: &str, machine: &Machine) -> Result<Assertio
     Ok(claims)
 }
 
-fn check_times(claims: &AssertionClaims, now: OffsetDateTime) -> Result<(), OAuthError> {
-    let (now, skew) = (now.unix_timestamp(), LEEWAY_SECONDS as i64);
-    let lifetime = MAX_ASSERTION_LIFETIME.whole_seconds();
+fn check_times(claims: &AssertionClaims, now: DateTime<Utc>) -> Result<(), OAuthError> {
+    let (now, skew) = (now.timestamp(), LEEWAY_SECONDS as i64);
+    let lifetime = MAX_ASSERTION_LIFETIME.num_seconds();
     // Client-chosen numbers: compare without arithmetic on them that could overflow.
     if claims.exp <= now.saturating_sub(skew) {
         return Err(invalid_grant("the assertion has expired"));
@@ -209,11 +209,11 @@ fn check_times(claims: &AssertionClaims, now: OffsetDateTime) -> Result<(), OAut
 
 #[cfg(test)]
 mod tests {
-    use time::macros::datetime;
+    use chrono::NaiveDate;
 
     use super::*;
 
-    const NOW: OffsetDateTime = datetime!(2026-11-25 10:00 UTC);
+    const NOW: DateTime<Utc> = NaiveDate::from_ymd_opt(2026, 11, 25).unwrap().and_hms_opt(10, 0, 0).unwrap().and_utc();
 
     fn claims(iat: i64, exp: i64) -> AssertionClaims {
         AssertionClaims { iss: "m".into(), sub: "m".into(), exp, iat, nbf: None, jti: "j".into() }
@@ -221,7 +221,7 @@ mod tests {
 
     #[test]
     fn extreme_times_are_refused_without_overflow() {
-        let now = NOW.unix_timestamp();
+        let now = NOW.timestamp();
         assert!(check_times(&claims(now, now + 60), NOW).is_ok());
         for (iat, exp) in [
             (-100, i64::MAX - 30),

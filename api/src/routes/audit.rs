@@ -5,14 +5,13 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
+use chrono::{DateTime, Utc};
 use credledger_domain::values::Cidr;
 use credledger_domain::{
     CredentialId, OrgId, machine_identity, machine_token, organization, personal_token, service_credential, usage,
 };
 use credledger_projections::queries::{AuditEntry, AuditFilter, AuditOutcome};
 use serde::{Deserialize, Serialize};
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -113,8 +112,8 @@ pub(crate) struct AuditEntryView {
     /// The event's position in the log: its leaf index + 1 in the verifiable ledger.
     position: u64,
     /// When the event was recorded.
-    #[serde(with = "time::serde::rfc3339")]
-    at: OffsetDateTime,
+    #[serde(with = "credledger_domain::time_format")]
+    at: DateTime<Utc>,
     #[serde(rename = "type")]
     event_type: String,
     actor: ActorView,
@@ -152,8 +151,8 @@ impl From<AuditEntry> for AuditEntryView {
 struct UseView {
     position: u64,
     /// When the event was recorded (a coalesced denial: at most a second after its requests).
-    #[serde(with = "time::serde::rfc3339")]
-    at: OffsetDateTime,
+    #[serde(with = "credledger_domain::time_format")]
+    at: DateTime<Utc>,
     /// CredentialUsed, CredentialAccessDenied or AccessTokenIssued.
     #[serde(rename = "type")]
     event_type: String,
@@ -288,8 +287,8 @@ pub(super) fn invalid_query(field: &str, detail: impl Into<String>) -> Problem {
     Problem::bad_request("invalid_query", detail).with_field(field)
 }
 
-pub(super) fn parse_time(field: &str, input: &str) -> Result<OffsetDateTime, Problem> {
-    OffsetDateTime::parse(input.trim(), &Rfc3339)
+pub(super) fn parse_time(field: &str, input: &str) -> Result<DateTime<Utc>, Problem> {
+    credledger_domain::time_format::parse(input.trim())
         .map_err(|_| invalid_query(field, format!("`{field}` takes an RFC 3339 time such as 2025-01-31T09:30:00Z")))
 }
 

@@ -167,7 +167,7 @@ fn write_event(out: &mut Vec<u8>, event: &RecordedEvent, format: Format) {
             let fields = [
                 event.position.to_string(),
                 event.org_sequence.map(|sequence| sequence.to_string()).unwrap_or_default(),
-                event.recorded_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+                credledger_domain::time_format::format(&event.recorded_at).unwrap_or_default(),
                 event.event_type.clone(),
                 event.stream.clone(),
                 event.actor.kind.as_str().to_owned(),

@@ -7,12 +7,12 @@ use std::collections::{BTreeSet, HashMap};
 
 use axum::Json;
 use axum::extract::{Path, State};
+use chrono::{DateTime, Utc};
 use credledger_domain::token::{SecretToken, TokenDigest};
 use credledger_domain::{CredentialId, OrgId, Status};
 use credledger_projections::Credential;
 use credledger_projections::queries::{AuditEntry, AuditFilter};
 use serde::{Deserialize, Serialize};
-use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -107,9 +107,9 @@ struct SecretsReadView {
     names: Vec<String>,
     ip: String,
     user_agent: Option<String>,
-    #[serde(with = "time::serde::rfc3339")]
+    #[serde(with = "credledger_domain::time_format")]
     #[schema(value_type = String, format = DateTime)]
-    at: OffsetDateTime,
+    at: DateTime<Utc>,
     position: u64,
 }
 
@@ -143,8 +143,7 @@ fn secrets_read_by(
             names: row.names,
             ip: row.ip,
             user_agent: row.user_agent,
-            at: OffsetDateTime::from_unix_timestamp_nanos(i128::from(row.at) * 1_000_000)
-                .unwrap_or(OffsetDateTime::UNIX_EPOCH),
+            at: DateTime::from_timestamp_millis(row.at).unwrap_or(DateTime::UNIX_EPOCH),
             position: row.position,
         })
         .collect();
@@ -204,7 +203,7 @@ fn traced_digest(request: TraceRequest) -> Result<TokenDigest, Problem> {
     }
 }
 
-fn traced_credential(credential: &Credential, now: OffsetDateTime) -> TracedCredentialView {
+fn traced_credential(credential: &Credential, now: DateTime<Utc>) -> TracedCredentialView {
     let (name, owner, prefix, state) = match credential {
         Credential::PersonalToken(t) => {
             let expired = t.status == Status::Active && t.expires_at.is_some_and(|at| at <= now);
@@ -258,10 +257,10 @@ struct CredentialActivityView {
     uses: u64,
     /// Refused requests, coalesced denials counted in full.
     denials: u64,
-    #[serde(with = "time::serde::rfc3339")]
-    first_seen: OffsetDateTime,
-    #[serde(with = "time::serde::rfc3339")]
-    last_seen: OffsetDateTime,
+    #[serde(with = "credledger_domain::time_format")]
+    first_seen: DateTime<Utc>,
+    #[serde(with = "credledger_domain::time_format")]
+    last_seen: DateTime<Utc>,
     /// The distinct user agents, sorted.
     user_agents: Vec<String>,
 }

@@ -11,10 +11,10 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::Response;
 use base64::Engine;
+use chrono::{DateTime, Utc};
 use credledger_projections::ledger::CheckpointRow;
 use credledger_store::RawEvent;
 use serde::{Deserialize, Serialize};
-use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -74,8 +74,8 @@ pub(crate) struct CheckpointView {
     tree_size: u64,
     /// The Merkle root over them, hex.
     root_hash: String,
-    #[serde(with = "time::serde::rfc3339")]
-    signed_at: OffsetDateTime,
+    #[serde(with = "credledger_domain::time_format")]
+    signed_at: DateTime<Utc>,
     /// The position of the CheckpointSigned event that recorded it.
     position: u64,
     /// The signed note (C2SP signed-note text): save it as the file `audit verify --checkpoint` reads.

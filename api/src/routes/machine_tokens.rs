@@ -5,6 +5,7 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use chrono::TimeDelta;
 use credledger_domain::machine_token::{self, Command, MachineToken, NewMachineToken, Update};
 use credledger_domain::token::SecretToken;
 use credledger_domain::values::{EnvHint, Scopes, TokenName};
@@ -12,7 +13,6 @@ use credledger_domain::{CredentialId, CredentialKind, MemberId, OrgId, ProjectId
 use credledger_projections::Credential;
 use credledger_projections::queries::{CredentialFilter, UsageSummary};
 use serde::Deserialize;
-use time::Duration;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -228,7 +228,7 @@ pub(crate) async fn show(
 }
 
 /// The list filters that apply to a past state (usage-based ones do not).
-fn past_filter(filter: &CredentialFilter, token: &MachineToken, then: time::OffsetDateTime) -> bool {
+fn past_filter(filter: &CredentialFilter, token: &MachineToken, then: chrono::DateTime<chrono::Utc>) -> bool {
     filter.status.is_none_or(|status| token.effective_status(then) == status)
         && filter.environment_hint.as_deref().is_none_or(|hint| token.environment_hint.as_str() == hint)
         && filter.project_id.is_none_or(|project| token.project_id == Some(project))
@@ -297,7 +297,7 @@ pub(crate) async fn roll(
     let command = Command::Roll {
         secret_hash: secret.digest(),
         token_prefix: secret.prefix(),
-        grace: body.grace_period_seconds.map(|seconds| Duration::seconds(i64::from(seconds))),
+        grace: body.grace_period_seconds.map(|seconds| TimeDelta::seconds(i64::from(seconds))),
     };
     let view = run(&app, &caller, org, id, command).await?;
     Ok(Json(WithSecret { view, token: secret.expose().to_owned() }))

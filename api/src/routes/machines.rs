@@ -4,13 +4,13 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
 use credledger_domain::machine_identity::{self, Command, Machine, NewMachine, PublicKey};
 use credledger_domain::names::Slug;
 use credledger_domain::{CredentialId, CredentialKind, OrgId, ProjectId, Status};
 use credledger_projections::Credential;
 use credledger_projections::queries::{CredentialFilter, UsageSummary};
 use serde::{Deserialize, Serialize};
-use time::OffsetDateTime;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -52,12 +52,12 @@ pub struct MachineView {
     owner: credledger_domain::MemberId,
     #[schema(value_type = ConditionsDocument)]
     conditions: credledger_domain::values::Conditions,
-    #[serde(with = "time::serde::rfc3339")]
-    created_at: OffsetDateTime,
-    #[serde(with = "time::serde::rfc3339::option")]
-    key_rotated_at: Option<OffsetDateTime>,
-    #[serde(with = "time::serde::rfc3339::option")]
-    last_used_at: Option<OffsetDateTime>,
+    #[serde(with = "credledger_domain::time_format")]
+    created_at: DateTime<Utc>,
+    #[serde(with = "credledger_domain::time_format::option")]
+    key_rotated_at: Option<DateTime<Utc>>,
+    #[serde(with = "credledger_domain::time_format::option")]
+    last_used_at: Option<DateTime<Utc>>,
     last_used_ip: Option<String>,
     last_used_user_agent: Option<String>,
     use_count: u64,
@@ -265,7 +265,7 @@ async fn reserve_name(
         let holder = last.payload["machineId"].as_str().and_then(|id| CredentialId::parse(id).ok());
         // A holder not (yet) in the read models may still be being created: its claim stands
         // for a minute, after which a failed creation no longer blocks the name.
-        let recent = last.recorded_at > app.clock.now() - time::Duration::minutes(1);
+        let recent = last.recorded_at > app.clock.now() - chrono::TimeDelta::minutes(1);
         let live = match holder.map(|holder| find(app, org, holder)) {
             Some(Ok((machine, _))) => machine.status != Status::Revoked,
             Some(Err(_)) => recent,

@@ -388,9 +388,9 @@ async fn token(
         org: view.org_id.map(|org| org.to_string()).unwrap_or_default(),
         scope: scopes.to_space_separated(),
         jti: jti.clone(),
-        iat: now.unix_timestamp(),
-        nbf: now.unix_timestamp(),
-        exp: expires_at.unix_timestamp(),
+        iat: now.timestamp(),
+        nbf: now.timestamp(),
+        exp: expires_at.timestamp(),
         kind: CredentialKind::ServiceCredential.as_str().to_owned(),
         client_id: Some(client_id),
         project: None,
@@ -429,7 +429,7 @@ pub(crate) fn unavailable(problem: crate::problem::Problem) -> OAuthError {
 fn token_response(access_token: String, scope: String) -> Response {
     metrics::counter!("credledger_access_tokens_issued_total").increment(1);
     let body =
-        TokenResponse { access_token, token_type: "Bearer", expires_in: ACCESS_TOKEN_LIFETIME.whole_seconds(), scope };
+        TokenResponse { access_token, token_type: "Bearer", expires_in: ACCESS_TOKEN_LIFETIME.num_seconds(), scope };
     let mut response = Json(body).into_response();
     no_store(response.headers_mut());
     response
@@ -505,7 +505,7 @@ async fn introspect_token(
     token: &str,
     subject_ip: Option<IpAddr>,
     subject_agent: Option<String>,
-    now: time::OffsetDateTime,
+    now: chrono::DateTime<chrono::Utc>,
     seen: u64,
 ) -> Introspection {
     let inactive = Introspection::default();
@@ -608,7 +608,7 @@ async fn introspect_token(
             scope: Some(view.scopes.to_space_separated()),
             client_id: None,
             sub: Some(view.id.to_string()),
-            exp: view.expires_at.map(time::OffsetDateTime::unix_timestamp),
+            exp: view.expires_at.map(|at| at.timestamp()),
             iat: None,
             org: view.org_id.map(|org| org.to_string()),
             token_type: Some("Bearer"),

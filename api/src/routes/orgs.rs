@@ -4,6 +4,7 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
 use credledger_domain::names::{Email, Slug};
 use credledger_domain::personal_token::{self, NewPersonalToken};
 use credledger_domain::token::SecretToken;
@@ -12,7 +13,6 @@ use credledger_domain::{CredentialId, CredentialKind, MemberId, OrgId, organizat
 use credledger_projections::Credential;
 use credledger_projections::queries::CredentialFilter;
 use serde::{Deserialize, Serialize};
-use time::OffsetDateTime;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -51,8 +51,8 @@ struct OrgView {
     #[schema(value_type = String, format = Uuid)]
     id: OrgId,
     name: String,
-    #[serde(with = "time::serde::rfc3339")]
-    created_at: OffsetDateTime,
+    #[serde(with = "credledger_domain::time_format")]
+    created_at: DateTime<Utc>,
     owner: Option<MemberView>,
     #[serde(skip_serializing_if = "Option::is_none")]
     owner_token: Option<String>,

@@ -121,9 +121,9 @@ struct VersionView {
     /// Who made it: `{kind, id}` as in the audit trail.
     #[schema(value_type = Object)]
     author: serde_json::Value,
-    #[serde(with = "time::serde::rfc3339")]
+    #[serde(with = "credledger_domain::time_format")]
     #[schema(value_type = String, format = DateTime)]
-    at: time::OffsetDateTime,
+    at: chrono::DateTime<chrono::Utc>,
     /// The event's position in the log.
     position: u64,
 }
@@ -144,9 +144,9 @@ struct ReadView {
     names: Vec<String>,
     ip: String,
     user_agent: Option<String>,
-    #[serde(with = "time::serde::rfc3339")]
+    #[serde(with = "credledger_domain::time_format")]
     #[schema(value_type = String, format = DateTime)]
-    at: time::OffsetDateTime,
+    at: chrono::DateTime<chrono::Utc>,
     position: u64,
 }
 
@@ -502,8 +502,7 @@ pub(crate) async fn reads(
             names: row.names,
             ip: row.ip,
             user_agent: row.user_agent,
-            at: time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(row.at) * 1_000_000)
-                .unwrap_or(time::OffsetDateTime::UNIX_EPOCH),
+            at: chrono::DateTime::from_timestamp_millis(row.at).unwrap_or(chrono::DateTime::UNIX_EPOCH),
             position: row.position,
         })
         .collect();

@@ -4,6 +4,7 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use chrono::{DateTime, TimeDelta, Utc};
 use credledger_domain::service_credential::{self, Command, NewServiceCredential, ServiceCredential};
 use credledger_domain::token::{ClientId, SecretToken};
 use credledger_domain::values::{Scopes, TokenName};
@@ -11,7 +12,6 @@ use credledger_domain::{CredentialId, OrgId};
 use credledger_projections::Credential;
 use credledger_projections::queries::{CredentialFilter, UsageSummary};
 use serde::{Deserialize, Serialize};
-use time::{Duration, OffsetDateTime};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -64,12 +64,12 @@ pub struct ServiceCredentialView {
     flagged: Option<credledger_domain::Flag>,
 }
 
-fn rfc3339(at: OffsetDateTime) -> String {
-    at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+fn rfc3339(at: DateTime<Utc>) -> String {
+    credledger_domain::time_format::format(&at).unwrap_or_default()
 }
 
 impl ServiceCredentialView {
-    fn new(credential: &ServiceCredential, usage: &UsageSummary, now: OffsetDateTime) -> Self {
+    fn new(credential: &ServiceCredential, usage: &UsageSummary, now: DateTime<Utc>) -> Self {
         Self {
             id: credential.id,
             client_id: credential.client_id.to_string(),
@@ -267,7 +267,7 @@ pub(crate) async fn rotate(
     let command = Command::RotateSecret {
         secret_hash: secret.digest(),
         secret_prefix: secret.prefix(),
-        grace: body.grace_period_seconds.map(|seconds| Duration::seconds(i64::from(seconds))),
+        grace: body.grace_period_seconds.map(|seconds| TimeDelta::seconds(i64::from(seconds))),
     };
     let credential = run(&app, &caller, org, id, command).await?;
     let view = ServiceCredentialView::new(&credential, &usage, app.clock.now());

@@ -196,7 +196,7 @@ pub fn access_token_org(token: &str) -> Option<String> {
 /// A one-minute RFC 7523 assertion signed with the machine's key.
 fn assertion(key: &MachineKey, audience: &str) -> String {
     let signing = ed25519_dalek::SigningKey::from_bytes(key.seed());
-    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let now = chrono::Utc::now().timestamp();
     let machine = key.machine_id.to_string();
     let header = serde_json::json!({ "alg": "EdDSA", "typ": "JWT" });
     let claims = serde_json::json!({

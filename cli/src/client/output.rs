@@ -104,9 +104,8 @@ pub fn header(column: &str) -> String {
 /// An RFC 3339 time to the second (`2027-02-24T00:14:26.374075818Z` → `2027-02-24T00:14:26Z`);
 /// anything else as it is.
 pub fn to_the_second(text: &str) -> Option<String> {
-    let time = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
-    let time = time.replace_nanosecond(0).ok()?;
-    time.format(&time::format_description::well_known::Rfc3339).ok()
+    let time = chrono::DateTime::parse_from_rfc3339(text).ok()?;
+    Some(chrono::SubsecRound::trunc_subsecs(time, 0).to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
 }
 
 /// Replaces member ids in the items' `owner` field by the members' emails, for a table a person

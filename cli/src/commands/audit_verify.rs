@@ -18,7 +18,6 @@ use credledger_store::verify::{Progress, Scope, Verified, VerifyError, verify_ex
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use time::format_description::well_known::Rfc3339;
 
 use crate::client::{Api, CliError, CliResult, Format, Global, exit, output};
 
@@ -147,7 +146,7 @@ fn checkpoint_json(checkpoint: &Checkpoint) -> Value {
     json!({
         "treeSize": checkpoint.tree_size,
         "rootHash": hex::encode(checkpoint.root_hash),
-        "signedAt": checkpoint.signed_at.format(&Rfc3339).unwrap_or_default(),
+        "signedAt": credledger_domain::time_format::format(&checkpoint.signed_at).unwrap_or_default(),
     })
 }
 
@@ -224,7 +223,7 @@ fn print_verified(global: &Global, verified: &Verified) {
 }
 
 fn signed_at(checkpoint: &Checkpoint) -> String {
-    checkpoint.signed_at.format(&Rfc3339).unwrap_or_default()
+    credledger_domain::time_format::format(&checkpoint.signed_at).unwrap_or_default()
 }
 
 /// What monitor mode keeps between runs: the pinned key and the last checkpoint verified. The note

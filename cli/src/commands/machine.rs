@@ -135,7 +135,7 @@ pub async fn run(global: &Global, args: MachineArgs) -> CliResult<()> {
             let current = api.get(&format!("{base}/{id}")).await?;
             let name = current["name"].as_str().unwrap_or_default().to_owned();
             Slug::parse(&name).map_err(|_| CliError::server(format!("the server named the machine `{name}`")))?;
-            let stamp = time::OffsetDateTime::now_utc().unix_timestamp();
+            let stamp = chrono::Utc::now().timestamp();
             let path = new_key_file(&format!("{name}.{stamp}"))?;
             let (seed, public_key) = generate()?;
             let machine =

@@ -166,7 +166,7 @@ pub async fn run(global: &Global, args: ServiceCredentialArgs) -> CliResult<()> 
 
 /// When a grace period of `seconds` from now ends, by this machine's clock (RFC 3339, UTC).
 fn until(seconds: u32) -> String {
-    let at = time::OffsetDateTime::now_utc() + time::Duration::seconds(i64::from(seconds));
-    let at = at.replace_nanosecond(0).unwrap_or(at);
-    at.format(&time::format_description::well_known::Rfc3339).unwrap_or_else(|_| format!("{seconds} s from now"))
+    let at = chrono::Utc::now() + chrono::TimeDelta::seconds(i64::from(seconds));
+    credledger_domain::time_format::format(&chrono::SubsecRound::trunc_subsecs(at, 0))
+        .unwrap_or_else(|| format!("{seconds} s from now"))
 }

@@ -62,6 +62,6 @@ pub(crate) fn exec(tx: &Transaction<'_>, sql: &str, params: impl rusqlite::Param
 }
 
 /// Unix milliseconds: read models store times as integers so that filters compare numbers.
-pub(crate) fn millis(at: time::OffsetDateTime) -> i64 {
-    (at.unix_timestamp_nanos() / 1_000_000) as i64
+pub(crate) fn millis(at: chrono::DateTime<chrono::Utc>) -> i64 {
+    at.timestamp_millis()
 }

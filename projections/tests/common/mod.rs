@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use credledger_domain::machine_token::{self, Command, Context, NewMachineToken};
 use credledger_domain::token::SecretToken;
 use credledger_domain::usage::{self, CredentialAccessDenied, CredentialUsed};
@@ -14,10 +15,9 @@ use credledger_domain::{
 };
 use credledger_store::{EventStore, ExpectedVersion, NewEvent};
 use proptest::prelude::*;
-use time::{Duration, OffsetDateTime, macros::datetime};
 use uuid::Uuid;
 
-pub const T0: OffsetDateTime = datetime!(2026-06-01 00:00 UTC);
+pub const T0: DateTime<Utc> = NaiveDate::from_ymd_opt(2026, 6, 1).unwrap().and_hms_opt(0, 0, 0).unwrap().and_utc();
 
 #[derive(Debug, Clone)]
 pub enum Op {
@@ -48,7 +48,7 @@ pub fn org() -> OrgId {
 
 pub struct Ledger {
     pub store: Arc<dyn EventStore>,
-    pub now: OffsetDateTime,
+    pub now: DateTime<Utc>,
     pub next_event: u128,
     pub next_secret: u8,
 }
@@ -130,7 +130,7 @@ impl Ledger {
                     3 => Command::Roll {
                         secret_hash: secret.digest(),
                         token_prefix: secret.prefix(),
-                        grace: Some(Duration::hours(1)),
+                        grace: Some(TimeDelta::hours(1)),
                     },
                     4 => Command::Flag { reason: FlagReason::OwnerRemoved },
                     5 => Command::Transfer { to: MemberId::from_uuid(Uuid::from_u128(6)) },
@@ -168,7 +168,7 @@ impl Ledger {
                 });
                 self.usage(token, &denied).await;
             }
-            Op::Wait { hours } => self.now += Duration::hours(i64::from(hours)),
+            Op::Wait { hours } => self.now += TimeDelta::hours(i64::from(hours)),
         }
     }
 

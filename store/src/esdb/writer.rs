@@ -12,9 +12,9 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use eventstore::{AppendToStreamOptions, EventData, ExpectedRevision};
 use serde_json::value::RawValue;
-use time::OffsetDateTime;
 use tokio::sync::mpsc;
 
 use super::Shared;
@@ -110,7 +110,7 @@ impl Writer {
     /// because the whole would not fit in one append.
     async fn commit(&mut self, mut requests: Vec<AppendRequest>) -> Vec<AppendRequest> {
         let started = std::time::Instant::now();
-        let recorded_at = OffsetDateTime::now_utc();
+        let recorded_at = Utc::now();
         let mut take = requests.len();
         let mut conflicts = 0;
         loop {
@@ -234,7 +234,7 @@ fn fail(requests: Vec<AppendRequest>, error: StoreError) {
 }
 
 /// Judges `requests` against the index and builds the EventStoreDB events of those admitted.
-fn judge(index: &mut Index, requests: &[AppendRequest], recorded_at: OffsetDateTime) -> Result<Judged, StoreError> {
+fn judge(index: &mut Index, requests: &[AppendRequest], recorded_at: DateTime<Utc>) -> Result<Judged, StoreError> {
     let head_before = index.head();
     let ids = requests.iter().flat_map(|request| request.events.iter().map(|event| event.event_id));
     let mut batch = Batch::begin(head_before, index.recorded(ids), recorded_at);
@@ -339,8 +339,8 @@ mod tests {
             event_id: EventId::from_uuid(Uuid::from_u128(1)),
             event_type: "T",
             schema_version: 1,
-            occurred_at: OffsetDateTime::UNIX_EPOCH,
-            recorded_at: OffsetDateTime::UNIX_EPOCH,
+            occurred_at: DateTime::UNIX_EPOCH,
+            recorded_at: DateTime::UNIX_EPOCH,
             actor: &actor,
             request: Some(&request),
             payload: &payload,

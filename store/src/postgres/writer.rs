@@ -12,9 +12,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use chrono::Utc;
 use credledger_domain::{EventId, OrgId};
 use deadpool_postgres::{Pool, Transaction};
-use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
 
@@ -125,7 +125,7 @@ impl Writer {
         let head = lock_and_read_head(&tx).await?;
         let ids: Vec<EventId> =
             requests.iter().flat_map(|request| request.events.iter().map(|event| event.event_id)).collect();
-        let mut batch = Batch::begin(head, find_recorded(&tx, &ids).await?, OffsetDateTime::now_utc());
+        let mut batch = Batch::begin(head, find_recorded(&tx, &ids).await?, Utc::now());
         let mut log = Prefetched::read(&tx, requests).await?;
         let mut outcomes = Vec::with_capacity(requests.len());
         for request in requests {

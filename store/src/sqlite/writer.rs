@@ -13,9 +13,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use std::collections::HashMap;
 
+use chrono::Utc;
 use credledger_domain::{EventId, OrgId};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
-use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::batch::{AppendRequest, Batch, Committed, Outcome, Recorded, Row, power_of_two_chunks, repeated, unsigned};
@@ -190,7 +190,7 @@ impl Writer {
             self.org_sequences.clear();
             self.last_positions_head = head;
         }
-        let mut batch = Batch::begin(head, find_recorded(&tx, ids)?, OffsetDateTime::now_utc());
+        let mut batch = Batch::begin(head, find_recorded(&tx, ids)?, Utc::now());
         let mut outcomes = Vec::with_capacity(requests.len());
         let mut log = Log {
             connection: &tx,

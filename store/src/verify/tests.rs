@@ -4,12 +4,10 @@
 use std::io::Cursor;
 use std::sync::OnceLock;
 
+use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use credledger_domain::{Actor, EventId, OrgId};
 use proptest::prelude::*;
 use serde_json::json;
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
-use time::macros::datetime;
 use uuid::Uuid;
 
 use super::*;
@@ -18,7 +16,8 @@ use crate::merkle::{self, ProofError};
 use crate::{ExpectedVersion, NewEvent, leaf_hash};
 
 const ORIGIN: &str = "ledger.test/credledger";
-const SIGNED_AT: OffsetDateTime = datetime!(2026-11-25 10:00:00 UTC);
+const SIGNED_AT: DateTime<Utc> =
+    NaiveDate::from_ymd_opt(2026, 11, 25).unwrap().and_hms_opt(10, 0, 0).unwrap().and_utc();
 
 fn key() -> LedgerKey {
     LedgerKey::from_seed(ORIGIN, &[7; 32]).unwrap()
@@ -62,7 +61,7 @@ fn event(org_id: Option<OrgId>, n: u64, event_type: &str, payload: serde_json::V
         event_type: event_type.to_owned(),
         schema_version: 1,
         org_id,
-        occurred_at: datetime!(2026-11-25 09:00:00 UTC) + time::Duration::seconds(n as i64),
+        occurred_at: Utc.with_ymd_and_hms(2026, 11, 25, 9, 0, 0).unwrap() + chrono::TimeDelta::seconds(n as i64),
         actor: Actor::system("verify-test"),
         request: None,
         payload,
@@ -90,7 +89,7 @@ async fn build(events: u64, signer: &LedgerKey) -> Log {
         if let Some((size, note)) = pending.take_if(|(size, _)| head >= *size + 2) {
             let root = merkle::root(&store.read_leaf_hashes(1, size as usize).await.unwrap());
             let payload = json!({"origin": ORIGIN, "treeSize": size, "rootHash": hex::encode(root),
-                "signedAt": SIGNED_AT.format(&Rfc3339).unwrap(), "note": note});
+                "signedAt": credledger_domain::time_format::format(&SIGNED_AT).unwrap(), "note": note});
             let at = store
                 .append("ledger", ExpectedVersion::Any, vec![event(None, n, "CheckpointSigned", payload)])
                 .await

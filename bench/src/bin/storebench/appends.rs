@@ -175,7 +175,7 @@ async fn variant(target: &Target, spec: Appends, per_append: u64, metrics: &Batc
                 let index = rng.below(credentials.len() as u64);
                 let credential = credentials[index as usize];
                 // Built per append, as the usage recorder builds it per request.
-                let now = time::OffsetDateTime::now_utc();
+                let now = chrono::Utc::now();
                 let events = (0..count)
                     .map(|_| organization.usage(credential, index, DENIED_EVERY, &mut rng, now))
                     .collect::<anyhow::Result<Vec<_>>>()?;

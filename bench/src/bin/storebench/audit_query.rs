@@ -4,10 +4,10 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use credledger_projections::Projections;
 use credledger_projections::queries::AuditFilter;
 use serde_json::{Map, Value, json};
-use time::OffsetDateTime;
 
 use crate::log::{Log, LogSpec};
 use crate::measure::{Percentiles, round3};
@@ -125,7 +125,7 @@ fn time_window(log: &Log, rng: &mut Rng) -> AuditFilter {
     let span = (log.ended - log.started).as_seconds_f64();
     let width = span * WINDOW_SHARE;
     let offset = (span - width) * (rng.below(1_000_000) as f64 / 1e6);
-    let since = log.started + time::Duration::seconds_f64(offset);
-    let until: OffsetDateTime = since + time::Duration::seconds_f64(width);
+    let since = log.started + chrono::TimeDelta::nanoseconds((offset * 1e9) as i64);
+    let until: DateTime<Utc> = since + chrono::TimeDelta::nanoseconds((width * 1e9) as i64);
     AuditFilter { since: Some(since), until: Some(until), ..AuditFilter::default() }
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context as _;
+use chrono::{DateTime, Utc};
 use credledger_domain::ledger::STREAM;
 use credledger_domain::{CredentialId, machine_token};
 use credledger_store::checkpoint::LedgerKey;
@@ -15,7 +16,6 @@ use credledger_store::{AppendResult, EventStore, ExpectedVersion, NewEvent, Stor
 use futures::StreamExt as _;
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
-use time::OffsetDateTime;
 
 use crate::workload::{Organization, Rng};
 
@@ -57,8 +57,8 @@ pub struct Log {
     pub checkpoints: u64,
     pub seconds: f64,
     /// When generation started and ended: the span of the events' `recordedAt`.
-    pub started: OffsetDateTime,
-    pub ended: OffsetDateTime,
+    pub started: DateTime<Utc>,
+    pub ended: DateTime<Utc>,
 }
 
 pub fn ledger_key() -> anyhow::Result<LedgerKey> {
@@ -67,14 +67,14 @@ pub fn ledger_key() -> anyhow::Result<LedgerKey> {
 
 /// Appends `spec.events` events to `store` (expected empty).
 pub async fn generate(store: &Arc<dyn EventStore>, spec: LogSpec) -> anyhow::Result<Log> {
-    let started = OffsetDateTime::now_utc();
+    let started = Utc::now();
     let clock = Instant::now();
     let organization = Organization::generate();
     let mut rng = Rng::new(0x00C0_FFEE);
     let mut pipeline = Pipeline::new(store.clone());
     let mut signer = Signer::new(store.clone(), spec.checkpoint_every)?;
 
-    let (stream, events) = organization.creation(OffsetDateTime::now_utc())?;
+    let (stream, events) = organization.creation(Utc::now())?;
     let mut issued = events.len() as u64;
     pipeline.push(stream, ExpectedVersion::NoStream, events).await?;
 
@@ -83,8 +83,7 @@ pub async fn generate(store: &Arc<dyn EventStore>, spec: LogSpec) -> anyhow::Res
     // The states of the tokens that take lifecycle changes, with their stream versions.
     let mut lifecycle: Vec<(CredentialId, machine_token::State, u64)> = Vec::new();
     for index in 0..credentials {
-        let (id, state, created) =
-            organization.machine_token(index, spec.conditions_every, &mut rng, OffsetDateTime::now_utc())?;
+        let (id, state, created) = organization.machine_token(index, spec.conditions_every, &mut rng, Utc::now())?;
         pipeline.push(machine_token::stream(id), ExpectedVersion::NoStream, vec![created]).await?;
         ids.push(id);
         if index < LIFECYCLE_TOKENS {
@@ -102,7 +101,7 @@ pub async fn generate(store: &Arc<dyn EventStore>, spec: LogSpec) -> anyhow::Res
     let mut next_lifecycle = 0usize;
     let mut next_progress = 100_000;
     while issued < spec.events && !ids.is_empty() {
-        let now = OffsetDateTime::now_utc();
+        let now = Utc::now();
         if !lifecycle.is_empty() && issued / LIFECYCLE_EVERY != (issued + USAGE_PER_APPEND) / LIFECYCLE_EVERY {
             let turn = next_lifecycle % lifecycle.len();
             let (stream, expected, events) =
@@ -134,7 +133,7 @@ pub async fn generate(store: &Arc<dyn EventStore>, spec: LogSpec) -> anyhow::Res
         checkpoints: signer.signed,
         seconds: clock.elapsed().as_secs_f64(),
         started,
-        ended: OffsetDateTime::now_utc(),
+        ended: Utc::now(),
     })
 }
 
@@ -146,7 +145,7 @@ fn lifecycle_change(
     (id, state, version): &mut (CredentialId, machine_token::State, u64),
     turn: usize,
     rng: &mut Rng,
-    now: OffsetDateTime,
+    now: DateTime<Utc>,
 ) -> anyhow::Result<(String, ExpectedVersion, Vec<NewEvent>)> {
     let commands = if turn.is_multiple_of(2) {
         vec![Organization::roll_command(rng)?]
@@ -231,7 +230,7 @@ impl Signer {
                 self.tree.push(leaf);
             }
         }
-        let event = self.key.checkpoint_event(head, self.tree.root(), OffsetDateTime::now_utc())?;
+        let event = self.key.checkpoint_event(head, self.tree.root(), Utc::now())?;
         pipeline.push(STREAM.to_owned(), ExpectedVersion::Any, vec![event]).await?;
         self.signed += 1;
         while self.next <= pipeline.reached {

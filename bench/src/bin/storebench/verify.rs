@@ -8,11 +8,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context as _;
+use chrono::Utc;
 use credledger_store::checkpoint::{CheckpointVerifier, LedgerKey};
 use credledger_store::verify::{CompactRange, verify_export};
 use credledger_store::{EventStore, RawEvent};
 use serde_json::{Value, json};
-use time::OffsetDateTime;
 
 use crate::log::{self, LogSpec};
 use crate::measure::{cpu_seconds, round3};
@@ -82,7 +82,7 @@ async fn write_export(store: &Arc<dyn EventStore>, key: &LedgerKey, path: &Path)
         }
     }
     let root = tree.root();
-    let note = key.sign(tree_size, root, OffsetDateTime::now_utc())?;
+    let note = key.sign(tree_size, root, Utc::now())?;
     let header = json!({
         "format": "credledger-export",
         "version": 1,

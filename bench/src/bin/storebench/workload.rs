@@ -3,6 +3,7 @@
 //! and the projections understand every one of them.
 
 use anyhow::Context as _;
+use chrono::{DateTime, Utc};
 use credledger_domain::machine_token::{self, NewMachineToken};
 use credledger_domain::names::{Email, Slug};
 use credledger_domain::policy::DenyReason;
@@ -15,7 +16,6 @@ use credledger_domain::{
 };
 use credledger_store::NewEvent;
 use serde::Serialize;
-use time::OffsetDateTime;
 use uuid::Uuid;
 
 /// Routes a machine token calls, as the route templates the API records.
@@ -83,7 +83,7 @@ impl Organization {
 
     /// The organization's stream and its first events: created with its owner, then a project
     /// with two environments.
-    pub fn creation(&self, now: OffsetDateTime) -> anyhow::Result<(String, Vec<NewEvent>)> {
+    pub fn creation(&self, now: DateTime<Utc>) -> anyhow::Result<(String, Vec<NewEvent>)> {
         let context = organization::Context { now };
         let create = organization::Command::Create {
             id: self.id,
@@ -115,7 +115,7 @@ impl Organization {
         index: u64,
         conditions_every: u64,
         rng: &mut Rng,
-        now: OffsetDateTime,
+        now: DateTime<Utc>,
     ) -> anyhow::Result<(CredentialId, machine_token::State, NewEvent)> {
         let environment_hint = EnvHint::parse(if index.is_multiple_of(3) { "staging" } else { "prod" })?;
         let secret = SecretToken::machine_token(&environment_hint, rng.bytes32());
@@ -159,7 +159,7 @@ impl Organization {
         &self,
         state: machine_token::State,
         command: machine_token::Command,
-        now: OffsetDateTime,
+        now: DateTime<Utc>,
     ) -> anyhow::Result<(machine_token::State, Vec<NewEvent>)> {
         let decided = machine_token::decide(&state, command, &machine_token::Context { now })?;
         let mut state = state;
@@ -186,7 +186,7 @@ impl Organization {
         credential_index: u64,
         denied_every: u64,
         rng: &mut Rng,
-        now: OffsetDateTime,
+        now: DateTime<Utc>,
     ) -> anyhow::Result<NewEvent> {
         let (method, route) = ROUTES[rng.below(ROUTES.len() as u64) as usize];
         let address = rng.below(ADDRESSES_PER_CREDENTIAL);
@@ -228,7 +228,7 @@ impl Organization {
     }
 
     /// A command's event, caused by the owner through the CLI.
-    fn lifecycle_event<E: Serialize>(&self, decided: &E, now: OffsetDateTime) -> anyhow::Result<NewEvent> {
+    fn lifecycle_event<E: Serialize>(&self, decided: &E, now: DateTime<Utc>) -> anyhow::Result<NewEvent> {
         let request = RequestMeta {
             ip: Some("192.0.2.10".to_owned()),
             user_agent: Some("credledger-cli/0.1.0".to_owned()),
@@ -244,7 +244,7 @@ fn wrap<E: Serialize>(
     org_id: Option<OrgId>,
     actor: Actor,
     request: RequestMeta,
-    now: OffsetDateTime,
+    now: DateTime<Utc>,
 ) -> anyhow::Result<NewEvent> {
     let (event_type, payload) = event::encode(decided)?;
     Ok(NewEvent {
