@@ -144,11 +144,11 @@ async fn every_audit_query_kind_finds_its_entries_newest_first() {
     ledger.run(&Op::Create { token: 0, days: None }).await; // 1
     ledger.run(&Op::Use { token: 0, ip: 0, agent: 0 }).await; // 2
     pause();
-    let window_start = time::OffsetDateTime::now_utc();
+    let window_start = chrono::Utc::now();
     ledger.run(&Op::Use { token: 0, ip: 1, agent: 0 }).await; // 3
     ledger.run(&Op::Deny { token: 0, ip: 1 }).await; // 4
     ledger.run(&Op::Use { token: 0, ip: 2, agent: 0 }).await; // 5
-    let window_end = time::OffsetDateTime::now_utc();
+    let window_end = chrono::Utc::now();
     pause();
     ledger.run(&Op::Use { token: 0, ip: 0, agent: 0 }).await; // 6
     ledger.run(&Op::Lifecycle { token: 0, command: 0 }).await; // 7: disable

@@ -88,7 +88,7 @@ pub(crate) struct Row<'a> {
     /// The event as appended (`None` for an imported row) and the batch's clock: with the row,
     /// everything the envelope says.
     pub source: Option<&'a NewEvent>,
-    pub recorded_at: OffsetDateTime,
+    pub recorded_at: DateTime<Utc>,
 }
 
 impl Row<'_> {
@@ -106,8 +106,8 @@ impl Row<'_> {
             event_type: self.event_type.to_owned(),
             schema_version: source.schema_version,
             org_id: self.org_id,
-            occurred_at: source.occurred_at.to_offset(time::UtcOffset::UTC),
-            recorded_at: self.recorded_at.to_offset(time::UtcOffset::UTC),
+            occurred_at: source.occurred_at,
+            recorded_at: self.recorded_at,
             actor: source.actor.clone(),
             request: source.request.clone(),
             payload: source.payload.clone(),
