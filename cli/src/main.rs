@@ -10,6 +10,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// One allocator for the server and the client: per request the server allocates and frees many
+/// small buffers across its threads, which mimalloc serves from per-thread pages.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(name = "credledger", version, about = "An event-sourced credential ledger")]
 struct Cli {

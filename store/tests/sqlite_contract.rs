@@ -207,3 +207,21 @@ async fn two_writers_of_one_file_never_reuse_a_version_or_sequence_they_remember
     let sequences: Vec<_> = events.iter().map(|event| (event.version, event.org_sequence)).collect();
     assert_eq!(sequences, vec![(0, Some(1)), (1, Some(2)), (2, Some(3))]);
 }
+
+#[tokio::test]
+async fn committed_events_are_copied_from_the_wal_into_the_file_beside_the_writer() {
+    // Far below the WAL bound at which a commit would checkpoint itself: only the checkpoint
+    // thread moves these pages into the database file.
+    let backend = Sqlite::new();
+    let store = SqliteStore::open(backend.path()).await.unwrap();
+    let file_bytes = || std::fs::metadata(backend.path()).unwrap().len();
+    let before = file_bytes();
+    for n in 0..200 {
+        store.append(&format!("copied-{n}"), ExpectedVersion::NoStream, vec![event()]).await.unwrap();
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while file_bytes() < before + 40 * 1024 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(file_bytes() >= before + 40 * 1024, "the file grew from {before} to {} bytes", file_bytes());
+}

@@ -6,6 +6,7 @@
 //! WAL lets them run beside the writer, and each sees whole batches only, so no reader ever sees
 //! a position before the ones below it.
 
+mod checkpointer;
 mod migrate;
 mod writer;
 
@@ -32,6 +33,9 @@ const QUEUE: usize = 16 * 1024;
 /// How long a connection waits for SQLite's lock before reporting it busy. Only a checkpoint or
 /// another process competes with the writer, so a wait this long means something is wrong.
 const BUSY_TIMEOUT_MS: u32 = 5000;
+
+/// WAL pages after which a commit checkpoints itself (see `checkpointer`): 32 MiB of 4 KiB pages.
+const WAL_BOUND_PAGES: i64 = 8192;
 
 /// The log in one SQLite file. Cheap to share behind an `Arc`; dropping the last handle lets the
 /// writer commit what is queued and stop.
@@ -64,7 +68,8 @@ impl SqliteStore {
         let (appends, receiver) = mpsc::channel(QUEUE);
         let commits = Arc::new(AtomicU64::new(0));
         let recent = Arc::new(Recent::default());
-        let writer = Writer::new(connection, head_sender, commits.clone(), recent.clone());
+        let checkpoint = checkpointer::start(&path)?;
+        let writer = Writer::new(connection, head_sender, commits.clone(), recent.clone(), checkpoint);
         std::thread::Builder::new().name("credledger-log-writer".to_owned()).spawn(move || writer.run(receiver))?;
         tracing::debug!(path = %path.display(), head, "event store opened");
         Ok(Self { path, appends, reader: Arc::new(Reader { pool, head: head_receiver, recent }), commits })
@@ -100,6 +105,9 @@ fn prepare(path: &Path) -> Result<(Connection, r2d2::Pool<SqliteConnectionManage
     // batch does not spill pages to the WAL before its commit.
     connection.pragma_update(None, "cache_size", -32768)?;
     connection.pragma_update(None, "temp_store", "MEMORY")?;
+    // The checkpoint thread copies the WAL back after commits; the writer's own checkpoint
+    // (inside a commit) only bounds the WAL, at 32 MiB, should that thread fall behind.
+    connection.pragma_update(None, "wal_autocheckpoint", WAL_BOUND_PAGES)?;
     connection.set_prepared_statement_cache_capacity(64);
     migrate::apply(&mut connection)?;
     let head: i64 = connection.query_row(include_str!("head.sql"), [], |row| row.get(0))?;

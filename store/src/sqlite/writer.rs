@@ -68,6 +68,8 @@ pub(super) struct Writer {
     org_sequences: HashMap<OrgId, u64>,
     /// Where each committed batch goes, decoded, for this process's subscriptions.
     recent: Arc<Recent>,
+    /// Wakes the checkpoint thread after a commit.
+    checkpoint: std::sync::mpsc::SyncSender<()>,
 }
 
 impl Writer {
@@ -76,6 +78,7 @@ impl Writer {
         head: watch::Sender<u64>,
         commits: Arc<AtomicU64>,
         recent: Arc<Recent>,
+        checkpoint: std::sync::mpsc::SyncSender<()>,
     ) -> Self {
         let last_positions_head = *head.borrow();
         Self {
@@ -87,6 +90,7 @@ impl Writer {
             versions: HashMap::new(),
             org_sequences: HashMap::new(),
             recent,
+            checkpoint,
         }
     }
 
@@ -141,6 +145,8 @@ impl Writer {
                     // Publish before answering, so a caller that reads `head()` after its
                     // append returns sees its own events.
                     self.head.send_replace(head);
+                    // Full means a wake-up is already pending: this commit is copied with it.
+                    let _ = self.checkpoint.try_send(());
                 }
                 for (request, outcome) in requests.into_iter().zip(outcomes) {
                     // A caller that stopped waiting has nothing to be told; its retry with the
