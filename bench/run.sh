@@ -64,7 +64,8 @@ if ! command -v wrk >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get 
     apt-get install -y wrk >&2 || { apt-get update >&2 && apt-get install -y wrk >&2; } || true
 fi
 if command -v wrk >/dev/null 2>&1; then
-    WRK_NOTE="$(wrk -v 2>&1 | awk 'NR == 1 { print $1, $2 }'), $WRK_THREADS threads"
+    # `wrk -v` prints its version and exits 1.
+    WRK_NOTE="$({ wrk -v 2>&1 || true; } | awk 'NR == 1 { print $1, $2 }'), $WRK_THREADS threads"
 else
     WRK_NOTE="not measured: install wrk"
     say "wrk is missing: its scenarios are not measured (install wrk)"
