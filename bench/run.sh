@@ -2,16 +2,19 @@
 # The benchmark harness in one command: bench/run.sh [--quick]
 #
 # Builds the release binaries, starts a fresh `credledger serve` on a temporary data directory and
-# a loopback port, creates an organization, a machine token, a service credential and a machine
-# identity through the API, runs every HTTP scenario with bench's load generator while sampling
-# the server's memory, then the same OAuth2 scenarios against the oidc-provider peer (bench/peer,
-# when Node.js and npm are present), then the store-level benchmarks; prints a Markdown table
-# against the targets of docs/performance.md and writes it to bench/results/latest.md.
+# a loopback port, creates an organization, 1,000 machine tokens, a service credential and a
+# machine identity through the API, runs the fixed-request scenarios (healthz, machine-token-get)
+# with wrk and every HTTP scenario with bench's load generator while sampling the server's memory,
+# then the same OAuth2 scenarios against the oidc-provider peer (bench/peer, when Node.js and npm
+# are present), then the store-level benchmarks; prints a Markdown table against the targets of
+# docs/performance.md, every HTTP figure also as a ratio to the same client's /healthz, and writes
+# it to bench/results/latest.md.
 #
-# Needs only the Rust toolchain, curl and python3 (Node.js and npm for the peer). Everything runs
-# on this machine: the servers listen on 127.0.0.1, and every server started here is stopped on
-# exit. Settings (environment): BENCH_DURATION, BENCH_WARMUP (seconds), BENCH_CONNECTIONS,
-# BENCH_LOADGEN_THREADS, CARGO_TARGET_DIR.
+# Needs the Rust toolchain, curl, python3 and wrk (installed with apt-get when missing and run as
+# root; Node.js and npm for the peer). Everything runs on this machine: the servers listen on
+# 127.0.0.1, and every server started here is stopped on exit. Settings (environment):
+# BENCH_DURATION, BENCH_WARMUP (whole seconds), BENCH_CONNECTIONS, BENCH_LOADGEN_THREADS,
+# BENCH_WRK_THREADS, BENCH_MACHINE_TOKENS, CARGO_TARGET_DIR.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -21,7 +24,7 @@ for argument in "$@"; do
     case "$argument" in
         --quick) QUICK=1 ;;
         -h | --help)
-            sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
+            sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
             exit 0
             ;;
         *)
@@ -43,6 +46,8 @@ else
 fi
 CONNECTIONS=${BENCH_CONNECTIONS:-64}
 THREADS=${BENCH_LOADGEN_THREADS:-2}
+WRK_THREADS=${BENCH_WRK_THREADS:-2}
+MACHINE_TOKENS=${BENCH_MACHINE_TOKENS:-1000}
 
 say() { printf '== %s\n' "$*" >&2; }
 fail() {
@@ -52,6 +57,19 @@ fail() {
 for tool in cargo curl python3; do
     command -v "$tool" >/dev/null 2>&1 || fail "$tool is missing: install it first"
 done
+# wrk, a client written in C, measures the fixed-request scenarios: the ceiling the load generator
+# is held against. Without it, their rows say "not measured: install wrk".
+if ! command -v wrk >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    say "installing wrk (apt-get install -y wrk)"
+    apt-get install -y wrk >&2 || { apt-get update >&2 && apt-get install -y wrk >&2; } || true
+fi
+if command -v wrk >/dev/null 2>&1; then
+    # `wrk -v` prints its version and exits 1.
+    WRK_NOTE="$({ wrk -v 2>&1 || true; } | awk 'NR == 1 { print $1, $2 }'), $WRK_THREADS threads"
+else
+    WRK_NOTE="not measured: install wrk"
+    say "wrk is missing: its scenarios are not measured (install wrk)"
+fi
 
 # --- build ------------------------------------------------------------------------------------
 say "building the release binaries (credledger, loadgen, storebench)"
@@ -67,7 +85,7 @@ RESULTS=$WORK/results.ndjson
 : >"$RESULTS"
 SERVER_PID=
 PEER_PID=
-LOADGEN_PID=
+CLIENT_PID=
 
 stop() {
     local pid=$1
@@ -83,7 +101,7 @@ stop() {
     wait "$pid" 2>/dev/null || true
 }
 cleanup() {
-    stop "$LOADGEN_PID"
+    stop "$CLIENT_PID"
     stop "$SERVER_PID"
     stop "$PEER_PID"
     rm -rf "$WORK"
@@ -115,32 +133,42 @@ memory_kib() { awk -v key="$2:" '$1 == key { print $2 }' "/proc/$1/status" 2>/de
 # CPU time a process has used (user + system), in clock ticks.
 cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | awk '{ print $12 + $13 }' || echo 0; }
 
+# Runs a load client (the command after SERVER, a pid) in the background while sampling the
+# server's memory every 0.2 s; sets CLIENT_STATUS, SERVER_PEAK_KIB, SERVER_HWM_KIB and
+# SERVER_CORES (the server's CPU use over the client's run).
+sampled() {
+    local server=$1
+    shift
+    local rss cpu_before started
+    SERVER_PEAK_KIB=0
+    cpu_before=$(cpu_ticks "$server")
+    started=$(date +%s.%N)
+    "$@" &
+    CLIENT_PID=$!
+    while kill -0 "$CLIENT_PID" 2>/dev/null; do
+        rss=$(memory_kib "$server" VmRSS)
+        if [ -n "$rss" ] && [ "$rss" -gt "$SERVER_PEAK_KIB" ]; then SERVER_PEAK_KIB=$rss; fi
+        sleep 0.2
+    done
+    CLIENT_STATUS=0
+    wait "$CLIENT_PID" || CLIENT_STATUS=$?
+    CLIENT_PID=
+    SERVER_HWM_KIB=$(memory_kib "$server" VmHWM)
+    SERVER_CORES=$(python3 -c 'import sys, time; a, b, t = map(float, sys.argv[1:]); print(round((b - a) / 100 / (time.time() - t), 2))' \
+        "${cpu_before:-0}" "$(cpu_ticks "$server")" "$started")
+}
+
 # Runs loadgen for SCENARIO against SETUP while sampling the memory of SERVER (a pid), and
 # appends its JSON line, with the memory figures, to the results.
 measure() {
     local scenario=$1 setup=$2 server=$3
     shift 3
     say "loadgen $scenario $* (${WARMUP}s warm-up, ${DURATION}s measured, $CONNECTIONS connections)"
-    local out=$WORK/loadgen.out peak=0 rss cpu_before started
-    cpu_before=$(cpu_ticks "$server")
-    started=$(date +%s.%N)
-    "$BIN/loadgen" "$scenario" --setup "$setup" --connections "$CONNECTIONS" --duration "$DURATION" \
-        --warmup "$WARMUP" --threads "$THREADS" "$@" >"$out" 2>"$WORK/loadgen.err" &
-    local loadgen=$!
-    LOADGEN_PID=$loadgen
-    while kill -0 "$loadgen" 2>/dev/null; do
-        rss=$(memory_kib "$server" VmRSS)
-        if [ -n "$rss" ] && [ "$rss" -gt "$peak" ]; then peak=$rss; fi
-        sleep 0.2
-    done
-    local status=0
-    wait "$loadgen" || status=$?
-    LOADGEN_PID=
-    local hwm cpu
-    hwm=$(memory_kib "$server" VmHWM)
-    cpu=$(python3 -c 'import sys, time; a, b, t = map(float, sys.argv[1:]); print(round((b - a) / 100 / (time.time() - t), 2))' \
-        "${cpu_before:-0}" "$(cpu_ticks "$server")" "$started")
-    python3 - "$out" "$WORK/loadgen.err" "$scenario" "$status" "$peak" "${hwm:-0}" "$cpu" "$*" >>"$RESULTS" <<'EOF'
+    local out=$WORK/loadgen.out
+    sampled "$server" "$BIN/loadgen" "$scenario" --setup "$setup" --connections "$CONNECTIONS" \
+        --duration "$DURATION" --warmup "$WARMUP" --threads "$THREADS" "$@" >"$out" 2>"$WORK/loadgen.err"
+    python3 - "$out" "$WORK/loadgen.err" "$scenario" "$CLIENT_STATUS" "$SERVER_PEAK_KIB" "${SERVER_HWM_KIB:-0}" \
+        "$SERVER_CORES" "$*" >>"$RESULTS" <<'EOF'
 import json, sys
 out, err, scenario, status, peak, hwm, cpu, flags = sys.argv[1:]
 line = next((l for l in open(out).read().splitlines() if l.startswith("{")), None)
@@ -151,6 +179,111 @@ else:
     lines = open(err).read().strip().splitlines()
     message = next((l for l in reversed(lines) if l.startswith("loadgen:")), lines[-1] if lines else "")
     result = {"scenario": name, "failed": message or f"exit {status}"}
+result.update(kind="http", client="loadgen", serverRssKiB=int(peak), serverHwmKiB=int(hwm), serverCpuCores=float(cpu))
+print(json.dumps(result))
+EOF
+    tail -n1 "$RESULTS" >&2
+}
+
+# Runs a command (wrk) with its output in OUT and OUT.err, and writes to OUT.cpu the CPU time it
+# used (user + system, all its threads, in seconds); a TERM or an INT is passed on to it. A file of
+# its own, so that the pid `sampled` stops on exit is this process's.
+WRK_TIMED=$WORK/wrk-timed.py
+cat >"$WRK_TIMED" <<'EOF'
+import os, signal, subprocess, sys
+out, command = sys.argv[1], sys.argv[2:]
+with open(out, "w") as stdout, open(out + ".err", "w") as stderr:
+    child = subprocess.Popen(command, stdout=stdout, stderr=stderr)
+    for number in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(number, lambda *_: child.terminate())
+    _, status, usage = os.wait4(child.pid, 0)
+open(out + ".cpu", "w").write(f"{usage.ru_utime + usage.ru_stime}\n")
+sys.exit(os.waitstatus_to_exitcode(status))
+EOF
+
+# Runs wrk for SCENARIO (healthz or machine-token-get) against SERVER (a pid) at URL: a warm-up
+# run, then the measured run while the server's memory is sampled. Parses wrk's report into the
+# JSON line loadgen prints, with "client": "wrk", and appends it to the results. Arguments after
+# URL go to the Lua script: bench/wrk/rotate.lua (the tokens file) for machine-token-get,
+# bench/wrk/summary.lua (none) for healthz.
+measure_wrk() {
+    local scenario=$1 server=$2 url=$3
+    shift 3
+    if ! command -v wrk >/dev/null 2>&1; then
+        printf '{"scenario": "%s", "kind": "http", "client": "wrk", "notMeasured": "install wrk"}\n' \
+            "$scenario" >>"$RESULTS"
+        return 0
+    fi
+    local script=bench/wrk/summary.lua
+    [ "$scenario" = healthz ] || script=bench/wrk/rotate.lua
+    local options=(-t "$WRK_THREADS" -c "$CONNECTIONS" --timeout 10s --latency -s "$script")
+    local script_args=()
+    [ $# = 0 ] || script_args=(-- "$@")
+    say "wrk $scenario (${WARMUP}s warm-up, ${DURATION}s measured, $CONNECTIONS connections, $WRK_THREADS threads)"
+    local out=$WORK/wrk.out status=0
+    SERVER_PEAK_KIB=0 SERVER_HWM_KIB=0 SERVER_CORES=0
+    if [ "$WARMUP" != 0 ]; then
+        python3 "$WRK_TIMED" "$out" wrk "${options[@]}" -d "${WARMUP}s" "$url" "${script_args[@]}" || status=$?
+    fi
+    if [ "$status" = 0 ]; then
+        sampled "$server" python3 "$WRK_TIMED" "$out" wrk "${options[@]}" -d "${DURATION}s" "$url" "${script_args[@]}"
+        status=$CLIENT_STATUS
+    fi
+    python3 - "$out" "$scenario" "$status" "$SERVER_PEAK_KIB" "${SERVER_HWM_KIB:-0}" "$SERVER_CORES" \
+        "$CONNECTIONS" "$WRK_THREADS" >>"$RESULTS" <<'EOF'
+import json, re, sys
+out, scenario, status, peak, hwm, cpu, connections, threads = sys.argv[1:]
+text = open(out).read()
+UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}  # to milliseconds
+
+
+def search(pattern, default=None):
+    match = re.search(pattern, text, re.MULTILINE)
+    return match.groups() if match else default
+
+
+result = {"scenario": scenario, "client": "wrk"}
+rate = search(r"^Requests/sec:\s+([\d.]+)")
+total = search(r"^\s*(\d+) requests in ([\d.]+)(us|ms|s|m|h),")
+if status != "0" or not rate or not total:
+    lines = open(out + ".err").read().strip().splitlines() + text.strip().splitlines()
+    result["failed"] = f"wrk (exit {status}): " + (lines[-1] if lines else "no report")
+else:
+    percentiles = {
+        p: float(v) * UNITS[u] for p, v, u in re.findall(r"^\s+(50|75|90|99)%\s+([\d.]+)(us|ms|s|m)$", text, re.MULTILINE)
+    }
+    socket = search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", ("0", "0", "0", "0"))
+    socket = dict(zip(("connect", "read", "write", "timeout"), map(int, socket)))
+    non2xx = int(search(r"^\s*Non-2xx or 3xx responses: (\d+)", ("0",))[0])
+    answered = int(total[0])
+    seconds = float(total[1]) * UNITS[total[2]] / 1e3
+    # summary.lua's line: the exact duration and p99.9, which wrk's text report leaves out.
+    summary = search(r"^wrk-summary (\{.*\})$")
+    summary = json.loads(summary[0]) if summary else {}
+    seconds = summary.get("durationSeconds") or seconds
+    outcomes = {"2xx or 3xx": answered - non2xx}
+    if non2xx:
+        outcomes["non-2xx or 3xx"] = non2xx
+    outcomes.update({f"socket {kind}": count for kind, count in socket.items() if count})
+    # As loadgen's, req/s counts successful answers (wrk's own Requests/sec counts every answer),
+    # and errors are non-2xx answers and transport failures.
+    result.update(
+        connections=int(connections),
+        durationSeconds=round(seconds, 3),
+        requests=answered + sum(socket.values()),
+        errors=non2xx + sum(socket.values()),
+        rps=round((answered - non2xx) / seconds, 1),
+        p50Ms=percentiles.get("50"),
+        p99Ms=percentiles.get("99"),
+        p999Ms=summary.get("p999Ms"),
+        outcomes=outcomes,
+    )
+    detail = {"wrkRequestsPerSec": float(rate[0]), "wrkThreads": int(threads)}
+    try:
+        detail["clientCpuCores"] = round(float(open(out + ".cpu").read()) / seconds, 2)
+    except (OSError, ValueError):
+        pass
+    result["detail"] = detail
 result.update(kind="http", serverRssKiB=int(peak), serverHwmKiB=int(hwm), serverCpuCores=float(cpu))
 print(json.dumps(result))
 EOF
@@ -174,12 +307,41 @@ api() {
     curl "${args[@]}" "$URL$path" || fail "$method $path failed"
 }
 
-say "creating the organization, a machine token, a service credential and a machine identity"
+say "creating the organization, $MACHINE_TOKENS machine tokens, a service credential and a machine identity"
 ORG_JSON=$(api POST /v1/orgs "$ADMIN" '{"name": "bench", "ownerEmail": "ops@bench.example"}')
 ORG=$(field id <<<"$ORG_JSON")
 OWNER=$(field ownerToken <<<"$ORG_JSON")
-MACHINE_TOKEN=$(api POST "/v1/machine-tokens/$ORG" "$OWNER" \
-    '{"name": "bench-get", "environmentHint": "bench"}' | field token)
+# The machine tokens the machine-token scenarios rotate through, one a line: created through the
+# API like the rest, over 8 keep-alive connections, so that group commit batches them.
+URL=$URL ORG=$ORG OWNER=$OWNER python3 - "$MACHINE_TOKENS" "$WORK/machine-tokens.txt" <<'EOF' ||
+import http.client, json, os, sys, urllib.parse
+from concurrent.futures import ThreadPoolExecutor
+count, out = int(sys.argv[1]), sys.argv[2]
+url = urllib.parse.urlsplit(os.environ["URL"])
+path = f"/v1/machine-tokens/{os.environ['ORG']}"
+headers = {"Authorization": f"Bearer {os.environ['OWNER']}", "Content-Type": "application/json"}
+WORKERS = 8
+
+def create(worker):
+    connection, tokens = http.client.HTTPConnection(url.hostname, url.port, timeout=30), []
+    for index in range(worker, count, WORKERS):
+        body = json.dumps({"name": f"bench-get-{index:04}", "environmentHint": "bench"})
+        connection.request("POST", path, body, headers)
+        answer = connection.getresponse()
+        text = answer.read()
+        if answer.status // 100 != 2:
+            sys.exit(f"POST {path} answered {answer.status}: {text.decode(errors='replace')}")
+        tokens.append((index, json.loads(text)["token"]))
+    return tokens
+
+with ThreadPoolExecutor(WORKERS) as pool:
+    tokens = sorted(token for batch in pool.map(create, range(WORKERS)) for token in batch)
+with open(out, "w") as file:
+    file.writelines(f"{token}\n" for _, token in tokens)
+EOF
+    fail "creating $MACHINE_TOKENS machine tokens failed"
+MACHINE_TOKEN=$(head -n1 "$WORK/machine-tokens.txt")
+[ -n "$MACHINE_TOKEN" ] || fail "no machine token was created (BENCH_MACHINE_TOKENS=$MACHINE_TOKENS)"
 SERVICE_JSON=$(api POST "/v1/service-credentials/$ORG" "$OWNER" '{"name": "bench-client"}')
 api POST "/v1/projects/$ORG" "$OWNER" '{"name": "bench", "environments": ["production"]}' >/dev/null
 # The CLI generates the machine's key pair locally and registers only its public key.
@@ -187,7 +349,7 @@ MACHINE_KEY=$(CREDLEDGER_URL=$URL CREDLEDGER_TOKEN=$OWNER CREDLEDGER_CONFIG_DIR=
     "$BIN/credledger" machine create bench-machine --project bench --env production -o json | field machineKey)
 
 URL=$URL ORG=$ORG OWNER=$OWNER MACHINE_TOKEN=$MACHINE_TOKEN MACHINE_KEY=$MACHINE_KEY SERVICE_JSON=$SERVICE_JSON \
-    python3 - "$WORK/setup.json" <<'EOF'
+    python3 - "$WORK/setup.json" "$WORK/machine-tokens.txt" <<'EOF'
 import json, os, sys
 service = json.loads(os.environ["SERVICE_JSON"])
 json.dump({
@@ -195,6 +357,7 @@ json.dump({
     "orgId": os.environ["ORG"],
     "ownerToken": os.environ["OWNER"],
     "machineToken": os.environ["MACHINE_TOKEN"],
+    "machineTokens": open(sys.argv[2]).read().split(),
     "clientId": service["clientId"],
     "clientSecret": service["clientSecret"],
     "scope": "credledger-api/read",
@@ -202,7 +365,23 @@ json.dump({
 }, open(sys.argv[1], "w"))
 EOF
 
-for scenario in healthz machine-token-get client-credentials jwt-bearer introspect-machine-token introspect-jwt mixed; do
+# The fixed-request scenarios with wrk, each followed by loadgen on the same workload: every HTTP
+# figure is read against the same client's /healthz in this run, and loadgen's /healthz against
+# wrk's.
+check_get() {
+    local path=$1 token=${2:-} status
+    local args=(-sS -o /dev/null -w '%{http_code}')
+    [ -z "$token" ] || args+=(-H "Authorization: Bearer $token")
+    status=$(curl "${args[@]}" "$URL$path") || fail "GET $path failed"
+    [ "$status" = 200 ] || fail "GET $path answered $status: the setup is broken, nothing is measured"
+}
+check_get /healthz
+check_get "/v1/projects/$ORG" "$(tail -n1 "$WORK/machine-tokens.txt")"
+measure_wrk healthz "$SERVER_PID" "$URL/healthz"
+measure healthz "$WORK/setup.json" "$SERVER_PID"
+measure_wrk machine-token-get "$SERVER_PID" "$URL/v1/projects/$ORG" "$WORK/machine-tokens.txt"
+measure machine-token-get "$WORK/setup.json" "$SERVER_PID"
+for scenario in client-credentials jwt-bearer introspect-machine-token introspect-jwt mixed; do
     measure "$scenario" "$WORK/setup.json" "$SERVER_PID"
 done
 EVENTS_DB_BYTES=$(stat -c %s "$WORK/data/events.db" 2>/dev/null || echo 0)
@@ -270,5 +449,6 @@ python3 bench/report.py "$RESULTS" \
     --commit "$COMMIT" --machine "$(nproc) cores, ${MODEL:-unknown CPU}, $(uname -sr)" \
     --mode "$([ "$QUICK" = 1 ] && echo quick || echo full)" --duration "$DURATION" --warmup "$WARMUP" \
     --connections "$CONNECTIONS" --threads "$THREADS" --peer "$PEER_NOTE" --events-db-bytes "$EVENTS_DB_BYTES" \
+    --wrk "$WRK_NOTE" --machine-tokens "$MACHINE_TOKENS" \
     | tee bench/results/latest.md
 say "written to bench/results/latest.md"

@@ -26,7 +26,8 @@ pub enum Scenario {
     /// `GET /healthz`: no authentication, nothing recorded; the ceiling of HTTP on this machine
     /// (server and load generator included), against which the other figures read.
     Healthz,
-    /// `GET /v1/projects/{orgId}` with a machine token: each request records a durable CredentialUsed.
+    /// `GET /v1/projects/{orgId}` with a machine token, the next of the setup's `machineTokens` on
+    /// each request: each request records a durable CredentialUsed.
     MachineTokenGet,
     /// `POST /oauth2/token`, grant_type=client_credentials, HTTP Basic client authentication.
     ClientCredentials,
@@ -39,8 +40,8 @@ pub enum Scenario {
     /// `--peer` only: introspection of an opaque access token (oidc-provider refuses to introspect
     /// its JWT access tokens).
     IntrospectOpaque,
-    /// 99 % `machine-token-get`, 1 % lifecycle commands with an owner PAT (create a machine token,
-    /// then revoke it).
+    /// 99 % `machine-token-get` (the same rotation), 1 % lifecycle commands with an owner PAT
+    /// (create a machine token, then revoke it).
     Mixed,
 }
 
@@ -67,6 +68,10 @@ pub struct Setup {
     pub url: String,
     org_id: Option<String>,
     machine_token: Option<String>,
+    /// The machine tokens `machine-token-get` and `mixed` rotate through, one per request; without
+    /// them, `machineToken` alone.
+    #[serde(default)]
+    machine_tokens: Vec<String>,
     owner_token: Option<String>,
     client_id: Option<String>,
     client_secret: Option<String>,
@@ -98,6 +103,15 @@ impl Setup {
 
     fn field<'a>(value: Option<&'a String>, name: &str) -> anyhow::Result<&'a str> {
         value.map(String::as_str).with_context(|| format!("the setup file has no `{name}`, which this scenario needs"))
+    }
+
+    /// The `Authorization` values of the machine tokens to rotate through: `machineTokens`, or
+    /// `machineToken` when the setup has no list.
+    fn machine_token_bearers(&self) -> anyhow::Result<Vec<HeaderValue>> {
+        if self.machine_tokens.is_empty() {
+            return Ok(vec![bearer(Self::field(self.machine_token.as_ref(), "machineToken")?)?]);
+        }
+        self.machine_tokens.iter().map(|token| bearer(token)).collect()
     }
 
     fn token_path(&self) -> &str {
@@ -151,6 +165,16 @@ impl ConnectionState {
     pub fn new(index: usize) -> Self {
         Self { index: index as u64, sent: 0, pending_token: None }
     }
+
+    /// The item of a rotation this request uses: each connection walks the whole list, one item
+    /// per request, from an offset of its own (so that connections do not move in step), with no
+    /// state shared between them.
+    fn next_of<'a, T>(&self, items: &'a [T]) -> Option<&'a T> {
+        let len = (items.len() as u64).max(1);
+        // A multiplicative hash scatters the connections' starting points over the list.
+        let offset = self.index.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32;
+        items.get(((offset + self.sent) % len) as usize)
+    }
 }
 
 /// Whether a 2xx answer is a success: an introspection that says `active: false` means the
@@ -161,12 +185,14 @@ enum Expect {
     ActiveToken,
 }
 
+/// What a scenario sends. A list of `Authorization` values (`authorizations`, `read_bearers`) is
+/// rotated through, one per request; an empty one sends no `Authorization` header.
 #[derive(Debug)]
 enum Plan {
-    Get { path: String, authorization: Option<HeaderValue> },
+    Get { path: String, authorizations: Vec<HeaderValue> },
     Form { path: String, authorization: Option<HeaderValue>, body: Bytes, expect: Expect },
     JwtBearer { path: String, key: SigningKey, machine_id: String, audience: String },
-    Mixed { read_path: String, read_authorization: HeaderValue, tokens_path: String, owner_authorization: HeaderValue },
+    Mixed { read_path: String, read_bearers: Vec<HeaderValue>, tokens_path: String, owner_authorization: HeaderValue },
 }
 
 /// A scenario ready to run: everything its requests need, prepared once.
@@ -189,11 +215,12 @@ impl Workload {
         }
         let mut notes = serde_json::Map::new();
         let plan = match scenario {
-            Scenario::Healthz => Plan::Get { path: "/healthz".to_owned(), authorization: None },
-            Scenario::MachineTokenGet => Plan::Get {
-                path: projects_path(setup)?,
-                authorization: Some(bearer(Setup::field(setup.machine_token.as_ref(), "machineToken")?)?),
-            },
+            Scenario::Healthz => Plan::Get { path: "/healthz".to_owned(), authorizations: Vec::new() },
+            Scenario::MachineTokenGet => {
+                let authorizations = setup.machine_token_bearers()?;
+                notes.insert("machineTokens".into(), authorizations.len().into());
+                Plan::Get { path: projects_path(setup)?, authorizations }
+            }
             Scenario::ClientCredentials => Plan::Form {
                 path: setup.token_path().to_owned(),
                 authorization: Some(setup.client_basic()?),
@@ -233,9 +260,11 @@ impl Workload {
             }
             Scenario::Mixed => {
                 let org = Setup::field(setup.org_id.as_ref(), "orgId")?;
+                let read_bearers = setup.machine_token_bearers()?;
+                notes.insert("machineTokens".into(), read_bearers.len().into());
                 Plan::Mixed {
                     read_path: projects_path(setup)?,
-                    read_authorization: bearer(Setup::field(setup.machine_token.as_ref(), "machineToken")?)?,
+                    read_bearers,
                     tokens_path: format!("/v1/machine-tokens/{org}"),
                     owner_authorization: bearer(Setup::field(setup.owner_token.as_ref(), "ownerToken")?)?,
                 }
@@ -266,9 +295,9 @@ impl Workload {
         state.sent += 1;
         let builder = Request::builder().header(HOST, host.clone());
         let (kind, request) = match &self.plan {
-            Plan::Get { path, authorization } => {
+            Plan::Get { path, authorizations } => {
                 let mut builder = builder.uri(path.as_str());
-                if let Some(authorization) = authorization {
+                if let Some(authorization) = state.next_of(authorizations) {
                     builder = builder.header(AUTHORIZATION, authorization.clone());
                 }
                 (Kind::Read, builder.body(empty()))
@@ -287,13 +316,16 @@ impl Workload {
                 let request = builder.method(Method::POST).uri(path.as_str()).header(CONTENT_TYPE, FORM);
                 (Kind::Read, request.body(Full::new(Bytes::from(form.finish()))))
             }
-            Plan::Mixed { read_path, read_authorization, tokens_path, owner_authorization } => {
+            Plan::Mixed { read_path, read_bearers, tokens_path, owner_authorization } => {
                 // One request in a hundred is a lifecycle command; connections are offset so that
                 // they do not all send theirs at the same moment.
                 if (state.sent + state.index).is_multiple_of(100) {
                     lifecycle_request(builder.header(AUTHORIZATION, owner_authorization.clone()), tokens_path, state)
                 } else {
-                    let request = builder.uri(read_path.as_str()).header(AUTHORIZATION, read_authorization.clone());
+                    let mut request = builder.uri(read_path.as_str());
+                    if let Some(authorization) = state.next_of(read_bearers) {
+                        request = request.header(AUTHORIZATION, authorization.clone());
+                    }
                     (Kind::Read, request.body(empty()))
                 }
             }
