@@ -108,6 +108,9 @@ fn prepare(path: &Path) -> Result<(Connection, r2d2::Pool<SqliteConnectionManage
     // The checkpoint thread copies the WAL back after commits; the writer's own checkpoint
     // (inside a commit) only bounds the WAL, at 32 MiB, should that thread fall behind.
     connection.pragma_update(None, "wal_autocheckpoint", WAL_BOUND_PAGES)?;
+    // Once a checkpoint has copied everything and the WAL starts over, its file is cut back to
+    // 4 MiB instead of keeping its largest size on disk.
+    connection.pragma_update(None, "journal_size_limit", 4 << 20)?;
     connection.set_prepared_statement_cache_capacity(64);
     migrate::apply(&mut connection)?;
     let head: i64 = connection.query_row(include_str!("head.sql"), [], |row| row.get(0))?;
