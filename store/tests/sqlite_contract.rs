@@ -225,3 +225,22 @@ async fn committed_events_are_copied_from_the_wal_into_the_file_beside_the_write
     }
     assert!(file_bytes() >= before + 40 * 1024, "the file grew from {before} to {} bytes", file_bytes());
 }
+
+#[tokio::test]
+async fn a_closed_log_is_one_file_without_a_wal() {
+    // The checkpoint thread's connection closes before the writer's, which is then the file's
+    // last: closing it copies the WAL back and removes it, so the file alone is the whole log.
+    let backend = Sqlite::new();
+    let store = SqliteStore::open(backend.path()).await.unwrap();
+    for n in 0..50 {
+        store.append(&format!("closed-{n}"), ExpectedVersion::NoStream, vec![event()]).await.unwrap();
+    }
+    store.close().await;
+    drop(store);
+    let wal = backend.path().with_extension("db-wal");
+    assert!(!wal.exists(), "{} is still there", wal.display());
+    let copy = backend.dir.path().join("copy.db");
+    std::fs::copy(backend.path(), &copy).unwrap();
+    let reopened = SqliteStore::open(&copy).await.unwrap();
+    assert_eq!(reopened.head().await.unwrap(), 50);
+}

@@ -18,6 +18,7 @@ use credledger_domain::{EventId, OrgId};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use super::checkpointer::Checkpointer;
 use crate::batch::{AppendRequest, Batch, Committed, Outcome, Recorded, Row, power_of_two_chunks, repeated, unsigned};
 use crate::recent::Recent;
 use crate::{RawEvent, StoreError};
@@ -68,8 +69,8 @@ pub(super) struct Writer {
     org_sequences: HashMap<OrgId, u64>,
     /// Where each committed batch goes, decoded, for this process's subscriptions.
     recent: Arc<Recent>,
-    /// Wakes the checkpoint thread after a commit.
-    checkpoint: std::sync::mpsc::SyncSender<()>,
+    /// The thread that checkpoints the WAL, woken after commits.
+    checkpoint: Checkpointer,
 }
 
 impl Writer {
@@ -78,7 +79,7 @@ impl Writer {
         head: watch::Sender<u64>,
         commits: Arc<AtomicU64>,
         recent: Arc<Recent>,
-        checkpoint: std::sync::mpsc::SyncSender<()>,
+        checkpoint: Checkpointer,
     ) -> Self {
         let last_positions_head = *head.borrow();
         Self {
@@ -123,7 +124,8 @@ impl Writer {
                 self.commit(requests);
             }
         }
-        let Self { connection, head, .. } = self;
+        let Self { connection, head, checkpoint, .. } = self;
+        checkpoint.stop();
         if let Err((_, error)) = connection.close() {
             tracing::warn!(%error, "closing the event log's write connection");
         }
@@ -145,8 +147,7 @@ impl Writer {
                     // Publish before answering, so a caller that reads `head()` after its
                     // append returns sees its own events.
                     self.head.send_replace(head);
-                    // Full means a wake-up is already pending: this commit is copied with it.
-                    let _ = self.checkpoint.try_send(());
+                    self.checkpoint.wake();
                 }
                 for (request, outcome) in requests.into_iter().zip(outcomes) {
                     // A caller that stopped waiting has nothing to be told; its retry with the
@@ -225,10 +226,15 @@ impl Writer {
         }
         self.last_positions_head = head;
         tracing::debug!(appends = requests.len(), events = rows.len(), head, "committed batch");
-        self.recent.publish(rows.into_iter().filter_map(|mut row| {
-            let envelope: Arc<[u8]> = std::mem::take(&mut row.envelope).into();
-            row.recorded(envelope)
-        }));
+        // Built before the window's lock is taken, so subscriptions reading it never wait on this.
+        let committed: Vec<_> = rows
+            .into_iter()
+            .filter_map(|mut row| {
+                let envelope: Arc<[u8]> = std::mem::take(&mut row.envelope).into();
+                row.recorded(envelope)
+            })
+            .collect();
+        self.recent.publish(committed);
         Ok((outcomes, Some(head)))
     }
 }

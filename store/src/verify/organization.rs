@@ -33,6 +33,8 @@ pub(super) fn verify(
             |reason: String| VerifyError::MalformedLine { line: line_number, after_position: previous, reason };
         let line = match parsed {
             Parsed::TooLong => return Err(malformed(parallel::too_long())),
+            Parsed::Unreadable(error) => return Err(VerifyError::Read(error)),
+            Parsed::WorkerFailed => return Err(parallel::worker_lost()),
             Parsed::Malformed(reason) => return Err(malformed(reason)),
             Parsed::Line(line) => line,
         };
