@@ -67,7 +67,7 @@ RATIOS = [
     ("client_credentials grant", "client-credentials", "peer-client-credentials"),
     ("introspection: credledger JWT / peer opaque token", "introspect-jwt", "peer-introspect-opaque"),
     ("introspection: credledger machine token / peer opaque token", "introspect-machine-token", "peer-introspect-opaque"),
-    ("machine-token request (durable) / peer introspection (§10's comparison)", "machine-token-get", "peer-introspect-opaque"),
+    ("machine-token request (durable) / peer introspection (the targets' comparison)", "machine-token-get", "peer-introspect-opaque"),
 ]
 
 
