@@ -43,8 +43,50 @@ pub(super) enum Message {
     Close,
 }
 
-/// Most streams whose last position the writer keeps in memory; past this it starts over.
-const MAX_LAST_POSITIONS: usize = 1 << 20;
+/// Most streams the writer keeps in memory; past this it starts over.
+const MAX_REMEMBERED_STREAMS: usize = 1 << 20;
+
+/// What the writer remembers of the committed log, read once and then kept current by its own
+/// commits, so that admitting an append costs no query: the position of the last event of each
+/// stream an append was based on (a credential's lifecycle stream: judging a use against it),
+/// each stream's last version and each organization's last sequence number. Valid while the
+/// log's head is `head`: a head this writer did not leave (another process wrote the file, or a
+/// commit's outcome is unknown) empties it. The unique indexes stay the last guard.
+#[derive(Debug)]
+struct Memory {
+    head: u64,
+    last_positions: HashMap<String, Option<u64>>,
+    versions: HashMap<String, Option<u64>>,
+    org_sequences: HashMap<OrgId, u64>,
+}
+
+impl Memory {
+    fn at(head: u64) -> Self {
+        Self { head, last_positions: HashMap::new(), versions: HashMap::new(), org_sequences: HashMap::new() }
+    }
+
+    /// Starts over unless the log is still at the head this writer left.
+    fn check(&mut self, head: u64) {
+        let full = self.last_positions.len().max(self.versions.len()) > MAX_REMEMBERED_STREAMS;
+        if head != self.head || full {
+            *self = Self::at(head);
+        }
+    }
+
+    /// Learns a committed batch's rows, which leave the log at `head`.
+    fn committed(&mut self, rows: &[Row<'_>], head: u64) {
+        for row in rows {
+            if let Some(last) = self.last_positions.get_mut(row.stream) {
+                *last = Some(row.position as u64);
+            }
+            self.versions.insert(row.stream.to_owned(), Some(row.version as u64));
+            if let (Some(org), Some(sequence)) = (row.org_id, row.org_sequence) {
+                self.org_sequences.insert(org, sequence as u64);
+            }
+        }
+        self.head = head;
+    }
+}
 
 #[derive(Debug)]
 pub(super) struct Writer {
@@ -54,19 +96,8 @@ pub(super) struct Writer {
     head: watch::Sender<u64>,
     /// Transactions committed, for observing group commit.
     commits: Arc<AtomicU64>,
-    /// The position of the last event of each stream an append was based on (a credential's
-    /// lifecycle stream), read once and then kept current by this writer's own commits, so that
-    /// judging a use against its credential's lifecycle costs no query. Valid while the log's
-    /// head is `last_positions_head`: a head this writer did not leave (another process wrote
-    /// the file, or a commit's outcome is unknown) empties it.
-    last_positions: HashMap<String, Option<u64>>,
-    last_positions_head: u64,
-    /// Each stream's last version and each organization's last sequence number, read once and
-    /// then kept current by this writer's commits, under the same rule as `last_positions`: the
-    /// admission of an append to a known stream costs no query. The unique indexes stay the
-    /// last guard.
-    versions: HashMap<String, Option<u64>>,
-    org_sequences: HashMap<OrgId, u64>,
+    /// What the writer remembers of the committed log between its commits.
+    memory: Memory,
     /// Where each committed batch goes, decoded, for this process's subscriptions.
     recent: Arc<Recent>,
     /// The thread that checkpoints the WAL, woken after commits.
@@ -81,18 +112,8 @@ impl Writer {
         recent: Arc<Recent>,
         checkpoint: Checkpointer,
     ) -> Self {
-        let last_positions_head = *head.borrow();
-        Self {
-            connection,
-            head,
-            commits,
-            last_positions: HashMap::new(),
-            last_positions_head,
-            versions: HashMap::new(),
-            org_sequences: HashMap::new(),
-            recent,
-            checkpoint,
-        }
+        let memory = Memory::at(*head.borrow());
+        Self { connection, head, commits, memory, recent, checkpoint }
     }
 
     /// Runs until the store is closed or dropped, then closes the connection and drops the head
@@ -188,23 +209,10 @@ impl Writer {
         let ids = requests.iter().flat_map(|request| request.events.iter().map(|event| event.event_id));
         let head: i64 = tx.prepare_cached(include_str!("head.sql"))?.query_row([], |row| row.get(0))?;
         let head = unsigned(head, 0, "the head position is negative")?;
-        if head != self.last_positions_head
-            || self.last_positions.len() > MAX_LAST_POSITIONS
-            || self.versions.len() > MAX_LAST_POSITIONS
-        {
-            self.last_positions.clear();
-            self.versions.clear();
-            self.org_sequences.clear();
-            self.last_positions_head = head;
-        }
+        self.memory.check(head);
         let mut batch = Batch::begin(head, find_recorded(&tx, ids)?, Utc::now());
         let mut outcomes = Vec::with_capacity(requests.len());
-        let mut log = Log {
-            connection: &tx,
-            last_positions: &mut self.last_positions,
-            versions: &mut self.versions,
-            org_sequences: &mut self.org_sequences,
-        };
+        let mut log = Log { connection: &tx, memory: &mut self.memory };
         for request in requests {
             let basis = request.basis.as_ref();
             outcomes.push(batch.admit(&mut log, &request.stream, request.expected, &request.events, basis)?);
@@ -215,16 +223,7 @@ impl Writer {
         };
         insert(&tx, &rows)?;
         tx.commit()?;
-        for row in &rows {
-            if let Some(last) = self.last_positions.get_mut(row.stream) {
-                *last = Some(row.position as u64);
-            }
-            self.versions.insert(row.stream.to_owned(), Some(row.version as u64));
-            if let (Some(org), Some(sequence)) = (row.org_id, row.org_sequence) {
-                self.org_sequences.insert(org, sequence as u64);
-            }
-        }
-        self.last_positions_head = head;
+        self.memory.committed(&rows, head);
         tracing::debug!(appends = requests.len(), events = rows.len(), head, "committed batch");
         // Built before the window's lock is taken, so subscriptions reading it never wait on this.
         let committed: Vec<_> = rows
@@ -264,17 +263,15 @@ fn find_recorded(
     Ok(recorded)
 }
 
-/// The committed log through the writer's transaction, and the last positions the writer keeps.
+/// The committed log through the writer's transaction, and what the writer remembers of it.
 struct Log<'c> {
     connection: &'c Connection,
-    last_positions: &'c mut HashMap<String, Option<u64>>,
-    versions: &'c mut HashMap<String, Option<u64>>,
-    org_sequences: &'c mut HashMap<OrgId, u64>,
+    memory: &'c mut Memory,
 }
 
 impl Committed for Log<'_> {
     fn stream_version(&mut self, stream: &str) -> Result<Option<u64>, StoreError> {
-        if let Some(version) = self.versions.get(stream) {
+        if let Some(version) = self.memory.versions.get(stream) {
             return Ok(*version);
         }
         let version: Option<i64> = self
@@ -284,12 +281,12 @@ impl Committed for Log<'_> {
             .optional()?
             .flatten();
         let version = version.map(|version| unsigned(version, 0, "negative stream version")).transpose()?;
-        self.versions.insert(stream.to_owned(), version);
+        self.memory.versions.insert(stream.to_owned(), version);
         Ok(version)
     }
 
     fn org_sequence(&mut self, org: OrgId) -> Result<u64, StoreError> {
-        if let Some(sequence) = self.org_sequences.get(&org) {
+        if let Some(sequence) = self.memory.org_sequences.get(&org) {
             return Ok(*sequence);
         }
         let sequence: Option<i64> = self
@@ -299,12 +296,12 @@ impl Committed for Log<'_> {
             .optional()?
             .flatten();
         let sequence = unsigned(sequence.unwrap_or(0), 0, "negative organization sequence")?;
-        self.org_sequences.insert(org, sequence);
+        self.memory.org_sequences.insert(org, sequence);
         Ok(sequence)
     }
 
     fn last_position(&mut self, stream: &str) -> Result<Option<u64>, StoreError> {
-        if let Some(last) = self.last_positions.get(stream) {
+        if let Some(last) = self.memory.last_positions.get(stream) {
             return Ok(*last);
         }
         let position: Option<i64> = self
@@ -313,7 +310,7 @@ impl Committed for Log<'_> {
             .query_row([stream], |row| row.get(0))
             .optional()?;
         let last = position.map(|position| unsigned(position, 0, "negative position")).transpose()?;
-        self.last_positions.insert(stream.to_owned(), last);
+        self.memory.last_positions.insert(stream.to_owned(), last);
         Ok(last)
     }
 }

@@ -57,19 +57,19 @@ pub(super) fn verify(
         if fields.position != position {
             return Err(VerifyError::EnvelopeElsewhere { position, envelope_position: fields.position });
         }
-        let due = streams.get(fields.stream.as_str()).copied().unwrap_or(0);
+        let due = streams.get(fields.stream.as_ref()).copied().unwrap_or(0);
         if fields.version != due {
             return Err(VerifyError::StreamVersionGap {
                 position,
-                stream: fields.stream,
+                stream: fields.stream.into_owned(),
                 expected: due,
                 found: fields.version,
             });
         }
-        match streams.get_mut(fields.stream.as_str()) {
+        match streams.get_mut(fields.stream.as_ref()) {
             Some(next) => *next += 1,
             None => {
-                streams.insert(fields.stream.clone(), 1);
+                streams.insert(fields.stream.clone().into_owned(), 1);
             }
         }
         match (fields.org_id, fields.org_sequence) {

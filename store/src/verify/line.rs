@@ -107,6 +107,18 @@ impl<'a> EnvelopeFields<'a> {
         serde_json::from_slice(envelope).map_err(|error| error.to_string())
     }
 
+    /// The same fields, no longer borrowing the line: they can cross threads.
+    pub(super) fn into_owned(self) -> EnvelopeFields<'static> {
+        EnvelopeFields {
+            position: self.position,
+            stream: Cow::Owned(self.stream.into_owned()),
+            version: self.version,
+            org_id: self.org_id,
+            org_sequence: self.org_sequence,
+            event_type: Cow::Owned(self.event_type.into_owned()),
+        }
+    }
+
     /// Whether this is one of the ledger's own signed checkpoints.
     pub(super) fn is_checkpoint(&self) -> bool {
         self.stream == "ledger" && self.event_type == "CheckpointSigned"

@@ -19,8 +19,6 @@ use std::ops::Range;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 
-use credledger_domain::OrgId;
-
 use super::VerifyError;
 use super::line::{self, EnvelopeFields, LineRead, MAX_LINE};
 use crate::leaf_hash;
@@ -56,19 +54,9 @@ pub(super) struct ParsedLine {
     /// The inclusion proof, when the line has one: its hashes, or `Err` when one is not hex.
     pub proof: Option<Result<Vec<[u8; 32]>, ()>>,
     /// The envelope's fields, or why they could not be read.
-    pub fields: Result<Fields, String>,
+    pub fields: Result<EnvelopeFields<'static>, String>,
     /// The envelope's bytes, kept only for the ledger's own checkpoints (whose payload is read).
     pub checkpoint_envelope: Option<Vec<u8>>,
-}
-
-/// The envelope fields the checks need, owned so they can cross threads.
-pub(super) struct Fields {
-    pub position: u64,
-    pub stream: String,
-    pub version: u64,
-    pub org_id: Option<OrgId>,
-    pub org_sequence: Option<u64>,
-    pub event_type: String,
 }
 
 /// A batch of lines as read: their bytes back to back, and where each line lies in them.
@@ -237,23 +225,9 @@ fn parse(bytes: &[u8], scratch: &mut Vec<u8>) -> Parsed {
         recorded: line::hash(head.leaf_hash),
         computed: leaf_hash(envelope),
         proof,
-        fields: fields.map(|fields| Fields {
-            position: fields.position,
-            stream: fields.stream.into_owned(),
-            version: fields.version,
-            org_id: fields.org_id,
-            org_sequence: fields.org_sequence,
-            event_type: fields.event_type.into_owned(),
-        }),
+        fields: fields.map(EnvelopeFields::into_owned),
         checkpoint_envelope,
     }))
-}
-
-impl Fields {
-    /// Whether this is one of the ledger's own signed checkpoints.
-    pub(super) fn is_checkpoint(&self) -> bool {
-        self.stream == "ledger" && self.event_type == "CheckpointSigned"
-    }
 }
 
 /// The message of a line whose bytes were not kept.
