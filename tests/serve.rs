@@ -85,3 +85,48 @@ async fn a_restart_with_the_same_admin_token_file_starts_and_keeps_the_file() {
     assert_eq!(created.status, 201, "{created:?}");
     assert!(server.stop().unwrap().success());
 }
+
+/// A node applying a steady stream of writes is ready: the read models trail the log only by the
+/// batch being applied, and `/readyz` waits that out rather than answering 503 "catching up".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_stays_ready_under_a_steady_stream_of_writes() {
+    let server = Server::start().unwrap();
+    let (org, _, owner) = server.admin().create_org("acme", "ops@acme.example").await;
+    let (_, token) =
+        server.client(&owner).create_token(&org, serde_json::json!({ "name": "ci", "environmentHint": "prod" })).await;
+    let anonymous = support::Client::anonymous(&server);
+    support::eventually("/readyz ready", std::time::Duration::from_secs(10), async || {
+        (anonymous.get("/readyz").await.status == 200).then_some(())
+    })
+    .await;
+
+    // Every `whoami` with a machine token records a use: four clients write without a pause.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writers: Vec<_> = (0..4)
+        .map(|_| {
+            let client = server.client(&token);
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let mut uses = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    assert_eq!(client.get("/v1/whoami").await.status, 200);
+                    uses += 1;
+                }
+                uses
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for _ in 0..200 {
+        let reply = anonymous.get("/readyz").await;
+        answers.push((reply.status, reply.body));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut uses = 0;
+    for writer in writers {
+        uses += writer.await.unwrap();
+    }
+    assert!(uses >= 100, "the writers recorded only {uses} uses while /readyz was asked");
+    let not_ready: Vec<_> = answers.iter().filter(|(status, _)| *status != 200).collect();
+    assert!(not_ready.is_empty(), "{} of 200 answers not ready: {:?}", not_ready.len(), not_ready.first());
+}

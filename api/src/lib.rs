@@ -225,8 +225,12 @@ async fn healthz() -> impl IntoResponse {
 /// How long `/readyz` reports a failed append when nothing has been appended since.
 const STORAGE_FAULT_SHOWN: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// Ready once the store answers and the read models have caught up with the log as it was when
-/// the request arrived.
+/// How long `/readyz` waits for the read models to reach the log's head as it was when the
+/// request arrived before it says the node is catching up.
+const READY_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Ready once the store answers and the read models have caught up, within [`READY_GRACE`], with
+/// the log as it was when the request arrived.
 #[utoipa::path(get, path = "/readyz", tag = "operations", security(()),
     responses((status = 200, description = "Ready"), (status = 503, description = "Catching up or store unavailable")))]
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
@@ -271,6 +275,14 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
         });
         return (StatusCode::SERVICE_UNAVAILABLE, Json(body));
     }
+    // Under a steady stream of writes the read models trail the log by the events of the batch
+    // being applied; that is a node at work, not one catching up.
+    let projected = if projected < head {
+        let _ = tokio::time::timeout(READY_GRACE, state.projections.wait_for(head)).await;
+        state.projections.position()
+    } else {
+        projected
+    };
     let ready = projected >= head;
     let body = serde_json::json!({
         "status": if ready { "ready" } else { "catching up" },
