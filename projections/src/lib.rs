@@ -74,6 +74,8 @@ struct Inner {
     projected: watch::Sender<u64>,
     /// Why the runner's last attempt failed, until a batch is applied again.
     failure: std::sync::Mutex<Option<String>>,
+    /// Read-model transactions committed since open: one per batch of events applied.
+    transactions: std::sync::atomic::AtomicU64,
 }
 
 impl Projections {
@@ -100,6 +102,7 @@ impl Projections {
                 hot_index,
                 projected,
                 failure: std::sync::Mutex::default(),
+                transactions: std::sync::atomic::AtomicU64::new(0),
             }),
         })
     }
@@ -132,6 +135,12 @@ impl Projections {
             runner::run(self, store, Some(head)).await?;
         }
         Ok(self.position())
+    }
+
+    /// Read-model transactions the runner has committed since open, one per batch of events:
+    /// fewer transactions than events is batching at work.
+    pub fn transactions(&self) -> u64 {
+        self.inner.transactions.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The last position applied to every read model and to the hot index.
@@ -196,6 +205,7 @@ impl Projections {
     }
 
     pub(crate) fn announce(&self, position: u64) {
+        self.inner.transactions.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.set_failure(None);
         self.inner.projected.send_replace(position);
     }

@@ -7,7 +7,7 @@ use credledger_domain::CredentialId;
 use credledger_domain::DomainEvent;
 use credledger_domain::event::DecodeError;
 use credledger_domain::token::TokenDigest;
-use credledger_store::{EventStore, RecordedEvent};
+use credledger_store::{EventStore, RecordedEvent, StoreError, WalCheckpointer};
 use futures::StreamExt;
 use rusqlite::{Connection, params};
 
@@ -16,7 +16,14 @@ use crate::projector::{self, Effects, Projector};
 use crate::{HotIndex, ProjectionError, Projections, migrate};
 
 /// Most events applied in one read-model transaction.
-const BATCH: usize = 2048;
+const BATCH: usize = 8192;
+
+/// Most events read from the log ahead of the batch being applied.
+const READ_AHEAD: usize = BATCH;
+
+/// WAL pages after which a read-model commit checkpoints itself, should the checkpoint thread
+/// fall behind: 32 MiB of 4 KiB pages.
+const WAL_BOUND_PAGES: i64 = 8192;
 
 /// The runner's page cache, in KiB as SQLite's negative `cache_size` takes it: 64 MiB.
 const RUNNER_CACHE_KIB: i64 = -65_536;
@@ -84,27 +91,60 @@ pub(crate) async fn run(
     // The runner writes every model: their index pages stay cached between batches instead of
     // being read again from the file (SQLite's default cache is 2 MiB).
     connection.pragma_update(None, "cache_size", RUNNER_CACHE_KIB)?;
+    // The WAL is copied back by the checkpoint thread; the commit's own checkpoint only bounds it.
+    connection.pragma_update(None, "wal_autocheckpoint", WAL_BOUND_PAGES)?;
+    connection.pragma_update(None, "journal_size_limit", 4 << 20)?;
+    let checkpoint = WalCheckpointer::start(projections.path(), "credledger-read-checkpoint", "read models")?;
     let mut done = checkpoints(&connection)?;
     let mut projectors = projector::all();
     let from = projectors.iter().map(|p| done.get(p.name()).copied().unwrap_or(0)).min().unwrap_or(0);
-    let mut events = store.subscribe(from + 1).ready_chunks(BATCH);
-    while let Some(batch) = events.next().await {
-        let batch = batch.into_iter().collect::<Result<Vec<_>, _>>()?;
-        let Some(last) = batch.last().map(|event| event.position) else { continue };
-        let (returned, effects) = tokio::task::spawn_blocking(move || {
-            let effects = apply_batch(&mut connection, &projectors, &mut done, &batch);
-            ((connection, projectors, done), effects)
-        })
-        .await
-        .map_err(|_| ProjectionError::Stopped)?;
-        (connection, projectors, done) = returned;
-        projections.hot_index().upsert(&effects?.credentials);
-        projections.announce(last);
-        if until.is_some_and(|until| last >= until) {
-            break;
+    let (mut events, reading) = read_ahead(&store, from + 1);
+    let applied = async {
+        let mut read = Vec::with_capacity(BATCH);
+        while events.recv_many(&mut read, BATCH).await > 0 {
+            let batch = read.drain(..).collect::<Result<Vec<_>, _>>()?;
+            let Some(last) = batch.last().map(|event| event.position) else { continue };
+            let (returned, effects) = tokio::task::spawn_blocking(move || {
+                let effects = apply_batch(&mut connection, &projectors, &mut done, &batch);
+                ((connection, projectors, done), effects)
+            })
+            .await
+            .map_err(|_| ProjectionError::Stopped)?;
+            (connection, projectors, done) = returned;
+            checkpoint.wake();
+            projections.hot_index().upsert(&effects?.credentials);
+            projections.announce(last);
+            if until.is_some_and(|until| last >= until) {
+                break;
+            }
         }
+        Ok(())
     }
-    Ok(())
+    .await;
+    reading.abort();
+    checkpoint.stop();
+    applied
+}
+
+/// The log from `from`, read by a task of its own up to [`READ_AHEAD`] events ahead of the
+/// runner: the next events are read and decoded while a batch is applied, and a batch takes every
+/// event already read, up to [`BATCH`]. The task ends when the receiver is dropped and must be
+/// aborted when the runner stops.
+fn read_ahead(
+    store: &Arc<dyn EventStore>,
+    from: u64,
+) -> (tokio::sync::mpsc::Receiver<Result<RecordedEvent, StoreError>>, tokio::task::JoinHandle<()>) {
+    let (sender, receiver) = tokio::sync::mpsc::channel(READ_AHEAD);
+    let mut log = store.subscribe(from);
+    let reading = tokio::spawn(async move {
+        while let Some(event) = log.next().await {
+            let failed = event.is_err();
+            if sender.send(event).await.is_err() || failed {
+                return;
+            }
+        }
+    });
+    (receiver, reading)
 }
 
 fn apply_batch(

@@ -240,3 +240,38 @@ async fn the_hot_index_refuses_a_rolled_away_value_and_honours_a_grace_period() 
     let (_, presented) = projections.hot_index().lookup(&common::secret_of(3)).unwrap();
     assert_eq!(presented, Presented::Current);
 }
+
+/// A runner far behind the log (a rebuild, a restart after a long stop) applies it hundreds of
+/// events per transaction or more: the log is read ahead while a batch is applied, and each batch
+/// takes every event already read. While the runner goes on, the read models' WAL is copied back
+/// into `read.db` by the checkpoint thread, not left to grow until SQLite's own bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runner_far_behind_applies_hundreds_of_events_per_transaction() {
+    const USES: u64 = 6000;
+    let (dir, mut ledger, projections) = setup().await;
+    ledger.run(&Op::Create { token: 0, days: None }).await;
+    for n in 0..USES {
+        ledger.run(&Op::Use { token: 0, ip: (n % 3) as u8, agent: 0 }).await;
+    }
+    let runner = projections.start(ledger.store.clone());
+    projections.wait_for(USES + 1).await.unwrap();
+    assert_eq!(projections.credential(org(), token_id(0)).unwrap().unwrap().usage.use_count, USES);
+    let transactions = projections.transactions();
+    assert!(transactions <= 12, "{} events took {transactions} transactions", USES + 1);
+
+    // The file itself, without its WAL, holds the whole trail once the checkpoint has run: a copy
+    // of `read.db` alone is read (a copy taken mid-checkpoint may be unreadable: not yet).
+    let copy = dir.path().join("copy.db");
+    let in_file = || {
+        std::fs::copy(dir.path().join("read.db"), &copy).unwrap();
+        rusqlite::Connection::open(&copy)
+            .and_then(|connection| connection.query_row("SELECT count(*) FROM audit_trail", [], |row| row.get(0)))
+            .unwrap_or(0_i64)
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while in_file() < (USES + 1) as i64 {
+        assert!(std::time::Instant::now() < deadline, "read.db holds {} of {} trail rows", in_file(), USES + 1);
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    runner.abort();
+}

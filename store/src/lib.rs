@@ -37,6 +37,7 @@ use sha2::{Digest, Sha256};
 
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
+pub use sqlite::checkpointer::Checkpointer as WalCheckpointer;
 
 /// Opens the store a URL names: `sqlite://PATH` or `sqlite:PATH` (the file and its directory are
 /// created if missing), `postgres://USER:PASSWORD@HOST:PORT/DATABASE` (also `postgresql://`,

@@ -113,6 +113,11 @@ use clap::{Parser, ValueEnum};
 
 use crate::log::LogSpec;
 
+/// The server's allocator (see the `credledger` binary), so that the figures are of the store and
+/// the read models as the server runs them.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(about = "Store-level benchmarks: one JSON line on standard output")]
 struct Args {

@@ -7,7 +7,8 @@
 //! the writer or a reader) at most every [`INTERVAL`]. The writer's own automatic checkpoint stays
 //! as a bound on the WAL should this thread fall behind. The writer stops the thread before it
 //! closes its own connection, so the file is left as SQLite leaves it after its last connection:
-//! checkpointed, without a WAL.
+//! checkpointed, without a WAL. The event log's writer and the projection runner (for the read
+//! models' file) each run one.
 
 use std::path::Path;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
@@ -23,59 +24,62 @@ const INTERVAL: Duration = Duration::from_millis(50);
 
 /// The running checkpoint thread: wake it after commits, stop it with [`Checkpointer::stop`].
 #[derive(Debug)]
-pub(super) struct Checkpointer {
+pub struct Checkpointer {
     wake: SyncSender<()>,
     thread: std::thread::JoinHandle<()>,
+    /// What the file holds, for the thread's name and messages: "event log", "read models".
+    what: &'static str,
 }
 
 impl Checkpointer {
-    /// Starts the checkpoint thread for the log at `path`.
-    pub(super) fn start(path: &Path) -> Result<Self, StoreError> {
+    /// Starts the checkpoint thread for the SQLite file at `path`; `name` names the thread,
+    /// `what` says in messages what the file holds.
+    pub fn start(path: &Path, name: &str, what: &'static str) -> Result<Self, StoreError> {
         let connection = Connection::open(path)?;
         connection.pragma_update(None, "busy_timeout", BUSY_TIMEOUT_MS)?;
         connection.pragma_update(None, "synchronous", "FULL")?;
         let (wake, woken) = sync_channel::<()>(1);
-        let thread = std::thread::Builder::new().name("credledger-log-checkpoint".to_owned()).spawn(move || {
-            run(&connection, &woken);
+        let thread = std::thread::Builder::new().name(name.to_owned()).spawn(move || {
+            run(&connection, &woken, what);
             if let Err((_, error)) = connection.close() {
-                tracing::warn!(%error, "closing the event log's checkpoint connection");
+                tracing::warn!(%error, what, "closing a checkpoint connection");
             }
         })?;
-        Ok(Self { wake, thread })
+        Ok(Self { wake, thread, what })
     }
 
     /// After a commit: a wake-up already pending covers this one too.
-    pub(super) fn wake(&self) {
+    pub fn wake(&self) {
         let _ = self.wake.try_send(());
     }
 
     /// Stops the thread and waits for it, so that its connection is closed before the writer's:
     /// the writer's is then the file's last, and closing it checkpoints and removes the WAL.
-    pub(super) fn stop(self) {
-        let Self { wake, thread } = self;
+    pub fn stop(self) {
+        let Self { wake, thread, what } = self;
         drop(wake);
         if thread.join().is_err() {
-            tracing::warn!("the event log's checkpoint thread panicked");
+            tracing::warn!(what, "a checkpoint thread panicked");
         }
     }
 }
 
 /// Checkpoints after each wake-up, at most every [`INTERVAL`], until the writer is gone.
-fn run(connection: &Connection, woken: &Receiver<()>) {
+fn run(connection: &Connection, woken: &Receiver<()>, what: &'static str) {
     let mut last: Option<Instant> = None;
-    while woken.recv().is_ok() {
-        if let Some(wait) = last.map(|last| INTERVAL.saturating_sub(last.elapsed())).filter(|wait| !wait.is_zero())
-            && let Err(RecvTimeoutError::Disconnected) = woken.recv_timeout(wait)
-        {
-            break;
+    let mut stopping = false;
+    while !stopping && woken.recv().is_ok() {
+        // Stopped while waiting: the commits that woke it are still copied, once, before it ends.
+        if let Some(wait) = last.map(|last| INTERVAL.saturating_sub(last.elapsed())).filter(|wait| !wait.is_zero()) {
+            stopping = matches!(woken.recv_timeout(wait), Err(RecvTimeoutError::Disconnected));
         }
         let copied = connection.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
             Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?, row.get::<_, i64>(2)?))
         });
         match copied {
-            Ok((_, wal_pages, copied_pages)) => tracing::trace!(wal_pages, copied_pages, "log checkpoint"),
+            Ok((_, wal_pages, copied_pages)) => tracing::trace!(what, wal_pages, copied_pages, "checkpoint"),
             // Nothing is lost: the WAL keeps every frame until a later checkpoint copies it.
-            Err(error) => tracing::warn!(%error, "checkpointing the event log's WAL failed"),
+            Err(error) => tracing::warn!(%error, what, "checkpointing a WAL failed"),
         }
         last = Some(Instant::now());
     }

@@ -6,7 +6,7 @@
 //! WAL lets them run beside the writer, and each sees whole batches only, so no reader ever sees
 //! a position before the ones below it.
 
-mod checkpointer;
+pub(crate) mod checkpointer;
 mod migrate;
 mod writer;
 
@@ -68,7 +68,7 @@ impl SqliteStore {
         let (appends, receiver) = mpsc::channel(QUEUE);
         let commits = Arc::new(AtomicU64::new(0));
         let recent = Arc::new(Recent::default());
-        let checkpoint = checkpointer::Checkpointer::start(&path)?;
+        let checkpoint = checkpointer::Checkpointer::start(&path, "credledger-log-checkpoint", "event log")?;
         let writer = Writer::new(connection, head_sender, commits.clone(), recent.clone(), checkpoint);
         std::thread::Builder::new().name("credledger-log-writer".to_owned()).spawn(move || writer.run(receiver))?;
         tracing::debug!(path = %path.display(), head, "event store opened");
