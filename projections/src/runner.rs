@@ -98,7 +98,7 @@ pub(crate) async fn run(
     let mut done = checkpoints(&connection)?;
     let mut projectors = projector::all();
     let from = projectors.iter().map(|p| done.get(p.name()).copied().unwrap_or(0)).min().unwrap_or(0);
-    let (mut events, reading) = read_ahead(&store, from + 1);
+    let (mut events, _reading) = read_ahead(&store, from + 1);
     let applied = async {
         let mut read = Vec::with_capacity(BATCH);
         while events.recv_many(&mut read, BATCH).await > 0 {
@@ -121,19 +121,28 @@ pub(crate) async fn run(
         Ok(())
     }
     .await;
-    reading.abort();
-    checkpoint.stop();
+    // Joining the thread waits for a checkpoint in progress: not on the runtime's threads.
+    let _ = tokio::task::spawn_blocking(move || checkpoint.stop()).await;
     applied
+}
+
+/// Aborts the task when dropped: the runner's read-ahead ends with the runner, however it ends
+/// (returned, failed, or its own task aborted).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// The log from `from`, read by a task of its own up to [`READ_AHEAD`] events ahead of the
 /// runner: the next events are read and decoded while a batch is applied, and a batch takes every
-/// event already read, up to [`BATCH`]. The task ends when the receiver is dropped and must be
-/// aborted when the runner stops.
+/// event already read, up to [`BATCH`]. The task is aborted when the returned guard is dropped.
 fn read_ahead(
     store: &Arc<dyn EventStore>,
     from: u64,
-) -> (tokio::sync::mpsc::Receiver<Result<RecordedEvent, StoreError>>, tokio::task::JoinHandle<()>) {
+) -> (tokio::sync::mpsc::Receiver<Result<RecordedEvent, StoreError>>, AbortOnDrop) {
     let (sender, receiver) = tokio::sync::mpsc::channel(READ_AHEAD);
     let mut log = store.subscribe(from);
     let reading = tokio::spawn(async move {
@@ -144,7 +153,7 @@ fn read_ahead(
             }
         }
     });
-    (receiver, reading)
+    (receiver, AbortOnDrop(reading))
 }
 
 fn apply_batch(
