@@ -277,12 +277,10 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     }
     // Under a steady stream of writes the read models trail the log by the events of the batch
     // being applied; that is a node at work, not one catching up.
-    let projected = if projected < head {
+    if projected < head {
         let _ = tokio::time::timeout(READY_GRACE, state.projections.wait_for(head)).await;
-        state.projections.position()
-    } else {
-        projected
-    };
+    }
+    let projected = state.projections.position();
     let ready = projected >= head;
     let body = serde_json::json!({
         "status": if ready { "ready" } else { "catching up" },

@@ -10,6 +10,7 @@ use credledger_domain::token::TokenDigest;
 use credledger_store::{EventStore, RecordedEvent, StoreError, WalCheckpointer};
 use futures::StreamExt;
 use rusqlite::{Connection, params};
+use tokio_util::task::AbortOnDropHandle;
 
 use crate::credential::Credential;
 use crate::projector::{self, Effects, Projector};
@@ -126,23 +127,14 @@ pub(crate) async fn run(
     applied
 }
 
-/// Aborts the task when dropped: the runner's read-ahead ends with the runner, however it ends
-/// (returned, failed, or its own task aborted).
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 /// The log from `from`, read by a task of its own up to [`READ_AHEAD`] events ahead of the
 /// runner: the next events are read and decoded while a batch is applied, and a batch takes every
-/// event already read, up to [`BATCH`]. The task is aborted when the returned guard is dropped.
+/// event already read, up to [`BATCH`]. The task is aborted when the returned handle is dropped,
+/// however the runner ends (returned, failed, or its own task aborted).
 fn read_ahead(
     store: &Arc<dyn EventStore>,
     from: u64,
-) -> (tokio::sync::mpsc::Receiver<Result<RecordedEvent, StoreError>>, AbortOnDrop) {
+) -> (tokio::sync::mpsc::Receiver<Result<RecordedEvent, StoreError>>, AbortOnDropHandle<()>) {
     let (sender, receiver) = tokio::sync::mpsc::channel(READ_AHEAD);
     let mut log = store.subscribe(from);
     let reading = tokio::spawn(async move {
@@ -153,7 +145,7 @@ fn read_ahead(
             }
         }
     });
-    (receiver, AbortOnDrop(reading))
+    (receiver, AbortOnDropHandle::new(reading))
 }
 
 fn apply_batch(
